@@ -1,0 +1,5 @@
+"""Allow `python -m sitewire`."""
+
+from sitewire.cli.main import main
+
+main()

@@ -1,0 +1,170 @@
+"""The command line: the only place that prints, and where errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from sitewire import __version__
+from sitewire.cli.show import plan_json, plan_text
+from sitewire.cli.starter import STARTER_SPEC
+from sitewire.errors import ExitCode, InputError, SitewireError
+from sitewire.fileio import write_atomic
+from sitewire.pipeline import make_plan, open_workspace, render_all, save_state, write_tree
+from sitewire.render.client import client_config, qr_terminal
+from sitewire.spec.model import Spec
+
+_SPEC = click.argument(
+    "spec", type=click.Path(path_type=Path, dir_okay=False), default="network.toml"
+)
+_LOCK = click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="network.lock to use (default: beside the spec, same name, .lock).",
+)
+_KEYS = click.option(
+    "--local-keys",
+    "keys_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Keep private and preshared keys in this 0600 file (created if missing) "
+    "and render complete configs offline.",
+)
+
+
+def _warn(text: str) -> None:
+    click.echo(f"sitewire: warning: {text}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sitewire")
+def cli() -> None:
+    """Join the LANs of OpenWrt routers and Linux hosts with plain WireGuard."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="network.toml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> int:
+    """Write a commented starting network.toml."""
+    if path.exists() and not force:
+        raise InputError("already exists", where=str(path), fix="pick another path or use --force")
+    write_atomic(path, STARTER_SPEC)
+    click.echo(f"wrote {path}; edit it, then run: sitewire plan {path}")
+    return ExitCode.OK
+
+
+@cli.command()
+@_SPEC
+@_LOCK
+def validate(spec: Path, lock_path: Path | None) -> int:
+    """Check the spec and prove the plan sound, writing nothing."""
+    ws = open_workspace(spec, lock_path)
+    plan = make_plan(ws)
+    peers = sum(len(site.peers) for site in plan.sites())
+    click.echo(
+        f"{spec}: ok: {len(plan.site_names)} sites, {len(plan.client_names)} clients, "
+        f"{peers} peer entries, AllowedIPs disjoint on every interface"
+    )
+    return ExitCode.OK
+
+
+@cli.command()
+@_SPEC
+@_LOCK
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(spec: Path, lock_path: Path | None, as_json: bool) -> int:
+    """Show what every site will get: links, AllowedIPs, endpoints, firewall, Tailscale."""
+    ws = open_workspace(spec, lock_path)
+    the_plan = make_plan(ws)
+    if as_json:
+        click.echo(json.dumps(plan_json(the_plan), indent=2))
+    else:
+        click.echo(plan_text(the_plan), nl=False)
+    if save_state(ws, the_plan):
+        _warn(f"{ws.lock_path} updated (commit it with the spec)")
+    return ExitCode.OK
+
+
+@cli.command()
+@_SPEC
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to write DIR/<site>/ and DIR/clients/ into (replaced whole).",
+)
+@_LOCK
+@_KEYS
+def render(spec: Path, out: Path, lock_path: Path | None, keys_path: Path | None) -> int:
+    """Write every site's exact configuration (what apply pushes) and client configs + QR codes."""
+    ws = open_workspace(spec, lock_path, keys_path)
+    for warning in ws.warnings:
+        _warn(warning)
+    the_plan = make_plan(ws)
+    written = write_tree(out, render_all(the_plan, ws.secrets))
+    save_state(ws, the_plan)
+    for path in written:
+        click.echo(f"wrote {path}")
+    return ExitCode.OK
+
+
+@cli.command()
+@_SPEC
+@click.argument("client")
+@_LOCK
+@_KEYS
+def qr(spec: Path, client: str, lock_path: Path | None, keys_path: Path | None) -> int:
+    """Show a client's config as a QR code in the terminal, to scan with the WireGuard app."""
+    if keys_path is None:
+        raise InputError(
+            "a QR code needs the client's private key",
+            where="qr",
+            fix="pass --local-keys FILE (the same file render used)",
+        )
+    ws = open_workspace(spec, lock_path, keys_path)
+    if client not in ws.spec.clients:
+        raise InputError(
+            f"{client!r} is not a client", where=str(spec), fix=f"use one of {list(ws.spec.clients)}"
+        )
+    the_plan = make_plan(ws)
+    config, _ = client_config(the_plan, the_plan.client(client), ws.secrets)
+    save_state(ws, the_plan)
+    click.echo(qr_terminal(config), nl=False)
+    return ExitCode.OK
+
+
+@cli.command()
+def schema() -> int:
+    """Print the JSON Schema of network.toml (for editor completion)."""
+    click.echo(json.dumps(Spec.json_schema(), indent=2))
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code; errors become one line on stderr."""
+    try:
+        result = cli.main(args=argv, prog_name="sitewire", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except click.exceptions.Abort:
+        click.echo("sitewire: aborted", err=True)
+        return ExitCode.FAILURE
+    except SitewireError as exc:
+        click.echo(f"sitewire: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("sitewire: interrupted", err=True)
+        return 130
+    return int(result) if isinstance(result, int) else ExitCode.OK

@@ -1,0 +1,272 @@
+"""Who peers with whom, who dials, which relay carries a pair, and what each peer's AllowedIPs are."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sitewire.errors import PlanError
+from sitewire.plan.model import (
+    LAN_ZONE,
+    WAN_ZONE,
+    ZONE,
+    ClientPlan,
+    Dial,
+    FirewallPlan,
+    IPInterface,
+    Link,
+    PeerPlan,
+    SitePlan,
+    TailscalePlan,
+)
+from sitewire.plan.validate import find_overlap
+from sitewire.spec.model import Spec, Tunnel
+from sitewire.spec.types import Endpoint, IPAddress, IPNetwork
+
+_ANY4 = ipaddress.ip_network("0.0.0.0/0")
+_ANY6 = ipaddress.ip_network("::/0")
+_OVERHEAD = {4: 60, 6: 80}  # outer IP + UDP 8 + WireGuard 32 (reference §7)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    addresses: tuple[IPAddress, ...]
+    public_key: str | None
+
+
+class Topology:
+    """The network's shape, computed once; per-site plans are built from it on demand.
+
+    Building a site's plan costs O(its peers), so a 1000-site mesh is planned and rendered one
+    site at a time without ever holding every site's peers in memory.
+    """
+
+    def __init__(self, spec: Spec, nodes: dict[str, Node], source: str) -> None:
+        self.spec = spec
+        self.source = source
+        self.nodes = nodes
+        self.order = {name: i for i, name in enumerate(spec.sites)}
+        self.listeners = [n for n, s in spec.sites.items() if s.endpoint is not None]
+        self.dialers = [n for n, s in spec.sites.items() if s.endpoint is None]
+        self.relays = [n for n in self.listeners if spec.sites[n].can_relay]
+        self.clients_of: dict[str, list[str]] = {name: [] for name in spec.sites}
+        for cname, client in spec.clients.items():
+            self.clients_of[client.via].append(cname)
+        self.endpoints = {
+            n: Endpoint(e.host, e.port or spec.site_port(n))
+            for n, s in spec.sites.items()
+            if (e := s.endpoint) is not None
+        }
+        # Per-peer host prefixes, not the overlay /24 the hand-made setup puts on its only peer:
+        # WireGuard hands a prefix to the last peer that claims it, so with a third site two
+        # peers would both claim the /24 and one of them would silently lose it.
+        self.own = {name: self._own_prefixes(name) for name in nodes}
+        self.carried = {
+            name: self.own[name] + tuple(p for c in self.clients_of[name] for p in self.own[c])
+            for name in spec.sites
+        }
+        self._dials = {n: Dial(e, spec.network.keepalive) for n, e in self.endpoints.items()}
+        self._check_paths()
+
+    def _own_prefixes(self, name: str) -> tuple[IPNetwork, ...]:
+        hosts = tuple(ipaddress.ip_network(a) for a in self.nodes[name].addresses)
+        site = self.spec.sites.get(name)
+        return hosts + (site.lan if site else ())
+
+    def _check_paths(self) -> None:
+        if len(self.dialers) > 1 and not self.relays:
+            first, second = self.dialers[0], self.dialers[1]
+            reason = "no site has an endpoint" if not self.listeners else "no site may relay"
+            raise PlanError(
+                f"no path to sites.{first}: neither has an endpoint and {reason}",
+                where=f"{self.source}: sites.{second}",
+                fix="give one of them an endpoint, or a site with an endpoint can_relay = true",
+            )
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def linked(self, a: str, b: str) -> bool:
+        return a in self.endpoints or b in self.endpoints
+
+    def relay_for(self, a: str, b: str) -> str:
+        """The relay between two sites that cannot dial each other.
+
+        The first of the two (in file order) that names a relay decides; otherwise the first
+        site in the file that has an endpoint and may relay. Both directions use the same one.
+        """
+        first, second = sorted((a, b), key=self.order.__getitem__)
+        for name in (first, second):
+            preferred = self.spec.sites[name].relay
+            if preferred is not None:
+                return preferred
+        return self.relays[0]
+
+    def path(self, a: str, b: str) -> tuple[str, ...]:
+        if a == b:
+            return (a,)
+        if self.linked(a, b):
+            return (a, b)
+        return (a, self.relay_for(a, b), b)
+
+    def links(self) -> Iterator[Link]:
+        names = list(self.spec.sites)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if self.linked(a, b):
+                    dialers = tuple(n for n, m in ((a, b), (b, a)) if m in self.endpoints)
+                    yield Link(a, b, dialers)
+        for cname, client in self.spec.clients.items():
+            yield Link(client.via, cname, (cname,))
+
+    # -- per-site plans -----------------------------------------------------------------------
+
+    def site_plan(self, name: str) -> SitePlan:
+        site = self.spec.sites[name]
+        peers = self._site_peers(name)
+        self._prove_disjoint(name, peers)
+        mtu, reason = self._mtu(name, peers)
+        endpoint = self.endpoints.get(name)
+        port = self.spec.site_port(name)
+        return SitePlan(
+            name=name,
+            platform=site.platform,
+            interface=site.interface,
+            listen_port=port,
+            endpoint=endpoint,
+            addresses=self._interface_addresses(name),
+            lan=site.lan,
+            public_key=self.nodes[name].public_key,
+            mtu=mtu,
+            mtu_reason=reason,
+            peers=peers,
+            firewall=FirewallPlan(
+                zone=ZONE,
+                interface=site.interface,
+                open_port=port if endpoint else None,
+                forwardings=((LAN_ZONE, ZONE), (ZONE, LAN_ZONE), (ZONE, WAN_ZONE)),
+                masquerade_clients=tuple(
+                    p
+                    for c in self.clients_of[name]
+                    if self.spec.clients[c].tunnel is Tunnel.FULL
+                    for p in self.own[c]
+                ),
+            ),
+            tailscale=self._tailscale(name, peers),
+            watchdog=any(p.dial and p.dial.endpoint.kind == "name" for p in peers),
+            luci=site.luci,
+            ssh=site.ssh,
+        )
+
+    def _site_peers(self, name: str) -> tuple[PeerPlan, ...]:
+        psk = self.spec.network.preshared_keys
+        through: dict[str, list[str]] = {}
+        for other in self.spec.sites:
+            if other == name:
+                continue
+            hop = other if self.linked(name, other) else self.relay_for(name, other)
+            through.setdefault(hop, [])
+            if hop != other:
+                through[hop].append(other)
+        peers = []
+        for hop, relayed in through.items():
+            allowed = self.carried[hop] + tuple(p for r in relayed for p in self.carried[r])
+            riders = tuple(self.clients_of[hop]) + tuple(relayed)
+            peers.append(
+                PeerPlan(hop, "site", self.nodes[hop].public_key, allowed, self._dials.get(hop),
+                         riders, psk)
+            )
+        for cname in self.clients_of[name]:
+            key = self.nodes[cname].public_key
+            peers.append(PeerPlan(cname, "client", key, self.own[cname], None, (), psk))
+        return tuple(peers)
+
+    def _prove_disjoint(self, name: str, peers: tuple[PeerPlan, ...]) -> None:
+        # Validation made every LAN and overlay address unique, so this cannot fire unless the
+        # planner itself is wrong; WireGuard would hide such a bug, so refuse loudly instead.
+        site = self.spec.sites[name]
+        claims = [(net, f"{name}'s own {net}") for net in self.own[name]]
+        claims += [(net, f"peer {p.name}") for p in peers for net in p.allowed_ips]
+        clash = find_overlap(claims)
+        if clash is not None:
+            (net_a, who_a), (net_b, who_b) = clash
+            raise PlanError(
+                f"AllowedIPs overlap on {site.interface}: {who_a} has {net_a}, {who_b} has {net_b}",
+                where=f"{self.source}: sites.{name}",
+                fix="this is a sitewire bug; please report it with your network.toml",
+            )
+
+    def _interface_addresses(self, name: str) -> tuple[IPInterface, ...]:
+        out: list[IPInterface] = []
+        for address in self.nodes[name].addresses:
+            overlay = self.spec.network.overlay if address.version == 4 else self.spec.network.overlay6
+            assert overlay is not None
+            out.append(ipaddress.ip_interface(f"{address}/{overlay.prefixlen}"))
+        return tuple(out)
+
+    def _wan_mtu(self, name: str) -> int:
+        site = self.spec.sites[name]
+        return site.wan_mtu or (1492 if site.pppoe else 1500)
+
+    def _mtu(self, name: str, peers: tuple[PeerPlan, ...]) -> tuple[int, str]:
+        site = self.spec.sites[name]
+        if site.mtu is not None:
+            return site.mtu, "set in the spec"
+        wan, limiter = self._wan_mtu(name), name
+        families = set()
+        for peer in peers:
+            if peer.kind != "site":
+                continue
+            peer_wan = self._wan_mtu(peer.name)
+            if peer_wan < wan:
+                wan, limiter = peer_wan, peer.name
+            for end in (name, peer.name):
+                if end in self.endpoints and self.linked(name, peer.name):
+                    families.add(self.endpoints[end].kind)
+        # `wg` resolves names with AF_UNSPEC, so only IPv4 literals guarantee an IPv4 outer header.
+        outer = 4 if families == {"ipv4"} else 6
+        mtu = wan - _OVERHEAD[outer]
+        where = "" if limiter == name else f" of {limiter}"
+        reason = f"WAN {wan}{where} - {_OVERHEAD[outer]} (IPv{outer} outer)"
+        # A peer that forces its MTU pulls this end down with it: both ends must agree.
+        forced = [(m, p.name) for p in peers if p.kind == "site"
+                  if (m := self.spec.sites[p.name].mtu) is not None and m < mtu]
+        if forced:
+            mtu, peer = min(forced)
+            reason = f"set on {peer}, matched here"
+        return mtu, reason
+
+    def _tailscale(self, name: str, peers: tuple[PeerPlan, ...]) -> TailscalePlan | None:
+        ts = self.spec.sites[name].tailscale
+        if ts is None:
+            return None
+        pins = tuple(p for peer in peers for p in peer.allowed_ips) if ts.accept_routes else ()
+        return TailscalePlan(
+            ts.accept_routes, ts.advertise_routes, ts.exit_node, pins, ts.pin_priority
+        )
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def client_plan(self, name: str) -> ClientPlan:
+        client = self.spec.clients[name]
+        if client.tunnel is Tunnel.FULL:
+            allowed: tuple[IPNetwork, ...] = (_ANY4, _ANY6)
+        else:
+            nets = [self.spec.network.overlay, self.spec.network.overlay6]
+            allowed = tuple(n for n in nets if n is not None)
+            allowed += tuple(p for site in self.spec.sites.values() for p in site.lan)
+        return ClientPlan(
+            name=name,
+            via=client.via,
+            tunnel=client.tunnel,
+            addresses=tuple(ipaddress.ip_interface(a) for a in self.nodes[name].addresses),
+            public_key=self.nodes[name].public_key,
+            server_public_key=self.nodes[client.via].public_key,
+            allowed_ips=allowed,
+            endpoint=self.endpoints[client.via],
+            keepalive=self.spec.network.keepalive,
+            dns=client.dns,
+            mtu=client.mtu,
+            preshared=self.spec.network.preshared_keys,
+        )

@@ -1,0 +1,152 @@
+"""Linux routers: a wg-quick config, an nftables table of sitewire's own, and a sysctl drop-in.
+
+wg-quick rather than systemd-networkd: it runs on any distribution that ships wireguard-tools
+(Debian, Alpine, Arch, with or without systemd), `wg syncconf <(wg-quick strip)` applies peer
+changes without dropping sessions, Table=auto gives exactly OpenWrt's route_allowed_ips, and
+WG_QUICK_USERSPACE_IMPLEMENTATION lets the same file run on wireguard-go where there is no
+kernel module.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from sitewire.plan import Plan
+from sitewire.plan.model import PeerPlan, SitePlan
+from sitewire.render.model import Rendered, RenderedFile, Secrets, require_key
+
+CONF_DIR = "/etc/wireguard"
+NFT_DIR = "/etc/sitewire"
+
+
+def nft_table(site: SitePlan) -> str:
+    return f"sitewire_{site.interface}"
+
+
+def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
+    conf, has_secret = _wg_quick(plan, site, secrets)
+    iface = site.interface
+    sysctl = f"60-sitewire-{iface}.conf"
+    files = (
+        RenderedFile(f"{iface}.conf", conf, secret=has_secret, device_path=f"{CONF_DIR}/{iface}.conf"),
+        RenderedFile(f"{iface}.nft", _nftables(plan, site), device_path=f"{NFT_DIR}/{iface}.nft"),
+        RenderedFile(sysctl, _sysctl(site), device_path=f"/etc/sysctl.d/{sysctl}"),
+        RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
+    )
+    commands = [f"sysctl -q -p /etc/sysctl.d/{sysctl}", f"systemctl enable wg-quick@{iface}"]
+    if site.tailscale is not None:
+        commands.append(shlex.join(site.tailscale.command()))
+    return Rendered(site.name, files, tuple(commands))
+
+
+def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
+    private = secrets.private_key(site.name)
+    iface = site.interface
+    head = [
+        f"# sitewire: network '{plan.name}', site {site.name} (linux). Generated.",
+        f"# Start: wg-quick up {iface}. Peer changes without dropping sessions:",
+        f"#   wg syncconf {iface} <(wg-quick strip {iface})",
+        f"# MTU {site.mtu}: {site.mtu_reason}",
+        "[Interface]",
+        f"Address = {', '.join(str(a) for a in site.addresses)}",
+        f"ListenPort = {site.listen_port}",
+        f"MTU = {site.mtu}",
+    ]
+    post_up: list[str] = []
+    if private is None:
+        # Born on the host at apply time; it never leaves it.
+        post_up.append(f"wg set %i private-key {CONF_DIR}/{iface}.key")
+    else:
+        head.append(f"PrivateKey = {private}")
+    post_up.append(f"nft -f {NFT_DIR}/{iface}.nft")
+    post_down = [f"nft delete table inet {nft_table(site)}"]
+    if site.tailscale is not None:
+        for prefix in site.tailscale.pins:
+            rule = f"ip -{prefix.version} rule %s to {prefix} lookup main priority {site.tailscale.pin_priority}"
+            post_up.append(rule % "add")
+            post_down.append(rule % "del")
+    blocks = []
+    has_secret = private is not None
+    for peer in site.peers:
+        block, peer_secret, psk_file = _peer(site, peer, secrets)
+        blocks.append(block)
+        has_secret = has_secret or peer_secret
+        if psk_file:
+            post_up.append(f"wg set %i peer {peer.public_key} preshared-key {psk_file}")
+    head += [f"PostUp = {c}" for c in post_up] + [f"PostDown = {c}" for c in post_down]
+    return "\n".join(head) + "\n" + "".join(blocks), has_secret
+
+
+def _peer(site: SitePlan, peer: PeerPlan, secrets: Secrets) -> tuple[str, bool, str | None]:
+    key = require_key(
+        peer.public_key,
+        f"the public key of {peer.name}",
+        f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
+        "run 'sitewire apply' to create keys on the devices, or render with --local-keys FILE",
+    )
+    via = f"; also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
+    lines = [
+        "",
+        f"# {peer.name} ({peer.kind}{'; we dial it' if peer.dial else ''}{via})",
+        "[Peer]",
+        f"PublicKey = {key}",
+    ]
+    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
+    psk_file = None
+    if psk is not None:
+        lines.append(f"PresharedKey = {psk}")
+    elif peer.preshared:
+        psk_file = f"{CONF_DIR}/{site.interface}-{peer.name}.psk"
+    lines.append(f"AllowedIPs = {', '.join(str(p) for p in peer.allowed_ips)}")
+    if peer.dial:
+        lines.append(f"Endpoint = {peer.dial.endpoint}")
+        lines.append(f"PersistentKeepalive = {peer.dial.keepalive}")
+    return "\n".join(lines) + "\n", psk is not None, psk_file
+
+
+def _nftables(plan: Plan, site: SitePlan) -> str:
+    iface = site.interface
+    table = nft_table(site)
+    # A table of its own, replaced whole on every load. Its accepts cannot override a drop in
+    # another table (every table sees every packet); a host firewall with drop policies must
+    # admit the listen port and wg traffic itself — `sitewire doctor` checks for that.
+    out = [
+        f"# sitewire: network '{plan.name}', site {site.name}. Loaded by wg-quick PostUp.",
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"table inet {table} {{",
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter - 5; policy accept;",
+    ]
+    if site.firewall.open_port is not None:
+        out.append(f'\t\tudp dport {site.firewall.open_port} counter accept comment "WireGuard"')
+    out += [
+        f'\t\tiifname "{iface}" counter accept',
+        "\t}",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter - 5; policy accept;",
+        f'\t\tiifname "{iface}" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu',
+        f'\t\toifname "{iface}" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu',
+        f'\t\tiifname "{iface}" counter accept',
+        f'\t\toifname "{iface}" counter accept',
+        "\t}",
+    ]
+    masq = site.firewall.masquerade_clients
+    if masq:
+        out += [
+            "\tchain postrouting {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+        ]
+        for prefix in masq:
+            family = "ip" if prefix.version == 4 else "ip6"
+            out.append(f'\t\toifname != "{iface}" {family} saddr {prefix} masquerade')
+        out.append("\t}")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _sysctl(site: SitePlan) -> str:
+    lines = [f"# sitewire: {site.name} forwards between its LAN and {site.interface}", "net.ipv4.ip_forward = 1"]
+    if any(p.version == 6 for p in site.lan + site.routes) or any(a.version == 6 for a in site.addresses):
+        lines.append("net.ipv6.conf.all.forwarding = 1")
+    return "\n".join(lines) + "\n"

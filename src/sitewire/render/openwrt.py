@@ -1,0 +1,259 @@
+"""OpenWrt: the `network` and `firewall` sections as an idempotent `uci batch`, packages, commands."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+
+from sitewire.plan import Plan
+from sitewire.plan.model import WATCHDOG_CRON, PeerPlan, SitePlan
+from sitewire.render.model import Rendered, RenderedFile, Secrets, require_key
+from sitewire.render.uci import Package, quote
+from sitewire.spec.secrets import pair_id
+
+OWNED_PREFIX = "sw_"  # every section sitewire owns, except the interface (its name is the netdev)
+
+# Every option wireguard.sh reads (reference §1.1/§1.2). Each render sets or clears all of them,
+# so a re-render converges on the plan whatever an earlier one or a person left behind.
+INTERFACE_OPTIONS = (
+    "proto", "private_key", "listen_port", "addresses", "mtu", "fwmark", "ip6prefix",
+    "nohostroute", "tunlink",
+)  # fmt: skip
+PEER_OPTIONS = (
+    "description", "public_key", "preshared_key", "allowed_ips", "route_allowed_ips",
+    "endpoint_host", "endpoint_port", "persistent_keepalive", "disabled",
+)  # fmt: skip
+LIST_OPTIONS = frozenset({"addresses", "ip6prefix", "allowed_ips", "network"})
+SECRET_OPTIONS = frozenset({"private_key", "preshared_key"})
+
+Options = Mapping[str, str | tuple[str, ...] | None]
+
+
+def peer_section(peer: str) -> str:
+    return f"{OWNED_PREFIX}peer_{peer}"
+
+
+def render_openwrt(
+    plan: Plan, site: SitePlan, secrets: Secrets, current: Mapping[str, Package] | None = None
+) -> Rendered:
+    """Render one OpenWrt site. `current` (the device's packages) lets stale sections be removed."""
+    batch = _Batch()
+    batch.comment(f"sitewire: network '{plan.name}', site {site.name} (openwrt). Generated.")
+    batch.comment("Run: uci batch < uci-batch   (commits network and firewall at the end)")
+    _network(batch, site, secrets)
+    _firewall(batch, site)
+    _drop_stale(batch, site, current or {})
+    batch.line("commit network")
+    batch.line("commit firewall")
+    files = [
+        RenderedFile("uci-batch", batch.text(), secret=batch.has_secret),
+        RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
+    ]
+    commands = openwrt_commands(site)
+    if commands:
+        script = "#!/bin/sh\n# Run on the router after the uci batch is committed.\nset -e\n"
+        files.append(RenderedFile("commands.sh", script + "".join(f"{c}\n" for c in commands)))
+    return Rendered(site.name, tuple(files), commands)
+
+
+def openwrt_commands(site: SitePlan) -> tuple[str, ...]:
+    out = []
+    if site.tailscale is not None:
+        out.append(shlex.join(site.tailscale.command()))
+    if site.watchdog:
+        # OpenWrt's cron init script refuses to start while /etc/crontabs is empty (reference §4).
+        line = shlex.quote(WATCHDOG_CRON)
+        out.append(
+            f"grep -qxF {line} /etc/crontabs/root 2>/dev/null || echo {line} >> /etc/crontabs/root"
+        )
+        out.append("/etc/init.d/cron enable")
+        out.append("/etc/init.d/cron restart")
+    return tuple(out)
+
+
+def _network(batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
+    private = secrets.private_key(site.name)
+    batch.comment(f"interface {site.interface}: {site.role}, MTU {site.mtu} ({site.mtu_reason})")
+    if private is None:
+        batch.comment("private_key: generated on the router at apply; left as it is here")
+    batch.merge(
+        "network",
+        site.interface,
+        "interface",
+        INTERFACE_OPTIONS,
+        {
+            "proto": "wireguard",
+            "private_key": private,
+            "listen_port": str(site.listen_port),
+            "addresses": tuple(str(a) for a in site.addresses),
+            "mtu": str(site.mtu),
+        },
+        keep_secrets=private is None,
+    )
+    for peer in site.peers:
+        _peer(batch, site, peer, secrets)
+    if site.tailscale is not None:
+        for prefix in site.tailscale.pins:
+            batch.comment(f"keep {prefix} in the main table, ahead of Tailscale's table 52")
+            batch.replace(
+                "network",
+                _pin_section(str(prefix)),
+                "rule6" if prefix.version == 6 else "rule",
+                {
+                    "dest": str(prefix),
+                    "lookup": "main",
+                    "priority": str(site.tailscale.pin_priority),
+                },
+            )
+
+
+def _peer(batch: _Batch, site: SitePlan, peer: PeerPlan, secrets: Secrets) -> None:
+    key = require_key(
+        peer.public_key,
+        f"the public key of {peer.name}",
+        f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
+        "run 'sitewire apply' to create keys on the routers, or render with --local-keys FILE",
+    )
+    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
+    via = f", also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
+    dial = peer.dial
+    batch.comment(f"peer {peer.name} ({peer.kind}{'; we dial it' if dial else ''}{via})")
+    batch.merge(
+        "network",
+        peer_section(peer.name),
+        f"wireguard_{site.interface}",
+        PEER_OPTIONS,
+        {
+            "description": f"sitewire: {peer.kind} {peer.name}",
+            "public_key": key,
+            "preshared_key": psk,
+            "allowed_ips": tuple(str(p) for p in peer.allowed_ips),
+            "route_allowed_ips": "1",
+            "endpoint_host": dial.endpoint.host if dial else None,
+            "endpoint_port": str(dial.endpoint.port) if dial else None,
+            "persistent_keepalive": str(dial.keepalive) if dial else None,
+        },
+        keep_secrets=peer.preshared and psk is None,
+    )
+
+
+def _firewall(batch: _Batch, site: SitePlan) -> None:
+    fw = site.firewall
+    batch.comment(f"firewall zone '{fw.zone}' for {fw.interface}; masquerading stays off")
+    batch.replace(
+        "firewall",
+        f"{OWNED_PREFIX}zone",
+        "zone",
+        {
+            "name": fw.zone,
+            "network": (fw.interface,),
+            "input": "ACCEPT",
+            "output": "ACCEPT",
+            "forward": "ACCEPT",
+            "masq": "0",
+            "mtu_fix": "1",
+        },
+    )
+    for src, dest in fw.forwardings:
+        batch.replace(
+            "firewall", f"{OWNED_PREFIX}fwd_{src}_{dest}", "forwarding", {"src": src, "dest": dest}
+        )
+    rule = f"{OWNED_PREFIX}allow_{fw.interface}"
+    if fw.open_port is None:
+        batch.comment("nobody dials this site: no WAN rule")
+        batch.line(f"set firewall.{rule}=''")
+        return
+    batch.replace(
+        "firewall",
+        rule,
+        "rule",
+        {
+            "name": f"Allow-sitewire-{fw.interface}",
+            "src": "wan",
+            "proto": "udp",
+            "dest_port": str(fw.open_port),
+            "target": "ACCEPT",
+        },
+    )
+
+
+def _drop_stale(batch: _Batch, site: SitePlan, current: Mapping[str, Package]) -> None:
+    for package in ("network", "firewall"):
+        existing = current.get(package)
+        if existing is None:
+            continue
+        for section in existing.sections:
+            name = section.name
+            if name and name.startswith(OWNED_PREFIX) and name not in batch.touched[package]:
+                batch.comment(f"no longer planned: {package}.{name}")
+                batch.line(f"set {package}.{name}=''")
+
+
+def _pin_section(prefix: str) -> str:
+    return OWNED_PREFIX + "pin_" + "".join(c if c.isalnum() else "_" for c in prefix)
+
+
+class _Batch:
+    """Accumulates uci batch lines; knows which sections it wrote and whether a secret is in it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.touched: dict[str, set[str]] = {"network": set(), "firewall": set()}
+        self.has_secret = False
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def comment(self, text: str) -> None:
+        self.lines.append(f"# {text}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def replace(self, package: str, section: str, kind: str, options: Options) -> None:
+        """Delete the section if present, then write it whole: exactly these options remain."""
+        self.line(f"set {package}.{section}=''")
+        self._write(package, section, kind, options.keys(), options, fresh=True)
+
+    def merge(
+        self,
+        package: str,
+        section: str,
+        kind: str,
+        known: Iterable[str],
+        options: Options,
+        keep_secrets: bool,
+    ) -> None:
+        """Set or clear every known option, so secrets born on the device can be left alone."""
+        names = [o for o in known if not (keep_secrets and o in SECRET_OPTIONS)]
+        self._write(package, section, kind, names, options, fresh=False)
+
+    def _write(
+        self,
+        package: str,
+        section: str,
+        kind: str,
+        names: Iterable[str],
+        options: Options,
+        fresh: bool,
+    ) -> None:
+        self.touched[package].add(section)
+        self.line(f"set {package}.{section}={kind}")
+        for name in names:
+            value = options.get(name)
+            path = f"{package}.{section}.{name}"
+            if name in SECRET_OPTIONS and value is not None:
+                self.has_secret = True
+            if fresh and value is None:
+                continue
+            if name in LIST_OPTIONS:
+                if not fresh:
+                    # Clearing first makes add_list converge instead of growing on every run.
+                    self.line(f"set {path}=''")
+                for item in value or ():
+                    self.line(f"add_list {path}={quote(item)}")
+            elif value is None:
+                self.line(f"set {path}=''")
+            else:
+                assert isinstance(value, str)
+                self.line(f"set {path}={quote(value)}")
