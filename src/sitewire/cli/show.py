@@ -66,7 +66,7 @@ def _peer_summary(peer: PeerPlan) -> str:
     else:
         parts.append("it dials us")
     if peer.reached_through:
-        parts.append(f"relays {_join(peer.reached_through)}")
+        parts.append(f"also carries {_join(peer.reached_through)}")
     if peer.kind == "client":
         parts.append("client")
     return "; ".join(parts)

@@ -115,6 +115,7 @@ class ClientPlan:
     tunnel: Tunnel
     addresses: tuple[IPInterface, ...]
     public_key: str | None
+    device_made_key: bool  # the device generated its own key; sitewire never has the private half
     server_public_key: str | None
     allowed_ips: tuple[IPNetwork, ...]
     endpoint: Endpoint

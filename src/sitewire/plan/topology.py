@@ -262,6 +262,7 @@ class Topology:
             tunnel=client.tunnel,
             addresses=tuple(ipaddress.ip_interface(a) for a in self.nodes[name].addresses),
             public_key=self.nodes[name].public_key,
+            device_made_key=client.public_key is not None,
             server_public_key=self.nodes[client.via].public_key,
             allowed_ips=allowed,
             endpoint=self.endpoints[client.via],

@@ -16,7 +16,7 @@ _QR_SCALE = 6
 def client_config(plan: Plan, client: ClientPlan, secrets: Secrets) -> tuple[str, bool]:
     """The config text and whether it holds the private key (a device-made key never does)."""
     private = secrets.private_key(client.name)
-    if private is None and client.public_key is None:
+    if private is None and not client.device_made_key:
         require_key(
             None,
             f"the private key of {client.name}",

@@ -90,6 +90,12 @@ def _network(batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
         },
         keep_secrets=private is None,
     )
+    if site.peers:
+        batch.comment(
+            "allowed_ips hold one /32 (/128) per overlay address, not the overlay prefix: "
+            "WireGuard gives a prefix to the last peer claiming it, so a third site would "
+            "silently take it from the second"
+        )
     for peer in site.peers:
         _peer(batch, site, peer, secrets)
     if site.tailscale is not None:

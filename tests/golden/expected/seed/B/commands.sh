@@ -1,0 +1,7 @@
+#!/bin/sh
+# Run on the router after the uci batch is committed.
+set -e
+tailscale set --accept-routes=false --advertise-routes=192.168.7.0/24 --advertise-exit-node=false
+grep -qxF '* * * * * /usr/bin/wireguard_watchdog' /etc/crontabs/root 2>/dev/null || echo '* * * * * /usr/bin/wireguard_watchdog' >> /etc/crontabs/root
+/etc/init.d/cron enable
+/etc/init.d/cron restart
