@@ -5,6 +5,11 @@ is the child's own maximum resident set (wait4's ru_maxrss). Full meshes give ev
 endpoint (wg-meshconf's only shape); hub-and-spoke gives only the hub one, so every spoke-to-spoke
 path is relayed. Preshared keys are off in the side-by-side rows because wg-meshconf has none.
 
+Output goes to tmpfs (/dev/shm) for both tools, so the numbers are the tools' and not the disk's;
+then the largest mesh is repeated on disk for both, because creating files is slow on some
+machines (about 230 µs each on the VM these numbers come from) and sitewire writes 4 files per
+Linux site where wg-meshconf writes 1.
+
 Usage: python benchmarks/render_scale.py [--sizes 50,200,500,1000] [--no-meshconf]
 """
 
@@ -36,6 +41,7 @@ class Run:
     seconds: float
     peak_mb: float
     output_mb: float
+    where: str = "tmpfs"
 
 
 def spec_toml(n: int, shape: str, platform_name: str, psk: bool) -> str:
@@ -81,7 +87,9 @@ def measure(argv: list[str], out: Path) -> tuple[float, float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{proc.stderr.read().decode() if proc.stderr else ''}")
+        raise SystemExit(
+            f"failed: {' '.join(argv)}\n{proc.stderr.read().decode() if proc.stderr else ''}"
+        )
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return seconds, usage.ru_maxrss / 1024, size / 1e6
 
@@ -106,23 +114,42 @@ def run_meshconf(work: Path, n: int) -> Run:
     db = case / "database.csv"
     meshconf_csv(n, db)
     out = case / "out"
-    seconds, peak, size = measure([str(BIN / "wg-meshconf"), "-d", str(db), "genconfig", "-o", str(out)], out)
+    seconds, peak, size = measure(
+        [str(BIN / "wg-meshconf"), "-d", str(db), "genconfig", "-o", str(out)], out
+    )
     shutil.rmtree(case)
     return Run("wg-meshconf", "mesh", n, seconds, peak, size)
 
 
+def _print(run: Run, mc: Run | None) -> None:
+    ratio = f"{mc.seconds / run.seconds:5.1f}x" if mc and run.shape == "mesh" else ""
+    print(
+        f"{run.tool:<26} {run.shape:<6} {run.sites:>5} {run.where:<6} {run.seconds:>8.2f} "
+        f"{run.peak_mb:>8.1f} {run.output_mb:>8.1f} {ratio:>6}",
+        flush=True,
+    )
+
+
+def _tmpfs() -> Path | None:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="50,200,500,1000")
     parser.add_argument("--no-meshconf", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{'tool':<26} {'shape':<6} {'sites':>5} {'seconds':>8} {'peak MB':>8} {'out MB':>8} {'vs mc':>6}")
+    head = f"{'tool':<26} {'shape':<6} {'sites':>5} {'where':<6} {'seconds':>8} {'peak MB':>8}"
+    print(f"{head} {'out MB':>8} {'vs mc':>6}")
     rows: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="sitewire-bench-") as tmp:
+    fast = _tmpfs()
+    with tempfile.TemporaryDirectory(prefix="sitewire-bench-", dir=fast) as tmp:
         work = Path(tmp)
+        where = "tmpfs" if fast else "disk"
         for n in sizes:
             mc = None if args.no_meshconf else run_meshconf(work, n)
             batch = [
@@ -131,9 +158,17 @@ def main() -> None:
                 run_sitewire(work, n, "hub", "openwrt", psk=True),
             ]
             for run in ([mc] if mc else []) + batch:
-                ratio = f"{mc.seconds / run.seconds:5.1f}x" if mc and run.shape == "mesh" else ""
-                print(f"{run.tool:<26} {run.shape:<6} {run.sites:>5} {run.seconds:>8.2f} "
-                      f"{run.peak_mb:>8.1f} {run.output_mb:>8.1f} {ratio:>6}", flush=True)  # fmt: skip
+                run.where = where
+                _print(run, mc)
+                rows.append(run)
+    if fast:
+        with tempfile.TemporaryDirectory(prefix="sitewire-bench-") as tmp:
+            work, n = Path(tmp), max(sizes)
+            mc = None if args.no_meshconf else run_meshconf(work, n)
+            disk = [run_sitewire(work, n, "mesh", "linux", psk=False)]
+            for run in ([mc] if mc else []) + disk:
+                run.where = "disk"
+                _print(run, mc)
                 rows.append(run)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sitewire.spec.load import parse_model
 from sitewire.errors import SpecError
+from sitewire.spec.load import parse_model
 from sitewire.spec.model import Spec
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "seed.toml"

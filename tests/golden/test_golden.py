@@ -25,7 +25,10 @@ def _outputs(name: str, tmp: Path) -> dict[str, bytes]:
     ws = open_workspace(spec, keys_path=keys)
     plan = make_plan(ws)
     assert not ws.keys_changed, "the fixed key file must already hold every key"
-    files = {"plan.txt": plan_text(plan).encode(), "plan.json": json.dumps(plan_json(plan), indent=2).encode()}
+    files = {
+        "plan.txt": plan_text(plan).encode(),
+        "plan.json": json.dumps(plan_json(plan), indent=2).encode(),
+    }
     for subdir, rendered in render_all(plan, ws.secrets):
         for f in rendered.files:
             content = f.content.encode() if isinstance(f.content, str) else f.content
@@ -43,7 +46,9 @@ def test_rendered_output_matches_golden(name: str, tmp_path: Path) -> None:
             (expected_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (expected_dir / rel).write_bytes(content)
     recorded = {
-        str(p.relative_to(expected_dir)): p.read_bytes() for p in expected_dir.rglob("*") if p.is_file()
+        str(p.relative_to(expected_dir)): p.read_bytes()
+        for p in expected_dir.rglob("*")
+        if p.is_file()
     }
     assert sorted(actual) == sorted(recorded), "a file appeared or vanished (make golden)"
     for rel, content in actual.items():

@@ -117,7 +117,9 @@ def test_explicit_address_wins_and_ipv6_overlay_allocates() -> None:
     a, b = plan.site("A"), plan.site("B")
     assert [str(x) for x in a.addresses] == ["10.5.0.10/24", "fd42:5::1/64"]
     assert [str(x) for x in b.addresses] == ["10.5.0.1/24", "fd42:5::2/64"]
-    assert a.peer("B").allowed_ips == nets("10.5.0.1/32", "fd42:5::2/128", "10.7.0.0/24", "fd42:7::/64")
+    assert a.peer("B").allowed_ips == nets(
+        "10.5.0.1/32", "fd42:5::2/128", "10.7.0.0/24", "fd42:7::/64"
+    )
     assert b.peer("A").dial is not None
     assert str(b.peer("A").dial.endpoint) == "[2001:db8::1]:51820"
 

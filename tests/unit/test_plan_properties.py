@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sitewire.errors import SpecError
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.load import parse_model
-from sitewire.errors import SpecError
 from sitewire.spec.model import Spec
 from sitewire.spec.types import IPAddress
 
@@ -34,17 +34,25 @@ def networks(draw: st.DrawFn) -> Spec:
         if draw(st.booleans()):
             block += 1
             lans.append(f"fd00:{block:x}::/64")
-        site: dict[str, Any] = {"lan": lans, "platform": draw(st.sampled_from(["openwrt", "linux"]))}
+        site: dict[str, Any] = {
+            "lan": lans,
+            "platform": draw(st.sampled_from(["openwrt", "linux"])),
+        }
         if has_endpoint[i]:
             site["endpoint"] = draw(
-                st.sampled_from([f"{name}.example.net", f"198.51.100.{i + 1}", f"2001:db8::{i + 1}"])
+                st.sampled_from(
+                    [f"{name}.example.net", f"198.51.100.{i + 1}", f"2001:db8::{i + 1}"]
+                )
             )
             site["can_relay"] = True
         elif relays and draw(st.booleans()):
             site["relay"] = draw(st.sampled_from(relays))
         sites[name] = site
     clients = {
-        f"c{j}": {"via": draw(st.sampled_from(relays)), "tunnel": draw(st.sampled_from(["split", "full"]))}
+        f"c{j}": {
+            "via": draw(st.sampled_from(relays)),
+            "tunnel": draw(st.sampled_from(["split", "full"])),
+        }
         for j in range(draw(st.integers(0, 3) if relays else st.just(0)))
     }
     network: dict[str, Any] = {"name": "prop", "overlay": "192.168.5.0/24"}

@@ -42,7 +42,7 @@ CASES = [
         "pick an overlay subnet that no LAN uses",
     ),
     (
-        {"network_extra": 'port = 41641'},
+        {"network_extra": "port = 41641"},
         "network.port: 41641 is Tailscale's port",
         "pick another WireGuard port",
     ),
@@ -152,22 +152,35 @@ def test_refusal_names_place_value_and_fix(
 
 
 def test_lan_with_host_bits_suggests_the_network() -> None:
-    with pytest.raises(InputError, match=r"'192\.168\.3\.1/24' has host bits set \(did you mean '192\.168\.3\.0/24'\?\)"):
-        spec_from(BASE.format(network_extra="", a_extra="", b_extra="").replace(
-            '"192.168.3.0/24"', '"192.168.3.1/24"'))
+    with pytest.raises(
+        InputError,
+        match=r"'192\.168\.3\.1/24' has host bits set \(did you mean '192\.168\.3\.0/24'\?\)",
+    ):
+        spec_from(
+            BASE.format(network_extra="", a_extra="", b_extra="").replace(
+                '"192.168.3.0/24"', '"192.168.3.1/24"'
+            )
+        )
 
 
 def test_lan_overlapping_within_one_site() -> None:
     text = BASE.format(network_extra="", a_extra="", b_extra="").replace(
         'lan = ["192.168.3.0/24"]', 'lan = ["192.168.3.0/24", "192.168.3.64/26"]'
     )
-    with pytest.raises(InputError, match=r"sites\.A\.lan\[1\].*overlaps sites\.A\.lan\[0\].*list each LAN subnet once"):
+    with pytest.raises(
+        InputError,
+        match=r"sites\.A\.lan\[1\].*overlaps sites\.A\.lan\[0\].*list each LAN subnet once",
+    ):
         plan_network(spec_from(text))
 
 
 @pytest.mark.parametrize(
     ("overlay", "key"),
-    [("100.64.5.0/24", "overlay"), ("100.0.0.0/8", "overlay"), ("fd7a:115c:a1e0:ab::/64", "overlay6")],
+    [
+        ("100.64.5.0/24", "overlay"),
+        ("100.0.0.0/8", "overlay"),
+        ("fd7a:115c:a1e0:ab::/64", "overlay6"),
+    ],
 )
 def test_overlay_inside_tailscale_ranges(overlay: str, key: str) -> None:
     text = f'[network]\nname = "n"\n{key} = "{overlay}"\n[sites.A]\nendpoint = "a.example.net"\n'
@@ -176,10 +189,16 @@ def test_overlay_inside_tailscale_ranges(overlay: str, key: str) -> None:
 
 
 def test_overlay_too_small() -> None:
-    text = BASE.format(network_extra="", a_extra="", b_extra="").replace(
-        "192.168.5.0/24", "192.168.5.0/31"
-    ) + '[clients.phone]\nvia = "A"\n'
-    with pytest.raises(InputError, match=r"network\.overlay: '192\.168\.5\.0/31' has no free address left for phone"):
+    text = (
+        BASE.format(network_extra="", a_extra="", b_extra="").replace(
+            "192.168.5.0/24", "192.168.5.0/31"
+        )
+        + '[clients.phone]\nvia = "A"\n'
+    )
+    with pytest.raises(
+        InputError,
+        match=r"network\.overlay: '192\.168\.5\.0/31' has no free address left for phone",
+    ):
         plan_network(spec_from(text))
 
 
@@ -195,5 +214,7 @@ def test_no_sites() -> None:
 
 def test_two_sites_without_any_endpoint() -> None:
     text = '[network]\nname = "n"\noverlay = "10.5.0.0/24"\n[sites.A]\n[sites.B]\n'
-    with pytest.raises(InputError, match=r"sites\.B: no path to sites\.A: .*no site has an endpoint"):
+    with pytest.raises(
+        InputError, match=r"sites\.B: no path to sites\.A: .*no site has an endpoint"
+    ):
         plan_network(spec_from(text))

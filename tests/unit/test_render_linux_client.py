@@ -82,8 +82,10 @@ def test_keys_born_on_the_host_are_referenced_not_embedded() -> None:
     iface = _wg_quick(conf)[0][1]
     assert "wg set %i private-key /etc/wireguard/wg0.key" in iface["PostUp"]
     spoke_key = keys.public_keys()["spoke"]
-    assert f"wg set %i peer {spoke_key} preshared-key /etc/wireguard/wg0-spoke.psk" in iface["PostUp"]
-    # accept_routes kept: every WireGuard prefix pinned to main below Tailscale's rule, and unpinned.
+    assert (
+        f"wg set %i peer {spoke_key} preshared-key /etc/wireguard/wg0-spoke.psk" in iface["PostUp"]
+    )
+    # accept_routes kept: each WireGuard prefix pinned to main below Tailscale's rule, and unpinned.
     assert "ip -4 rule add to 10.2.0.0/24 lookup main priority 1200" in iface["PostUp"]
     assert "ip -4 rule del to 10.2.0.0/24 lookup main priority 1200" in iface["PostDown"]
 
@@ -136,5 +138,7 @@ def test_client_with_its_own_key_gets_no_private_key_and_no_qr() -> None:
 
 def test_client_without_any_key_is_refused() -> None:
     plan, _ = _planned()
-    with pytest.raises(Exception, match=r"clients\.laptop: the private key of laptop is not known yet"):
+    with pytest.raises(
+        Exception, match=r"clients\.laptop: the private key of laptop is not known yet"
+    ):
         client_config(plan, plan.client("laptop"), NoSecrets())

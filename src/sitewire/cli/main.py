@@ -129,7 +129,9 @@ def qr(spec: Path, client: str, lock_path: Path | None, keys_path: Path | None) 
     ws = open_workspace(spec, lock_path, keys_path)
     if client not in ws.spec.clients:
         raise InputError(
-            f"{client!r} is not a client", where=str(spec), fix=f"use one of {list(ws.spec.clients)}"
+            f"{client!r} is not a client",
+            where=str(spec),
+            fix=f"use one of {list(ws.spec.clients)}",
         )
     the_plan = make_plan(ws)
     config, _ = client_config(the_plan, the_plan.client(client), ws.secrets)

@@ -1,4 +1,4 @@
-"""Overlay address allocation: explicit addresses first, then what the lock remembers, then the lowest free."""
+"""Overlay addresses: explicit ones first, then what the lock remembers, then the lowest free."""
 
 from __future__ import annotations
 
@@ -107,4 +107,3 @@ def _hosts(overlay: IPNetwork) -> Iterator[IPAddress]:
         address = factory(first + offset)
         if address not in reserved:
             yield address
-

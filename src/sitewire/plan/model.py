@@ -1,4 +1,4 @@
-"""What sitewire decided: per-site peers, AllowedIPs, endpoints, MTU, firewall and Tailscale intents."""
+"""What sitewire decided: per-site peers, AllowedIPs, endpoints, MTU, firewall, Tailscale."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ class SitePlan:
     def packages(self) -> tuple[str, ...]:
         if self.platform is Platform.OPENWRT:
             # wireguard-tools depends on kmod-wireguard, so one name pulls both.
-            return ("wireguard-tools", "luci-proto-wireguard") if self.luci else ("wireguard-tools",)
+            return (
+                ("wireguard-tools", "luci-proto-wireguard") if self.luci else ("wireguard-tools",)
+            )
         return ("wireguard-tools", "nftables")
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sitewire.errors import LockError, PlanError
 from sitewire.plan.addressing import Wish, allocate
@@ -22,6 +23,8 @@ class Plan:
     topology: Topology
     lock: Lock
     notes: tuple[str, ...]
+    # Renderers' scratch space: text of peers shared between sites, rendered once (render/model.py).
+    render_memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -85,7 +88,9 @@ def plan_network(
     topology = Topology(spec, nodes, source)
     new_lock = Lock(network=spec.network.name, sites=entries["sites"], clients=entries["clients"])
     dropped = (set(lock.sites) | set(lock.clients)) - set(nodes)
-    notes += [f"{name}: no longer in the spec; its lock entry is released" for name in sorted(dropped)]
+    notes += [
+        f"{name}: no longer in the spec; its lock entry is released" for name in sorted(dropped)
+    ]
     return Plan(topology, new_lock, tuple(notes))
 
 
@@ -96,8 +101,10 @@ def _allocate_all(
     notes: list[str] = []
     nodes = [("sites", n, s.address, s.address6) for n, s in spec.sites.items()]
     nodes += [("clients", n, c.address, c.address6) for n, c in spec.clients.items()]
-    for family, key, overlay in ((4, "overlay", spec.network.overlay),
-                                 (6, "overlay6", spec.network.overlay6)):
+    for family, key, overlay in (
+        (4, "overlay", spec.network.overlay),
+        (6, "overlay6", spec.network.overlay6),
+    ):
         field = "address" if family == 4 else "address6"
         if overlay is None:
             for group, name, a4, a6 in nodes:

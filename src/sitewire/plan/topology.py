@@ -1,4 +1,4 @@
-"""Who peers with whom, who dials, which relay carries a pair, and what each peer's AllowedIPs are."""
+"""Who peers with whom, who dials, which relay carries a pair, and each peer's AllowedIPs."""
 
 from __future__ import annotations
 
@@ -68,7 +68,13 @@ class Topology:
             for name in spec.sites
         }
         self._dials = {n: Dial(e, spec.network.keepalive) for n, e in self.endpoints.items()}
+        self._direct: dict[str, PeerPlan] = {}
+        self._wans = {n: self._wan_mtu(n) for n in spec.sites}
+        self._kinds = {n: e.kind for n, e in self.endpoints.items()}
+        self._forced = {n: s.mtu for n, s in spec.sites.items() if s.mtu is not None}
+        self.ipv6 = any(n.version == 6 for nets in self.own.values() for n in nets)
         self._check_paths()
+        self._prove_prefixes_disjoint()
 
     def _own_prefixes(self, name: str) -> tuple[IPNetwork, ...]:
         hosts = tuple(ipaddress.ip_network(a) for a in self.nodes[name].addresses)
@@ -160,47 +166,77 @@ class Topology:
         )
 
     def _site_peers(self, name: str) -> tuple[PeerPlan, ...]:
+        if name in self.endpoints:
+            # A listener can be dialled by everyone, so it peers with every other site directly.
+            peers = [self._site_peer(other, ()) for other in self.spec.sites if other != name]
+        else:
+            through: dict[str, list[str]] = {hop: [] for hop in self.listeners}
+            for other in self.dialers:
+                if other != name:
+                    through[self.relay_for(name, other)].append(other)
+            peers = [self._site_peer(hop, tuple(relayed)) for hop, relayed in through.items()]
         psk = self.spec.network.preshared_keys
-        through: dict[str, list[str]] = {}
-        for other in self.spec.sites:
-            if other == name:
-                continue
-            hop = other if self.linked(name, other) else self.relay_for(name, other)
-            through.setdefault(hop, [])
-            if hop != other:
-                through[hop].append(other)
-        peers = []
-        for hop, relayed in through.items():
-            allowed = self.carried[hop] + tuple(p for r in relayed for p in self.carried[r])
-            riders = tuple(self.clients_of[hop]) + tuple(relayed)
-            peers.append(
-                PeerPlan(hop, "site", self.nodes[hop].public_key, allowed, self._dials.get(hop),
-                         riders, psk)
-            )
         for cname in self.clients_of[name]:
             key = self.nodes[cname].public_key
             peers.append(PeerPlan(cname, "client", key, self.own[cname], None, (), psk))
         return tuple(peers)
 
-    def _prove_disjoint(self, name: str, peers: tuple[PeerPlan, ...]) -> None:
-        # Validation made every LAN and overlay address unique, so this cannot fire unless the
-        # planner itself is wrong; WireGuard would hide such a bug, so refuse loudly instead.
-        site = self.spec.sites[name]
-        claims = [(net, f"{name}'s own {net}") for net in self.own[name]]
-        claims += [(net, f"peer {p.name}") for p in peers for net in p.allowed_ips]
+    def _site_peer(self, hop: str, relayed: tuple[str, ...]) -> PeerPlan:
+        # What a site sees of a peer depends only on the peer and what it relays, not on the
+        # site looking: in a mesh every site shares one PeerPlan per peer, which keeps planning
+        # and rendering linear in the output.
+        if not relayed and hop in self._direct:
+            return self._direct[hop]
+        allowed = self.carried[hop] + tuple(p for r in relayed for p in self.carried[r])
+        riders = tuple(self.clients_of[hop]) + relayed
+        peer = PeerPlan(
+            hop, "site", self.nodes[hop].public_key, allowed, self._dials.get(hop), riders,
+            self.spec.network.preshared_keys,
+        )  # fmt: skip
+        if not relayed:
+            self._direct[hop] = peer
+        return peer
+
+    def is_shared(self, peer: PeerPlan) -> bool:
+        """Whether every site peering with `peer.name` directly sees this very PeerPlan."""
+        return self._direct.get(peer.name) is peer
+
+    def _prove_prefixes_disjoint(self) -> None:
+        # Validation refused overlapping LANs and overlays and allocation gave every node its
+        # own address, so this cannot fire unless the planner is wrong; WireGuard would hide
+        # such a bug (the last peer claiming a prefix silently wins), so refuse loudly instead.
+        claims = [(net, owner) for owner, nets in self.own.items() for net in nets]
         clash = find_overlap(claims)
         if clash is not None:
             (net_a, who_a), (net_b, who_b) = clash
             raise PlanError(
-                f"AllowedIPs overlap on {site.interface}: {who_a} has {net_a}, {who_b} has {net_b}",
-                where=f"{self.source}: sites.{name}",
+                f"{who_a}'s {net_a} overlaps {who_b}'s {net_b}",
+                where=f"{self.source}: network",
                 fix="this is a sitewire bug; please report it with your network.toml",
             )
+
+    def _prove_disjoint(self, name: str, peers: tuple[PeerPlan, ...]) -> None:
+        # Every node's prefixes are disjoint from every other node's (proved once above), so a
+        # site's AllowedIPs are disjoint exactly when no node is reached through two peers and
+        # the site itself is reached through none.
+        seen = {name: "itself"}
+        for peer in peers:
+            for node in (peer.name, *peer.reached_through):
+                if node in seen:
+                    raise PlanError(
+                        f"{node} would be reached both through {seen[node]} and through "
+                        f"peer {peer.name}, so their AllowedIPs would overlap",
+                        where=f"{self.source}: sites.{name}",
+                        fix="this is a sitewire bug; please report it with your network.toml",
+                    )
+                seen[node] = f"peer {peer.name}"
 
     def _interface_addresses(self, name: str) -> tuple[IPInterface, ...]:
         out: list[IPInterface] = []
         for address in self.nodes[name].addresses:
-            overlay = self.spec.network.overlay if address.version == 4 else self.spec.network.overlay6
+            overlay = (
+                self.spec.network.overlay if address.version == 4 else self.spec.network.overlay6
+            )
             assert overlay is not None
             out.append(ipaddress.ip_interface(f"{address}/{overlay.prefixlen}"))
         return tuple(out)
@@ -213,26 +249,23 @@ class Topology:
         site = self.spec.sites[name]
         if site.mtu is not None:
             return site.mtu, "set in the spec"
-        wan, limiter = self._wan_mtu(name), name
-        families = set()
-        for peer in peers:
-            if peer.kind != "site":
-                continue
-            peer_wan = self._wan_mtu(peer.name)
-            if peer_wan < wan:
-                wan, limiter = peer_wan, peer.name
-            for end in (name, peer.name):
-                if end in self.endpoints and self.linked(name, peer.name):
-                    families.add(self.endpoints[end].kind)
+        others = [p.name for p in peers if p.kind == "site"]
+        wan, limiter = min(
+            [(self._wans[name], name)] + [(self._wans[o], o) for o in others],
+            key=lambda pair: pair[0],
+        )
+        # Every endpoint this site's links use: its own (others dial it) and the peers' it dials.
+        kinds = {self._kinds[o] for o in others if o in self._kinds}
+        if name in self._kinds and others:
+            kinds.add(self._kinds[name])
         # `wg` resolves names with AF_UNSPEC, so only IPv4 literals guarantee an IPv4 outer header.
-        outer = 4 if families == {"ipv4"} else 6
+        outer = 4 if kinds == {"ipv4"} else 6
         mtu = wan - _OVERHEAD[outer]
         where = "" if limiter == name else f" of {limiter}"
         reason = f"WAN {wan}{where} - {_OVERHEAD[outer]} (IPv{outer} outer)"
         # A peer that forces its MTU pulls this end down with it: both ends must agree.
-        forced = [(m, p.name) for p in peers if p.kind == "site"
-                  if (m := self.spec.sites[p.name].mtu) is not None and m < mtu]
-        if forced:
+        forced = [(self._forced[o], o) for o in others if o in self._forced]
+        if forced and min(forced)[0] < mtu:
             mtu, peer = min(forced)
             reason = f"set on {peer}, matched here"
         return mtu, reason

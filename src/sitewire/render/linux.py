@@ -13,7 +13,14 @@ import shlex
 
 from sitewire.plan import Plan
 from sitewire.plan.model import PeerPlan, SitePlan
-from sitewire.render.model import Rendered, RenderedFile, Secrets, require_key
+from sitewire.render.model import (
+    SECRET_SLOT,
+    PeerTexts,
+    Rendered,
+    RenderedFile,
+    Secrets,
+    require_key,
+)
 
 CONF_DIR = "/etc/wireguard"
 NFT_DIR = "/etc/sitewire"
@@ -28,9 +35,11 @@ def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
     iface = site.interface
     sysctl = f"60-sitewire-{iface}.conf"
     files = (
-        RenderedFile(f"{iface}.conf", conf, secret=has_secret, device_path=f"{CONF_DIR}/{iface}.conf"),
+        RenderedFile(
+            f"{iface}.conf", conf, secret=has_secret, device_path=f"{CONF_DIR}/{iface}.conf"
+        ),
         RenderedFile(f"{iface}.nft", _nftables(plan, site), device_path=f"{NFT_DIR}/{iface}.nft"),
-        RenderedFile(sysctl, _sysctl(site), device_path=f"/etc/sysctl.d/{sysctl}"),
+        RenderedFile(sysctl, _sysctl(plan, site), device_path=f"/etc/sysctl.d/{sysctl}"),
         RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
     )
     commands = [f"sysctl -q -p /etc/sysctl.d/{sysctl}", f"systemctl enable wg-quick@{iface}"]
@@ -61,14 +70,16 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
     post_up.append(f"nft -f {NFT_DIR}/{iface}.nft")
     post_down = [f"nft delete table inet {nft_table(site)}"]
     if site.tailscale is not None:
+        priority = site.tailscale.pin_priority
         for prefix in site.tailscale.pins:
-            rule = f"ip -{prefix.version} rule %s to {prefix} lookup main priority {site.tailscale.pin_priority}"
-            post_up.append(rule % "add")
-            post_down.append(rule % "del")
+            rule = f"ip -{prefix.version} rule {{}} to {prefix} lookup main priority {priority}"
+            post_up.append(rule.format("add"))
+            post_down.append(rule.format("del"))
     blocks = []
     has_secret = private is not None
+    texts = {psk: PeerTexts(plan, ("linux", str(psk))) for psk in (False, True)}
     for peer in site.peers:
-        block, peer_secret, psk_file = _peer(site, peer, secrets)
+        block, peer_secret, psk_file = _peer(texts, site, peer, secrets)
         blocks.append(block)
         has_secret = has_secret or peer_secret
         if psk_file:
@@ -77,7 +88,18 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
     return "\n".join(head) + "\n" + "".join(blocks), has_secret
 
 
-def _peer(site: SitePlan, peer: PeerPlan, secrets: Secrets) -> tuple[str, bool, str | None]:
+def _peer(
+    texts: dict[bool, PeerTexts], site: SitePlan, peer: PeerPlan, secrets: Secrets
+) -> tuple[str, bool, str | None]:
+    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
+    if psk is None:
+        psk_file = f"{CONF_DIR}/{site.interface}-{peer.name}.psk" if peer.preshared else None
+        return texts[False].get(peer, lambda: _peer_block(peer, None)), False, psk_file
+    text = texts[True].get(peer, lambda: _peer_block(peer, psk))
+    return text.replace(SECRET_SLOT, psk), True, None
+
+
+def _peer_block(peer: PeerPlan, psk: str | None) -> str:
     key = require_key(
         peer.public_key,
         f"the public key of {peer.name}",
@@ -91,17 +113,13 @@ def _peer(site: SitePlan, peer: PeerPlan, secrets: Secrets) -> tuple[str, bool, 
         "[Peer]",
         f"PublicKey = {key}",
     ]
-    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
-    psk_file = None
     if psk is not None:
-        lines.append(f"PresharedKey = {psk}")
-    elif peer.preshared:
-        psk_file = f"{CONF_DIR}/{site.interface}-{peer.name}.psk"
+        lines.append(f"PresharedKey = {SECRET_SLOT}")
     lines.append(f"AllowedIPs = {', '.join(str(p) for p in peer.allowed_ips)}")
     if peer.dial:
         lines.append(f"Endpoint = {peer.dial.endpoint}")
         lines.append(f"PersistentKeepalive = {peer.dial.keepalive}")
-    return "\n".join(lines) + "\n", psk is not None, psk_file
+    return "\n".join(lines) + "\n"
 
 
 def _nftables(plan: Plan, site: SitePlan) -> str:
@@ -145,8 +163,11 @@ def _nftables(plan: Plan, site: SitePlan) -> str:
     return "\n".join(out) + "\n"
 
 
-def _sysctl(site: SitePlan) -> str:
-    lines = [f"# sitewire: {site.name} forwards between its LAN and {site.interface}", "net.ipv4.ip_forward = 1"]
-    if any(p.version == 6 for p in site.lan + site.routes) or any(a.version == 6 for a in site.addresses):
+def _sysctl(plan: Plan, site: SitePlan) -> str:
+    lines = [
+        f"# sitewire: {site.name} forwards between its LAN and {site.interface}",
+        "net.ipv4.ip_forward = 1",
+    ]
+    if plan.topology.ipv6:
         lines.append("net.ipv6.conf.all.forwarding = 1")
     return "\n".join(lines) + "\n"

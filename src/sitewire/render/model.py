@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sitewire.plan import Plan
+    from sitewire.plan.model import PeerPlan
 
 from sitewire.errors import InputError
 
@@ -60,3 +65,29 @@ def require_key(key: str | None, what: str, where: str, fix: str) -> str:
     if key is None:
         raise InputError(f"{what} is not known yet", where=where, fix=fix)
     return key
+
+
+# Stands in for a per-pair secret inside a memoized block; substituted for each site.
+SECRET_SLOT = "\x00secret\x00"
+
+
+class PeerTexts:
+    """Rendered text of peers shared between sites (see Topology.is_shared), made once.
+
+    A mesh of N sites has N distinct peer blocks but N*(N-1) peer entries; rendering each block
+    once keeps rendering linear in the output. Entries are keyed by identity and keep the peer
+    alive, so an id cannot be reused. One instance per plan and rendering variant.
+    """
+
+    def __init__(self, plan: Plan, variant: tuple[str, ...]) -> None:
+        self._shared = plan.topology.is_shared
+        self._texts: dict[int, tuple[PeerPlan, str]] = plan.render_memo.setdefault(variant, {})
+
+    def get(self, peer: PeerPlan, make: Callable[[], str]) -> str:
+        hit = self._texts.get(id(peer))
+        if hit is not None and hit[0] is peer:
+            return hit[1]
+        text = make()
+        if self._shared(peer):
+            self._texts[id(peer)] = (peer, text)
+        return text

@@ -1,4 +1,4 @@
-"""OpenWrt: the `network` and `firewall` sections as an idempotent `uci batch`, packages, commands."""
+"""OpenWrt: `network` and `firewall` sections as an idempotent `uci batch`; packages; commands."""
 
 from __future__ import annotations
 
@@ -7,21 +7,29 @@ from collections.abc import Iterable, Mapping
 
 from sitewire.plan import Plan
 from sitewire.plan.model import WATCHDOG_CRON, PeerPlan, SitePlan
-from sitewire.render.model import Rendered, RenderedFile, Secrets, require_key
+from sitewire.render.model import (
+    SECRET_SLOT,
+    PeerTexts,
+    Rendered,
+    RenderedFile,
+    Secrets,
+    require_key,
+)
 from sitewire.render.uci import Package, quote
-from sitewire.spec.secrets import pair_id
 
 OWNED_PREFIX = "sw_"  # every section sitewire owns, except the interface (its name is the netdev)
 
 # Every option wireguard.sh reads (reference §1.1/§1.2). Each render sets or clears all of them,
-# so a re-render converges on the plan whatever an earlier one or a person left behind.
+# so a re-render converges on the plan whatever an earlier one or a person left behind. Lists
+# come last: clearing and re-adding a list moves it to the end of its section, so with lists
+# already last a second run writes a byte-identical file.
 INTERFACE_OPTIONS = (
-    "proto", "private_key", "listen_port", "addresses", "mtu", "fwmark", "ip6prefix",
-    "nohostroute", "tunlink",
+    "proto", "private_key", "listen_port", "mtu", "fwmark", "nohostroute", "tunlink",
+    "addresses", "ip6prefix",
 )  # fmt: skip
 PEER_OPTIONS = (
-    "description", "public_key", "preshared_key", "allowed_ips", "route_allowed_ips",
-    "endpoint_host", "endpoint_port", "persistent_keepalive", "disabled",
+    "description", "public_key", "preshared_key", "route_allowed_ips", "endpoint_host",
+    "endpoint_port", "persistent_keepalive", "disabled", "allowed_ips",
 )  # fmt: skip
 LIST_OPTIONS = frozenset({"addresses", "ip6prefix", "allowed_ips", "network"})
 SECRET_OPTIONS = frozenset({"private_key", "preshared_key"})
@@ -40,7 +48,7 @@ def render_openwrt(
     batch = _Batch()
     batch.comment(f"sitewire: network '{plan.name}', site {site.name} (openwrt). Generated.")
     batch.comment("Run: uci batch < uci-batch   (commits network and firewall at the end)")
-    _network(batch, site, secrets)
+    _network(plan, batch, site, secrets)
     _firewall(batch, site)
     _drop_stale(batch, site, current or {})
     batch.line("commit network")
@@ -71,7 +79,7 @@ def openwrt_commands(site: SitePlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _network(batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
+def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
     private = secrets.private_key(site.name)
     batch.comment(f"interface {site.interface}: {site.role}, MTU {site.mtu} ({site.mtu_reason})")
     if private is None:
@@ -96,8 +104,10 @@ def _network(batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
             "WireGuard gives a prefix to the last peer claiming it, so a third site would "
             "silently take it from the second"
         )
+    # A shared peer's text varies only with the interface name and whether a key is in it.
+    texts = {psk: PeerTexts(plan, ("openwrt", site.interface, str(psk))) for psk in (False, True)}
     for peer in site.peers:
-        _peer(batch, site, peer, secrets)
+        _peer(texts, batch, site, peer, secrets)
     if site.tailscale is not None:
         for prefix in site.tailscale.pins:
             batch.comment(f"keep {prefix} in the main table, ahead of Tailscale's table 52")
@@ -113,18 +123,32 @@ def _network(batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
             )
 
 
-def _peer(batch: _Batch, site: SitePlan, peer: PeerPlan, secrets: Secrets) -> None:
+def _peer(
+    texts: dict[bool, PeerTexts], batch: _Batch, site: SitePlan, peer: PeerPlan, secrets: Secrets
+) -> None:
+    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
+    if psk is None:
+        # No key here: a preshared peer's key was born on the device, so leave it alone.
+        batch.extend(texts[False].get(peer, lambda: _peer_block(site, peer, None, peer.preshared)))
+    else:
+        text = texts[True].get(peer, lambda: _peer_block(site, peer, psk, False))
+        batch.extend(text.replace(SECRET_SLOT, psk))
+        batch.has_secret = True
+    batch.touched["network"].add(peer_section(peer.name))
+
+
+def _peer_block(site: SitePlan, peer: PeerPlan, psk: str | None, keep: bool) -> str:
     key = require_key(
         peer.public_key,
         f"the public key of {peer.name}",
         f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
         "run 'sitewire apply' to create keys on the routers, or render with --local-keys FILE",
     )
-    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
     via = f", also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
     dial = peer.dial
-    batch.comment(f"peer {peer.name} ({peer.kind}{'; we dial it' if dial else ''}{via})")
-    batch.merge(
+    block = _Batch()
+    block.comment(f"peer {peer.name} ({peer.kind}{'; we dial it' if dial else ''}{via})")
+    block.merge(
         "network",
         peer_section(peer.name),
         f"wireguard_{site.interface}",
@@ -132,15 +156,16 @@ def _peer(batch: _Batch, site: SitePlan, peer: PeerPlan, secrets: Secrets) -> No
         {
             "description": f"sitewire: {peer.kind} {peer.name}",
             "public_key": key,
-            "preshared_key": psk,
+            "preshared_key": SECRET_SLOT if psk is not None else None,
             "allowed_ips": tuple(str(p) for p in peer.allowed_ips),
             "route_allowed_ips": "1",
             "endpoint_host": dial.endpoint.host if dial else None,
             "endpoint_port": str(dial.endpoint.port) if dial else None,
             "persistent_keepalive": str(dial.keepalive) if dial else None,
         },
-        keep_secrets=peer.preshared and psk is None,
+        keep_secrets=keep,
     )
+    return block.text()
 
 
 def _firewall(batch: _Batch, site: SitePlan) -> None:
@@ -152,12 +177,12 @@ def _firewall(batch: _Batch, site: SitePlan) -> None:
         "zone",
         {
             "name": fw.zone,
-            "network": (fw.interface,),
             "input": "ACCEPT",
             "output": "ACCEPT",
             "forward": "ACCEPT",
             "masq": "0",
             "mtu_fix": "1",
+            "network": (fw.interface,),
         },
     )
     for src, dest in fw.forwardings:
@@ -209,6 +234,10 @@ class _Batch:
 
     def line(self, text: str) -> None:
         self.lines.append(text)
+
+    def extend(self, text: str) -> None:
+        """Append lines rendered elsewhere (a memoized peer block)."""
+        self.lines.append(text.removesuffix("\n"))
 
     def comment(self, text: str) -> None:
         self.lines.append(f"# {text}")

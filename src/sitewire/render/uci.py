@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ Value = str | tuple[str, ...]
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 # C isspace() in the "C" locale; str.isspace() would also accept Unicode spaces.
 _SPACE = frozenset(" \t\n\v\f\r")
+# cli.c quotes a list item in `uci get` output only when it holds one of these.
+_QUOTED_BY_GET = frozenset(" \t\r\n")
 _KEYWORDS = {
     "p": "package",
     "package": "package",
@@ -25,7 +28,7 @@ _KEYWORDS = {
 }
 # uci writes section types unquoted, so these would not read back as written.
 _TYPE_UNSAFE = frozenset("'\"#;\\")
-MAX_BATCH_ARGS = 4
+_MAX_BATCH_WORDS = 4
 
 
 @dataclass
@@ -87,6 +90,66 @@ def is_text(text: str) -> bool:
 def quote(value: str) -> str:
     """Single-quote a value the way uci export/show do, safe for a batch line or a shell."""
     return "'" + value.replace("'", "'\\''") + "'"
+
+
+@dataclass(frozen=True)
+class Address:
+    """`package[.section[.option]][=value]`, the argument of uci get/set/delete and friends."""
+
+    package: str
+    section: str | None = None
+    option: str | None = None
+    value: str | None = None
+
+    @property
+    def extended(self) -> bool:
+        """The section is a lookup such as `@zone[1]` rather than a name."""
+        return self.section is not None and not is_name(self.section)
+
+    def __str__(self) -> str:
+        path = ".".join(p for p in (self.package, self.section, self.option) if p is not None)
+        return path if self.value is None else f"{path}={self.value}"
+
+
+def parse_address(text: str) -> Address | None:
+    """Split an address as uci_parse_ptr does; None where uci answers "Parse error"."""
+    path, has_value, value = text.partition("=")
+    parts = path.split(".")
+    if len(parts) > 3 or not is_package_name(parts[0]) or not is_text(value):
+        return None
+    option = parts[2] if len(parts) == 3 else None
+    if option is not None and not is_name(option):
+        return None
+    section = parts[1] if len(parts) > 1 else None
+    return Address(parts[0], section, option, value if has_value else None)
+
+
+def parse_section_ref(ref: str) -> tuple[str | None, int] | None:
+    """`@type[index]` (type optional, index may count from the end); None if uci refuses it."""
+    match = re.fullmatch(r"@([^\[]*)\[([^\]]*)\]", ref)
+    if match is None:
+        return None
+    section_type, index = match.groups()
+    if section_type and not is_type(section_type):
+        return None
+    if index and re.fullmatch(r"[ \t\n\v\f\r]*[+-]?\d+", index) is None:
+        return None
+    return section_type or None, int(index or "0")
+
+
+def anonymous_name(position: int, section_type: str) -> str:
+    """uci's cfgXXYYYY name: allocation position in the package, then djb hash of the type."""
+    digest = 5381
+    for byte in section_type.encode():
+        digest = (digest * 33 + byte) & 0xFFFFFFFF
+    return f"cfg{position:02x}{digest & 0xFFFF:04x}"
+
+
+def format_value(value: Value, delimiter: str = " ", *, quoted: bool) -> str:
+    """A value as `uci show` (quoted) or `uci get` prints it; get quotes only items with spaces."""
+    if isinstance(value, str):
+        return quote(value) if quoted else value
+    return delimiter.join(quote(i) if quoted or _QUOTED_BY_GET & set(i) else i for i in value)
 
 
 def parse_uci(text: str, package: str) -> Package:
@@ -151,9 +214,9 @@ def check_package(package: Package) -> None:
 
 def _check_option(option: str, value: Value, where: str) -> None:
     _check_name(option, where, "option name")
-    items = (value,) if isinstance(value, str) else value
     if value == "":
         raise UciError("empty option value", where=where, fix="uci drops empty options; omit it")
+    items = (value,) if isinstance(value, str) else value
     if any("\0" in item for item in items):
         raise UciError("NUL byte in value", where=where)
 
@@ -207,7 +270,7 @@ def iter_batch(text: str) -> Iterator[tuple[int, list[str] | UciError]]:
 
 def _batch_command(reader: _Reader) -> list[str] | UciError:
     argv: list[str] = []
-    while len(argv) < MAX_BATCH_ARGS:
+    while len(argv) < _MAX_BATCH_WORDS:
         arg = _next_arg(reader)
         if not arg:
             return argv

@@ -53,9 +53,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(str(exc), where=str(path), fix="fix the TOML syntax") from None
 
 
-def parse_model(
-    model: type[M], data: Any, source: str, error: type[InputError]
-) -> M:
+def parse_model(model: type[M], data: Any, source: str, error: type[InputError]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""network.lock: what sitewire decided and learned (overlay addresses, public keys), never a secret."""
+"""network.lock: what sitewire decided and learned (addresses, public keys), never a secret."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class LockEntry(BaseModel):
 class Lock(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: Literal[1] = LOCK_VERSION
+    version: Literal[1] = 1
     network: str
     sites: dict[str, LockEntry] = {}
     clients: dict[str, LockEntry] = {}

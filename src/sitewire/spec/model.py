@@ -76,7 +76,8 @@ class SiteSpec(_Frozen):
     )
     tailscale: TailscaleSpec | None = None
     relay: Name | None = Field(
-        default=None, description="Relay site to use when this site and another both lack endpoints."
+        default=None,
+        description="Relay site to use when this site and another both lack endpoints.",
     )
     can_relay: bool = Field(default=True, description="May forward traffic between other sites.")
     luci: bool = Field(default=True, description="OpenWrt: also install luci-proto-wireguard.")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sitewire.errors import KeyFileError
-from sitewire.keys import generate_preshared_key, generate_private_key, public_key
 from sitewire.fileio import write_atomic
+from sitewire.keys import generate_preshared_key, generate_private_key, public_key
 from sitewire.spec.types import parse_wg_key
 
 KEYS_VERSION = 1
@@ -88,7 +88,7 @@ def _parse(text: str, source: str) -> LocalKeys:
         ) from None
     if not isinstance(data, dict) or data.get("version") != KEYS_VERSION:
         raise KeyFileError(
-            "not a sitewire key file (expected \"version\": 1)",
+            'not a sitewire key file (expected "version": 1)',
             where=source,
             fix="point --local-keys at the file sitewire created, or at a new path",
         )

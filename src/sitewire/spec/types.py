@@ -6,7 +6,7 @@ import base64
 import binascii
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
@@ -84,9 +84,7 @@ def _parse_port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ValueError(f"{value!r} is not a UDP port (use a number from 1 to 65535)")
     if value == TAILSCALE_PORT:
-        raise ValueError(
-            f"{value} is Tailscale's port (pick another WireGuard port, e.g. 51820)"
-        )
+        raise ValueError(f"{value} is Tailscale's port (pick another WireGuard port, e.g. 51820)")
     return value
 
 
@@ -110,13 +108,14 @@ class Endpoint:
 
     host: str
     port: int | None = None
+    kind: Literal["ipv4", "ipv6", "name"] = field(init=False, compare=False, repr=False)
 
-    @property
-    def kind(self) -> Literal["ipv4", "ipv6", "name"]:
+    def __post_init__(self) -> None:
         try:
-            return "ipv4" if ipaddress.ip_address(self.host).version == 4 else "ipv6"
+            kind = "ipv4" if ipaddress.ip_address(self.host).version == 4 else "ipv6"
         except ValueError:
-            return "name"
+            kind = "name"
+        object.__setattr__(self, "kind", kind)
 
     def with_port(self, port: int) -> str:
         host = f"[{self.host}]" if self.kind == "ipv6" else self.host
@@ -172,15 +171,13 @@ def _is_dns_name(host: str) -> bool:
 
 def _parse_ssh(value: Any) -> str:
     if not isinstance(value, str) or not _SSH.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not an SSH target (write 'user@host' or 'user@host:port')"
-        )
+        raise ValueError(f"{value!r} is not an SSH target (write 'user@host' or 'user@host:port')")
     return value
 
 
 def _refuse_tailscale_overlay(net: IPNetwork) -> IPNetwork:
     for reserved in (TAILSCALE_CGNAT, TAILSCALE_ULA):
-        if net.version == reserved.version and net.overlaps(reserved):  # type: ignore[arg-type]
+        if net.version == reserved.version and net.overlaps(reserved):
             raise ValueError(
                 f"'{net}' overlaps Tailscale's {reserved}, whose traffic tailscaled drops unless "
                 "it arrives on tailscale0 (pick another range, e.g. 192.168.5.0/24 or a ULA /64)"
@@ -213,7 +210,9 @@ Prefix = Annotated[
     IPNetwork,
     BeforeValidator(parse_prefix),
     _str,
-    WithJsonSchema({"type": "string", "description": "an IPv4 or IPv6 prefix, e.g. 192.168.3.0/24"}),
+    WithJsonSchema(
+        {"type": "string", "description": "an IPv4 or IPv6 prefix, e.g. 192.168.3.0/24"}
+    ),
 ]
 PrefixList = Annotated[
     tuple[Prefix, ...],

@@ -1,0 +1,627 @@
+"""The `uci` command over in-memory configs: committed files, staged deltas, what each prints."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+from sitewire.errors import UciError
+from sitewire.render.uci import (
+    Address,
+    Package,
+    Section,
+    UciParseError,
+    Value,
+    add_list_item,
+    anonymous_name,
+    format_uci,
+    format_value,
+    is_name,
+    is_package_name,
+    is_type,
+    iter_batch,
+    parse_address,
+    parse_section_ref,
+    parse_uci,
+    quote,
+    serialize_uci,
+    set_option,
+)
+
+_SPACE = " \t\n\v\f\r"
+_USAGE = (
+    "Usage: uci [<options>] <command> [<arguments>]\n"
+    "Commands: batch export changes commit add add_list del_list show get set delete rename"
+    " revert reorder\n"
+)
+
+
+class _Err(IntEnum):
+    """libuci's error numbers; `uci add` exits with them."""
+
+    INVAL = 2
+    NOTFOUND = 3
+    PARSE = 5
+
+
+_MESSAGES = {
+    _Err.INVAL: "Invalid argument",
+    _Err.NOTFOUND: "Entry not found",
+    _Err.PARSE: "Parse error",
+}
+
+
+class _Fail(Exception):
+    def __init__(self, code: _Err, detail: str = "") -> None:
+        super().__init__(_MESSAGES[code] + detail)
+        self.code = code
+        self.detail = detail
+
+
+class _Op(Enum):
+    """A staged change, valued by the prefix uci writes for it in its delta file."""
+
+    CHANGE = ""
+    REMOVE = "-"
+    RENAME = "@"
+    ADD = "+"
+    REORDER = "^"
+    LIST_ADD = "|"
+    LIST_DEL = "~"
+
+
+@dataclass(frozen=True)
+class _Delta:
+    op: _Op
+    section: str
+    option: str | None = None
+    value: str | None = None
+
+    def change_line(self, package: str) -> str:
+        """The line `uci changes` prints for this delta (cli.c uci_show_changes)."""
+        path = f"{package}.{self.section}" + ("" if self.option is None else f".{self.option}")
+        if self.op is _Op.REMOVE:
+            return f"-{path}\n"
+        op = {_Op.LIST_ADD: "+=", _Op.LIST_DEL: "-="}.get(self.op, "=")
+        return f"{path}{op}{quote(self.value or '')}\n"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    rc: int
+
+
+@dataclass(eq=False)
+class _Entry:
+    name: str
+    section: Section
+
+
+@dataclass(frozen=True)
+class _Target:
+    address: Address
+    entry: _Entry | None
+
+    @property
+    def complete(self) -> bool:
+        if self.address.section is None:
+            return True
+        if self.entry is None:
+            return False
+        return self.address.option is None or self.address.option in self.entry.section.options
+
+
+def _address(text: str) -> Address:
+    address = parse_address(text)
+    if address is None:
+        raise _Fail(_Err.PARSE)
+    return address
+
+
+def _scan_int(text: str) -> int | None:
+    """sscanf(text, "%d"): the leading integer, or None when there is none."""
+    match = re.match(r"[ \t\n\v\f\r]*([+-]?\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def _not_an_index(text: str) -> bool:
+    """cli.c refuses `delete x=<value>` when sscanf %d matches nothing (blank text is EOF)."""
+    return _scan_int(text) is None and bool(text.strip(_SPACE))
+
+
+def _position(text: str) -> int:
+    """strtoul() squeezed into the C int that uci_reorder_section takes."""
+    number = _scan_int(text) or 0
+    return (number + 2**31) % 2**32 - 2**31
+
+
+class _Live:
+    """One package as a uci process holds it: the file's sections, then the replayed deltas."""
+
+    def __init__(self, package: Package) -> None:
+        self.name = package.name
+        self.entries: list[_Entry] = []
+        self.allocated = 0
+        self.applied = 0
+        self.recorded: list[_Delta] = []
+        self.recording = False
+        for section in package.sections:
+            self._append(section)
+
+    def package(self, *, with_names: bool = False) -> Package:
+        if not with_names:
+            return Package(self.name, [e.section for e in self.entries])
+        return Package(
+            self.name, [Section(e.section.type, e.name, e.section.options) for e in self.entries]
+        )
+
+    def find(self, name: str) -> _Entry | None:
+        return next((e for e in self.entries if e.name == name), None)
+
+    def target(self, address: Address) -> _Target:
+        if address.section is None:
+            return _Target(address, None)
+        if not address.extended:
+            return _Target(address, self.find(address.section))
+        ref = parse_section_ref(address.section)
+        if ref is None:
+            raise _Fail(_Err.INVAL)
+        section_type, index = ref
+        matches = [e for e in self.entries if section_type in (None, e.section.type)]
+        if index < 0:
+            index += len(matches)
+        return _Target(address, matches[index] if 0 <= index < len(matches) else None)
+
+    def set(self, target: _Target) -> None:
+        address, entry = target.address, target.entry
+        if (
+            address.value is None
+            or address.section is None
+            or (entry is None and address.option is not None)
+        ):
+            raise _Fail(_Err.INVAL)
+        if address.option is None and address.value and not is_type(address.value):
+            raise _Fail(_Err.INVAL)
+        if not address.value:
+            # An empty value deletes what exists and quietly does nothing otherwise.
+            if target.complete:
+                self.delete(target)
+        elif entry is None:
+            self._append(Section(address.value, address.section))
+            self._record(_Op.CHANGE, address.section, None, address.value)
+        elif address.option is None:
+            entry.section.type = address.value
+            self._record(_Op.CHANGE, entry.name, None, address.value)
+        elif set_option(entry.section, address.option, address.value):
+            self._record(_Op.CHANGE, entry.name, address.option, address.value)
+
+    def delete(self, target: _Target) -> None:
+        entry, option, index = target.entry, target.address.option, target.address.value
+        if not target.complete:
+            raise _Fail(_Err.NOTFOUND)
+        if entry is None:
+            raise _Fail(_Err.INVAL)
+        if option is None:
+            self.entries = [e for e in self.entries if e is not entry]
+            self._record(_Op.REMOVE, entry.name)
+        elif index and isinstance(entry.section.options[option], tuple):
+            self._delete_item(entry, option, index)
+        else:
+            del entry.section.options[option]
+            self._record(_Op.REMOVE, entry.name, option)
+
+    def _delete_item(self, entry: _Entry, option: str, index_text: str) -> None:
+        items = entry.section.options[option]
+        index = _scan_int(index_text)
+        if index is None or not 0 <= index < len(items):
+            return
+        entry.section.options[option] = (*items[:index], *items[index + 1 :])
+        self._record(_Op.REMOVE, entry.name, option, index_text)
+
+    def add_list(self, target: _Target) -> None:
+        entry, option, value = target.entry, target.address.option, target.address.value
+        if entry is None or option is None or value is None:
+            raise _Fail(_Err.INVAL)
+        add_list_item(entry.section, option, value)
+        self._record(_Op.LIST_ADD, entry.name, option, value)
+
+    def del_list(self, target: _Target) -> None:
+        entry, option, value = target.entry, target.address.option, target.address.value
+        if entry is None or value is None:
+            raise _Fail(_Err.INVAL)
+        items = entry.section.options.get(option) if option else None
+        if option is None or not isinstance(items, tuple):
+            return
+        entry.section.options[option] = tuple(i for i in items if i != value)
+        self._record(_Op.LIST_DEL, entry.name, option, value)
+
+    def rename(self, target: _Target) -> None:
+        entry, option, value = target.entry, target.address.option, target.address.value
+        if not target.complete:
+            raise _Fail(_Err.NOTFOUND)
+        if entry is None or value is None:
+            raise _Fail(_Err.INVAL)
+        self._record(_Op.RENAME, entry.name, option, value)
+        if option is None:
+            entry.name = value
+            entry.section.name = value
+            return
+        options = entry.section.options
+        entry.section.options = {
+            (value if k == option else k): v
+            for k, v in options.items()
+            if k == option or k != value
+        }
+
+    def reorder(self, target: _Target) -> None:
+        entry, value = target.entry, target.address.value
+        if entry is None or value is None:
+            raise _Fail(_Err.NOTFOUND)
+        position = _position(value)
+        self.entries = [e for e in self.entries if e is not entry]
+        self.entries.insert(max(0, min(position, len(self.entries))), entry)
+        self._record(_Op.REORDER, entry.name, None, str(position))
+
+    def add(self, section_type: str) -> str:
+        entry = self._append(Section(section_type))
+        self._record(_Op.ADD, entry.name, None, section_type)
+        return entry.name
+
+    def replay(self, delta: _Delta) -> None:
+        """Apply one staged change as uci_parse_delta_line does when a package loads."""
+        try:
+            self._replay(delta)
+        except _Fail:
+            return
+        self.applied += 1
+
+    def _replay(self, delta: _Delta) -> None:
+        address = Address(self.name, delta.section, delta.option, delta.value)
+        # uci re-reads every delta line with uci_parse_ptr, so what would not read back is lost.
+        if address.extended or not _replayable(delta) or parse_address(str(address)) != address:
+            raise _Fail(_Err.INVAL)
+        _REPLAY[delta.op](self, self.target(address))
+        if delta.op is _Op.ADD and delta.option is None:
+            self._mark_anonymous(delta.section)
+
+    def _mark_anonymous(self, name: str) -> None:
+        entry = self.find(name)
+        if entry is not None:
+            entry.section.name = None
+
+    def _append(self, section: Section) -> _Entry:
+        self.allocated += 1
+        entry = _Entry(section.name or anonymous_name(self.allocated, section.type), section)
+        self.entries.append(entry)
+        return entry
+
+    def _record(
+        self, op: _Op, section: str, option: str | None = None, value: str | None = None
+    ) -> None:
+        if self.recording:
+            self.recorded.append(_Delta(op, section, option, value))
+
+
+def _replayable(delta: _Delta) -> bool:
+    """The shape checks of uci_parse_delta_tuple."""
+    if delta.op is _Op.REORDER:
+        return delta.option is None and delta.value is not None
+    if delta.op is _Op.RENAME:
+        return is_name(delta.value or "")
+    return delta.option is not None or delta.op not in (_Op.LIST_ADD, _Op.LIST_DEL)
+
+
+_Action = Callable[[_Live, _Target], None]
+_REPLAY: dict[_Op, _Action] = {
+    _Op.CHANGE: _Live.set,
+    _Op.ADD: _Live.set,
+    _Op.REMOVE: _Live.delete,
+    _Op.RENAME: _Live.rename,
+    _Op.REORDER: _Live.reorder,
+    _Op.LIST_ADD: _Live.add_list,
+    _Op.LIST_DEL: _Live.del_list,
+}
+_EDITS: dict[str, _Action] = {
+    "set": _Live.set,
+    "delete": _Live.delete,
+    "rename": _Live.rename,
+    "reorder": _Live.reorder,
+    "add_list": _Live.add_list,
+    "del_list": _Live.del_list,
+}
+_ALIASES = {"del": "delete", "ren": "rename"}
+_SECTION_COMMANDS = {"get", "revert", *_EDITS}
+_PACKAGE_COMMANDS = {"show", "changes", "export", "commit"}
+_FLAGS = set("qXnNs")
+# These name directories or change how files are parsed; the store has neither to change.
+_UNMODELLED = set("cfLmpPSt")
+
+
+class UciStore:
+    """Committed packages plus staged changes, with the CLI's semantics."""
+
+    def __init__(self, packages: dict[str, Package]) -> None:
+        self._files: dict[str, str] = {}
+        self._deltas: dict[str, list[_Delta]] = {}
+        for name, package in packages.items():
+            self.put_file(name, serialize_uci(package))
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str]) -> UciStore:
+        """Start from file contents as they are, comments and tabs included."""
+        store = cls({})
+        for name, text in texts.items():
+            store.put_file(name, text)
+        return store
+
+    def put_file(self, name: str, text: str) -> None:
+        """Write /etc/config/<name> directly, dropping its staged changes."""
+        if not is_package_name(name):
+            raise UciError(f"invalid package name '{name}'", fix="use A-Z, a-z, 0-9, _ and -")
+        self._files[name] = text
+        self._deltas[name] = []
+
+    def names(self) -> list[str]:
+        return sorted(self._files)
+
+    def run(self, argv: list[str], stdin: str = "") -> CommandResult:
+        """One CLI command without the leading 'uci' word."""
+        cli = _Cli(self)
+        rc = cli.main(argv, stdin)
+        return CommandResult("".join(cli.out), "".join(cli.err), rc)
+
+    def batch(self, text: str) -> CommandResult:
+        return self.run(["batch"], stdin=text)
+
+    def committed_text(self, package: str) -> str:
+        """What /etc/config/<package> holds, byte for byte."""
+        if package not in self._files:
+            raise UciError(f"no package '{package}'", fix="create it with put_file first")
+        return self._files[package]
+
+    def committed(self, package: str) -> Package:
+        return parse_uci(self.committed_text(package), package)
+
+    def staged(self, package: str) -> Package:
+        """Committed plus pending changes: what `uci show` sees."""
+        try:
+            return self._load(package).package()
+        except _Fail as fail:
+            raise UciError(str(fail), where=f"uci {package}") from fail
+
+    def _load(self, name: str) -> _Live:
+        if not is_package_name(name):
+            raise _Fail(_Err.INVAL)
+        if name not in self._files:
+            raise _Fail(_Err.NOTFOUND)
+        try:
+            live = _Live(parse_uci(self._files[name], name))
+        except UciParseError as err:
+            raise _Fail(_Err.PARSE, f" ({err.reason}) at line {err.line}, byte {err.byte}") from err
+        for delta in self._deltas[name]:
+            live.replay(delta)
+        live.recording = True
+        return live
+
+    def _save(self, live: _Live) -> None:
+        self._deltas[live.name].extend(live.recorded)
+
+    def _commit(self, name: str) -> None:
+        live = self._load(name)
+        # uci_file_commit rewrites nothing, and keeps the deltas, unless one of them applied.
+        if live.applied:
+            self._files[name] = format_uci(live.package(), header=False)
+            self._deltas[name] = []
+
+    def _revert(self, name: str, section: str | None, option: str | None) -> None:
+        def reverted(delta: _Delta) -> bool:
+            return section in (None, delta.section) and option in (None, delta.option)
+
+        self._deltas[name] = [d for d in self._deltas[name] if not reverted(d)]
+
+    def _changes(self, name: str) -> str:
+        return "".join(d.change_line(name) for d in self._deltas[name])
+
+
+class _Cli:
+    """One uci invocation: its options, the command, and what it printed."""
+
+    def __init__(self, store: UciStore) -> None:
+        self.store = store
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.quiet = False
+        self.show_ext = True
+        self.export_names = False
+        self.delimiter = " "
+        self.batch_line: int | None = None
+
+    def main(self, argv: list[str], stdin: str) -> int:
+        args = self._options(argv)
+        if not args:
+            self.err.append(_USAGE)
+            return 0
+        rc = self.command(args, stdin)
+        if rc == 255:
+            self.err.append(_USAGE)
+        return rc
+
+    def _options(self, argv: list[str]) -> list[str] | None:
+        """musl getopt: options come first and the first other word ends them."""
+        args = list(argv)
+        while args and args[0].startswith("-") and len(args[0]) > 1:
+            word = args.pop(0)
+            if word == "--":
+                break
+            if word == "-d" and args:
+                self.delimiter = args.pop(0)
+                continue
+            if not self._flags(word[1:]):
+                return None
+        return args
+
+    def _flags(self, letters: str) -> bool:
+        for letter in letters:
+            if letter in _UNMODELLED:
+                raise UciError(f"uci option -{letter} is not modelled", where="UciStore.run")
+            if letter not in _FLAGS:
+                return False
+            self.quiet |= letter == "q"
+            self.show_ext &= letter != "X"
+            self.export_names = (self.export_names or letter == "n") and letter != "N"
+        return True
+
+    def command(self, args: list[str], stdin: str) -> int:
+        name = _ALIASES.get(args[0].lower(), args[0].lower())
+        if name == "batch" and self.batch_line is None:
+            return self._batch(stdin)
+        if name in _SECTION_COMMANDS:
+            return self._section_command(name, args[1]) if len(args) == 2 else 255
+        if name in _PACKAGE_COMMANDS:
+            return self._package_commands(name, args[1:]) if len(args) <= 2 else 255
+        if name == "add":
+            return self._add(args[1], args[2]) if len(args) == 3 else 255
+        if name == "help":
+            self.err.append(_USAGE)
+            return 0
+        if name == "import":
+            raise UciError("uci import is not modelled", where="UciStore.run")
+        return 255
+
+    def _batch(self, text: str) -> int:
+        """`uci batch`: errors go to stderr and the exit status stays 0."""
+        for line, item in iter_batch(text):
+            if isinstance(item, UciParseError):
+                self._error(f"uci: {item.uci_message}\n")
+                break
+            if isinstance(item, UciError):
+                self._error("Too many arguments\n")
+                continue
+            if item[0].lower() == "exit":
+                break
+            self.batch_line = line
+            if self.command(item, "") == 255:
+                self._error("Unknown command\n")
+        return 0
+
+    def _section_command(self, name: str, arg: str) -> int:
+        try:
+            address = _address(arg)
+            live = self.store._load(address.package)
+            target = live.target(address)
+        except _Fail as fail:
+            return self._perror(fail)
+        if address.value is not None and name in ("get", "revert"):
+            return 1
+        if name == "get":
+            return self._get(target)
+        if name == "revert":
+            section = target.entry.name if target.entry else address.section
+            self.store._revert(address.package, section, address.option)
+            return 0
+        if name == "delete" and address.value and _not_an_index(address.value):
+            return 1
+        try:
+            _EDITS[name](live, target)
+        except _Fail as fail:
+            return self._perror(fail)
+        self.store._save(live)
+        return 0
+
+    def _get(self, target: _Target) -> int:
+        if not target.complete:
+            return self._perror(_Fail(_Err.NOTFOUND))
+        entry, option = target.entry, target.address.option
+        if entry is not None and option is None:
+            self.out.append(f"{entry.section.type}\n")
+        elif entry is not None and option is not None:
+            value = entry.section.options[option]
+            self.out.append(format_value(value, self.delimiter, quoted=False) + "\n")
+        return 0
+
+    def _add(self, package: str, section_type: str) -> int:
+        try:
+            live = self.store._load(package)
+        except _Fail as fail:
+            self._perror(fail)
+            return int(fail.code)
+        name = live.add(section_type)
+        self.store._save(live)
+        self.out.append(f"{name}\n")
+        return 0
+
+    def _package_commands(self, name: str, args: list[str]) -> int:
+        if args:
+            return self._package_command(name, args[0])
+        for package in self.store.names():
+            self._package_command(name, package)
+        return 0
+
+    def _package_command(self, name: str, arg: str) -> int:
+        try:
+            address = _address(arg)
+            live = self.store._load(address.package)
+            target = live.target(address)
+        except _Fail as fail:
+            return self._perror(fail)
+        if name == "changes":
+            self.out.append(self.store._changes(live.name))
+        elif name == "commit":
+            self.store._commit(live.name)
+        elif name == "export":
+            self.out.append(format_uci(live.package(with_names=self.export_names), header=True))
+        else:
+            return self._show(live, target)
+        return 0
+
+    def _show(self, live: _Live, target: _Target) -> int:
+        if not target.complete:
+            return self._perror(_Fail(_Err.NOTFOUND))
+        entry, option = target.entry, target.address.option
+        if entry is None:
+            self.out.extend(self._show_package(live))
+        elif option is None:
+            self.out.extend(_show_section(live.name, entry.name, entry.section, self.delimiter))
+        else:
+            value = entry.section.options[option]
+            self.out.append(_show_option(live.name, entry.name, option, value, self.delimiter))
+        return 0
+
+    def _show_package(self, live: _Live) -> list[str]:
+        seen: dict[str, int] = {}
+        lines: list[str] = []
+        for entry in live.entries:
+            section = entry.section
+            index = seen.get(section.type, 0)
+            seen[section.type] = index + 1
+            anonymous = self.show_ext and section.name is None
+            ref = f"@{section.type}[{index}]" if anonymous else entry.name
+            lines.extend(_show_section(live.name, ref, section, self.delimiter))
+        return lines
+
+    def _perror(self, fail: _Fail) -> int:
+        detail = fail.detail
+        if fail.code is _Err.PARSE and not detail and self.batch_line is not None:
+            # In batch mode libuci still holds the batch's parse context and reports it.
+            detail = f" (unknown) at line {self.batch_line}, byte 0"
+        self._error(f"uci: {_MESSAGES[fail.code]}{detail}\n")
+        return 1
+
+    def _error(self, text: str) -> None:
+        if not self.quiet:
+            self.err.append(text)
+
+
+def _show_section(package: str, ref: str, section: Section, delimiter: str) -> list[str]:
+    options = section.options.items()
+    return [f"{package}.{ref}={section.type}\n"] + [
+        _show_option(package, ref, option, value, delimiter) for option, value in options
+    ]
+
+
+def _show_option(package: str, ref: str, option: str, value: Value, delimiter: str) -> str:
+    return f"{package}.{ref}.{option}={format_value(value, delimiter, quoted=True)}\n"
