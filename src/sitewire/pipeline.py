@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sitewire.errors import InputError
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets, Rendered, Secrets, render_client, render_site
 from sitewire.spec.load import load_spec
@@ -79,12 +80,26 @@ def render_all(plan: Plan, secrets: Secrets) -> Iterator[tuple[str, Rendered]]:
         yield "clients", render_client(plan, plan.client(name), secrets)
 
 
+MARKER = ".sitewire-render"
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse to replace a directory that sitewire did not write (`--out .` must not wipe it)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
+        raise InputError(
+            "exists and was not written by 'sitewire render'",
+            where=str(out),
+            fix="choose a new or empty directory for --out",
+        )
+
+
 def write_tree(out: Path, rendered: Iterable[tuple[str, Rendered]]) -> list[Path]:
     """Write everything into a fresh directory beside `out`, then swap it in.
 
     If rendering fails half-way (a missing key, say), `out` is left exactly as it was.
     """
     out = out.resolve()
+    check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     written = []
@@ -95,6 +110,9 @@ def write_tree(out: Path, rendered: Iterable[tuple[str, Rendered]]) -> list[Path
             for f in result.files:
                 _write_new(folder / f.path, f.content, f.mode)
                 written.append(out / subdir / f.path)
+        _write_new(
+            staging / MARKER, "written by sitewire render; replaced whole each time\n", 0o644
+        )
         _swap(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,11 +9,18 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
-from sitewire.cli.show import plan_json, plan_text
+from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
 from sitewire.errors import ExitCode, InputError, SitewireError
 from sitewire.fileio import write_atomic
-from sitewire.pipeline import make_plan, open_workspace, render_all, save_state, write_tree
+from sitewire.pipeline import (
+    check_output_dir,
+    make_plan,
+    open_workspace,
+    render_all,
+    save_state,
+    write_tree,
+)
 from sitewire.render.client import client_config, qr_terminal
 from sitewire.spec.model import Spec
 
@@ -66,8 +73,9 @@ def validate(spec: Path, lock_path: Path | None) -> int:
     plan = make_plan(ws)
     peers = sum(len(site.peers) for site in plan.sites())
     click.echo(
-        f"{spec}: ok: {len(plan.site_names)} sites, {len(plan.client_names)} clients, "
-        f"{peers} peer entries, AllowedIPs disjoint on every interface"
+        f"{spec}: ok: {count(len(plan.site_names), 'site')}, "
+        f"{count(len(plan.client_names), 'client')}, {count(peers, 'peer')}, "
+        "AllowedIPs disjoint on every interface"
     )
     return ExitCode.OK
 
@@ -102,6 +110,7 @@ def plan(spec: Path, lock_path: Path | None, as_json: bool) -> int:
 @_KEYS
 def render(spec: Path, out: Path, lock_path: Path | None, keys_path: Path | None) -> int:
     """Write every site's exact configuration (what apply pushes) and client configs + QR codes."""
+    check_output_dir(out)
     ws = open_workspace(spec, lock_path, keys_path)
     for warning in ws.warnings:
         _warn(warning)

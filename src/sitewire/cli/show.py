@@ -8,6 +8,10 @@ from sitewire.plan import Plan
 from sitewire.plan.model import ClientPlan, PeerPlan, SitePlan
 
 
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _join(items: Any) -> str:
     text = ", ".join(str(i) for i in items)
     return text or "[none]"
@@ -17,7 +21,7 @@ def plan_text(plan: Plan) -> str:
     sites = list(plan.sites())
     clients = list(plan.clients())
     lines = [
-        f"network '{plan.name}': {len(sites)} sites, {len(clients)} clients; "
+        f"network '{plan.name}': {count(len(sites), 'site')}, {count(len(clients), 'client')}; "
         f"overlay {_join(plan.overlays)}",
     ]
     for site in sites:
