@@ -1,0 +1,153 @@
+"""SSH to routers: the only module that imports asyncssh; its errors become one-line SitewireErrors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import asyncssh
+
+from sitewire.errors import SitewireError
+
+log = logging.getLogger("sitewire.remote")
+
+_TARGET = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
+
+
+class RemoteError(SitewireError):
+    """A device could not be reached, or refused us."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str  # the site, for messages
+    host: str
+    port: int = 22
+    user: str = "root"
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Target:
+        match = _TARGET.fullmatch(text)
+        if match is None:
+            raise RemoteError(f"{text!r} is not user@host[:port]", where=name)
+        host = match["host"].strip("[]")
+        return cls(name, host, int(match["port"] or 22), match["user"] or "root")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}" + (f":{self.port}" if self.port != 22 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to authenticate: None fields mean the user's own ssh setup (~/.ssh, agent)."""
+
+    client_keys: tuple[Path, ...] | None = None
+    known_hosts: Path | None = None
+    use_user_config: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Session:
+    """One SSH connection to one device; every command it runs is logged as `[#] site: cmd`."""
+
+    def __init__(self, target: Target, conn: asyncssh.SSHClientConnection) -> None:
+        self.target = target
+        self._conn = conn
+
+    async def run(self, command: str, stdin: str | None = None) -> RemoteResult:
+        """Run a POSIX sh command. Input is never logged; commands must not contain secrets."""
+        log.info("[#] %s: %s%s", self.target.name, command, " <<(input)" if stdin else "")
+        try:
+            done = await self._conn.run(command, input=stdin, check=False)
+        except (OSError, asyncssh.Error) as exc:
+            raise RemoteError(f"connection lost: {exc}", where=str(self.target)) from exc
+        rc = done.exit_status if done.exit_status is not None else 255
+        return RemoteResult(rc, _text(done.stdout), _text(done.stderr))
+
+    async def check(self, command: str, stdin: str | None = None) -> str:
+        result = await self.run(command, stdin)
+        if result.rc != 0:
+            detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
+            raise RemoteError(
+                f"{command.split()[0]} failed: {detail[0]}", where=f"{self.target.name}"
+            )
+        return result.stdout
+
+    async def put(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        """Write a file the way BusyBox allows (dropbear has no sftp): cat into a temp, then mv."""
+        text = content if isinstance(content, str) else content.decode()
+        quoted = shlex.quote(path)
+        tmp = shlex.quote(f"{path}.sitewire-tmp")
+        await self.check(
+            f"mkdir -p $(dirname {quoted}) && umask 077 && cat > {tmp} && "
+            f"chmod {mode:o} {tmp} && mv -f {tmp} {quoted}",
+            text,
+        )
+
+    async def close(self) -> None:
+        self._conn.close()
+        await self._conn.wait_closed()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else value.decode(errors="replace")
+
+
+async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> Session:
+    """Open a connection with strict host-key checking; failures name the fix."""
+    options: dict[str, object] = {
+        "username": target.user,
+        "port": target.port,
+        "connect_timeout": timeout,
+        "config": () if creds.use_user_config else None,
+    }
+    if creds.client_keys is not None:
+        options["client_keys"] = [str(k) for k in creds.client_keys]
+        options["agent_path"] = None
+    if creds.known_hosts is not None:
+        options["known_hosts"] = str(creds.known_hosts)
+    try:
+        conn = await asyncssh.connect(target.host, **options)
+    except asyncssh.HostKeyNotVerifiable:
+        raise RemoteError(
+            "host key not in known_hosts",
+            where=f"{target.name} ({target})",
+            fix=f"run: ssh-keyscan -p {target.port} {target.host} >> ~/.ssh/known_hosts",
+        ) from None
+    except asyncssh.PermissionDenied:
+        raise RemoteError(
+            "permission denied (publickey)",
+            where=f"{target.name} ({target})",
+            fix="add your public key to the router's /etc/dropbear/authorized_keys",
+        ) from None
+    except (TimeoutError, asyncio.TimeoutError):
+        raise RemoteError(
+            f"no answer within {timeout:.0f} s",
+            where=f"{target.name} ({target})",
+            fix="check the address in the spec's ssh = and that the device is up",
+        ) from None
+    except (OSError, asyncssh.Error) as exc:
+        raise RemoteError(f"cannot connect: {exc}", where=f"{target.name} ({target})") from exc
+    return Session(target, conn)

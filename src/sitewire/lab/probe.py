@@ -1,0 +1,61 @@
+"""`lab test`: real pings between lab namespaces, run concurrently, shown as a matrix."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    source: str  # row label, e.g. "A host 192.168.3.100"
+    netns: str  # where the ping runs
+    target: str  # column label
+    address: str
+    must_reach: bool  # the plan says this pair is connected
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    probe: Probe
+    reached: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.probe.must_reach and not self.reached
+
+
+async def _ping(probe: Probe, limit: asyncio.Semaphore) -> Outcome:
+    # A first packet may wait for a handshake (and, through a relay, for two), so allow a few
+    # seconds and count the pair as reachable on any reply.
+    argv = ["ip", "netns", "exec", probe.netns, "ping", "-n", "-q", "-c", "5", "-i", "0.3",
+            "-W", "1", "-w", "6", probe.address]  # fmt: skip
+    async with limit:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        return Outcome(probe, await proc.wait() == 0)
+
+
+async def run_probes(probes: Sequence[Probe], parallel: int = 32) -> list[Outcome]:
+    limit = asyncio.Semaphore(parallel)
+    return list(await asyncio.gather(*(_ping(p, limit) for p in probes)))
+
+
+def matrix(outcomes: Sequence[Outcome]) -> str:
+    """Rows are sources, columns targets: `ok`, `FAIL` (must reach, did not), `-` (not tested)."""
+    rows = list(dict.fromkeys(o.probe.source for o in outcomes))
+    cols = list(dict.fromkeys(o.probe.target for o in outcomes))
+    cell = {(o.probe.source, o.probe.target): o for o in outcomes}
+    first = max(len(r) for r in rows) if rows else 0
+    widths = [max(len(c), 4) for c in cols]
+    lines = [" " * first + "  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    for row in rows:
+        marks = []
+        for col, width in zip(cols, widths, strict=True):
+            o = cell.get((row, col))
+            mark = "-" if o is None else "ok" if o.reached else "FAIL" if o.failed else "no"
+            marks.append(mark.ljust(width))
+        lines.append(row.ljust(first) + "  " + "  ".join(marks))
+    return "\n".join(lines) + "\n"
