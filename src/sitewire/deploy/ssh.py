@@ -1,8 +1,7 @@
-"""SSH to routers: the only module that imports asyncssh; its errors become one-line SitewireErrors."""
+"""SSH to routers: the only module importing asyncssh; its errors become one-line messages."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import shlex
@@ -142,7 +141,7 @@ async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> 
             where=f"{target.name} ({target})",
             fix="add your public key to the router's /etc/dropbear/authorized_keys",
         ) from None
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise RemoteError(
             f"no answer within {timeout:.0f} s",
             where=f"{target.name} ({target})",
