@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
+from sitewire.cli.lab import lab
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
 from sitewire.errors import ExitCode, InputError, SitewireError
@@ -154,6 +155,9 @@ def schema() -> int:
     """Print the JSON Schema of network.toml (for editor completion)."""
     click.echo(json.dumps(Spec.json_schema(), indent=2))
     return ExitCode.OK
+
+
+cli.add_command(lab)
 
 
 def main(argv: list[str] | None = None) -> None:

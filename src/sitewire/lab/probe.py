@@ -43,10 +43,13 @@ async def run_probes(probes: Sequence[Probe], parallel: int = 32) -> list[Outcom
     return list(await asyncio.gather(*(_ping(p, limit) for p in probes)))
 
 
-def matrix(outcomes: Sequence[Outcome]) -> str:
-    """Rows are sources, columns targets: `ok`, `FAIL` (must reach, did not), `-` (not tested)."""
+def matrix(outcomes: Sequence[Outcome], columns: Sequence[str] | None = None) -> str:
+    """Rows are sources, columns targets: `ok`, `FAIL` (must reach, did not), `-` (not tested).
+
+    `columns` fixes the column order; by default targets appear in the order first probed.
+    """
     rows = list(dict.fromkeys(o.probe.source for o in outcomes))
-    cols = list(dict.fromkeys(o.probe.target for o in outcomes))
+    cols = list(columns) if columns else list(dict.fromkeys(o.probe.target for o in outcomes))
     cell = {(o.probe.source, o.probe.target): o for o in outcomes}
     first = max(len(r) for r in rows) if rows else 0
     widths = [max(len(c), 4) for c in cols]

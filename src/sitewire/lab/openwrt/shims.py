@@ -1,0 +1,54 @@
+"""The router's commands as small Python scripts calling into this package.
+
+The venv lives outside the router's overlaid directories, so a `#!<python>` script written into
+the router runs the same sitewire the controller runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sitewire.fileio import write_atomic
+from sitewire.lab.openwrt.env import lab_path, lab_setting
+
+PACKAGE = "sitewire.lab.openwrt"
+
+# path on the router -> (module, function)
+BASE = {
+    "/sbin/uci": ("uci_cli", "main"),
+    "/sbin/ifup": ("netifd_cli", "ifup_main"),
+    "/sbin/ifdown": ("netifd_cli", "ifdown_main"),
+    "/sbin/reload_config": ("netifd_cli", "reload_config_main"),
+    "/sbin/fw4": ("fw4", "main"),
+    "/bin/ubus": ("ubus", "main"),
+    "/etc/init.d/network": ("netifd_cli", "network_initd_main"),
+    "/etc/init.d/firewall": ("fw4", "initd_main"),
+    "/etc/init.d/cron": ("cron", "initd_main"),
+}
+OPKG = {"/bin/opkg": ("opkg", "opkg_main")}
+APK = {"/usr/bin/apk": ("opkg", "apk_main")}
+WATCHDOG = {"/usr/bin/wireguard_watchdog": ("watchdog", "main")}
+
+
+def shim_text(module: str, function: str, python: str | None = None) -> str:
+    return (
+        f"#!{python or sys.executable}\n"
+        "# sitewire lab: this router command is emulated in Python.\n"
+        "import sys\n"
+        f"from {PACKAGE}.{module} import {function}\n"
+        f"sys.exit({function}())\n"
+    )
+
+
+def install_shims(shims: dict[str, tuple[str, str]], python: str | None = None) -> list[Path]:
+    """Write the shims; `python` defaults to the one provisioning recorded, else this one."""
+    python = python or lab_setting("python", sys.executable)
+    written = []
+    for path, (module, function) in shims.items():
+        target = lab_path(path)
+        text = shim_text(module, function, python)
+        if not target.exists() or target.read_text(encoding="utf-8", errors="replace") != text:
+            write_atomic(target, text, 0o755)
+        written.append(target)
+    return written

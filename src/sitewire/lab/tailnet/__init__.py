@@ -1,0 +1,1 @@
+"""The lab's Tailscale stand-in: prefs, a shared control file, and what tailscaled installs."""
