@@ -108,6 +108,17 @@ class Session:
         await self.close()
 
 
+def _known(known_hosts: Path, target: Target) -> bool:
+    try:
+        matched = asyncssh.match_known_hosts(
+            str(known_hosts), target.host, target.host, target.port
+        )
+    except (OSError, ValueError):
+        return False
+    host_keys, ca_keys = matched[0], matched[1]
+    return bool(host_keys or ca_keys)
+
+
 def _text(value: str | bytes | None) -> str:
     if value is None:
         return ""
@@ -127,6 +138,13 @@ async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> 
         options["agent_path"] = None
     if creds.known_hosts is not None:
         options["known_hosts"] = str(creds.known_hosts)
+        if not _known(creds.known_hosts, target):
+            # asyncssh would only report a lost connection; say what is wrong and the fix.
+            raise RemoteError(
+                "host key not in known_hosts",
+                where=f"{target.name} ({target})",
+                fix=f"run: ssh-keyscan -p {target.port} {target.host} >> {creds.known_hosts}",
+            )
     try:
         conn = await asyncssh.connect(target.host, **options)
     except asyncssh.HostKeyNotVerifiable:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sitewire.fileio import write_atomic
 from sitewire.lab.layout import GATEWAY4, GATEWAY6, MGMT, WAN, RouterLayout, hosts_text
+from sitewire.lab.wiring import wan_onlink
 from sitewire.lab.netns import LabError, in_router, log, router_env, run, unescape_mount_point
 from sitewire.lab.state import LabState
 
@@ -186,6 +187,9 @@ def site_json(state: LabState, router: RouterLayout) -> dict[str, Any]:
             "ip6addr": str(router.wan6),
             "gateway": str(GATEWAY4),
             "gateway6": str(GATEWAY6),
+            # On-link prefixes beyond the WAN's own subnet (literal endpoints, see layout):
+            # netifd must know them, or a network restart (wan down) loses them for good.
+            "routes": [str(net) for net in wan_onlink(state.layout, router)],
         },
         "lans": [
             {

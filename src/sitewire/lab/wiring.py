@@ -22,6 +22,7 @@ from sitewire.lab.layout import (
 )
 from sitewire.lab.netns import LabError, in_netns, ip, link_exists, netns_add, run, sysctl
 from sitewire.lab.state import LabState
+from sitewire.spec.types import IPNetwork
 
 # A namespace's devices take its defaults when they appear there, so these come first. DAD off:
 # every lab address is unique by construction, and a tentative address would fail the first ping.
@@ -121,14 +122,19 @@ def _port(netns: str, device: str, peer: str, peer_netns: str, bridge: str) -> N
     ip(netns, "link", "set", device, "up")
 
 
+def wan_onlink(layout: LabLayout, router: RouterLayout) -> list[IPNetwork]:
+    """Prefixes a router reaches on-link through its WAN besides its own subnet."""
+    out: list[IPNetwork] = [
+        inet for inet, wan in ((INET4, router.wan4), (INET6, router.wan6)) if wan.network != inet
+    ]
+    own = (router.wan4.network, router.wan6.network)
+    return out + [net for net in layout.off_subnet_wans() if net not in own]
+
+
 def _wan_routes(layout: LabLayout, router: RouterLayout) -> None:
     ns = router.netns
-    for inet, wan in ((INET4, router.wan4), (INET6, router.wan6)):
-        if wan.network != inet:
-            ip(ns, "route", "add", str(inet), "dev", WAN, "src", str(wan.ip))
-    for net in layout.off_subnet_wans():
-        if net not in (router.wan4.network, router.wan6.network):
-            ip(ns, "route", "add", str(net), "dev", WAN)
+    for net in wan_onlink(layout, router):
+        ip(ns, "route", "add", str(net), "dev", WAN)
     ip(ns, "route", "add", "default", "via", str(GATEWAY4), "dev", WAN)
     ip(ns, "-6", "route", "add", "default", "via", str(GATEWAY6), "dev", WAN)
 

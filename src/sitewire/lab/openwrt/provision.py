@@ -61,6 +61,7 @@ class RouterSite:
     wan6: ipaddress.IPv6Interface | None
     gateway6: str
     lans: tuple[tuple[str, tuple[IPInterface, ...]], ...]
+    wan_routes: tuple[str, ...] = ()  # on-link prefixes beyond the WAN subnet
     mgmt_device: str = MGMT_DEVICE
     python: str = sys.executable
 
@@ -85,6 +86,7 @@ def parse_site(data: dict[str, Any]) -> RouterSite:
         wan6=wan6,
         gateway6=str(wan.get("gateway6") or (wan6.network[1] if wan6 else "")),
         lans=lans,
+        wan_routes=tuple(str(ipaddress.ip_network(r)) for r in wan.get("routes", [])),
         mgmt_device=str(data.get("mgmt_device") or MGMT_DEVICE),
         python=str(data.get("python") or sys.executable),
     )
@@ -163,6 +165,13 @@ def network_text(site: RouterSite) -> str:
         wan6 = _static("wan6", site.wan_device, (site.wan6,))
         wan6.options["ip6gw"] = site.gateway6
         sections.append(wan6)
+    for index, target in enumerate(site.wan_routes):
+        v6 = ipaddress.ip_network(target).version == 6
+        options: dict[str, str | tuple[str, ...]] = {
+            "interface": "wan6" if v6 else "wan",
+            "target": target,
+        }
+        sections.append(Section("route6" if v6 else "route", f"lab_onlink{index}", options))
     return format_uci(Package("network", sections), header=False)
 
 
