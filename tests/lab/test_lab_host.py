@@ -303,6 +303,7 @@ def test_openwrt_provisioning_runs_inside_each_router(
             "ip6addr": "fd53:5357:0:1::11/64",
             "gateway": "198.18.0.1",
             "gateway6": "fd53:5357:0:1::1",
+            "routes": [],
         },
         "lans": [{"device": "br-lan", "ipaddr": ["192.168.7.1/24"], "ip6addr": []}],
         "mgmt_device": "mgmt",

@@ -33,7 +33,7 @@ def lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Lab]:
         name = unique_name()
         names.append(name)
         code = run(["lab", "up", str(spec), "--name", name, *flags])
-        out, err = capsys.readouterr()
+        _, err = capsys.readouterr()
         assert code == ExitCode.OK, err
         return name, spec
 

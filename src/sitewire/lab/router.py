@@ -16,9 +16,9 @@ from typing import Any, cast
 
 from sitewire.fileio import write_atomic
 from sitewire.lab.layout import GATEWAY4, GATEWAY6, MGMT, WAN, RouterLayout, hosts_text
-from sitewire.lab.wiring import wan_onlink
 from sitewire.lab.netns import LabError, in_router, log, router_env, run, unescape_mount_point
 from sitewire.lab.state import LabState
+from sitewire.lab.wiring import wan_onlink
 
 OVERLAID = ("etc", "usr", "root")
 HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
