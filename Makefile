@@ -19,14 +19,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv with sitewire and its test tools
 
-demo: $(STAMP)  ## plan and render examples/seed.toml (the main job, for now)
+demo: $(STAMP)  ## plan and render the seed network, then rehearse it in the lab (as root)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp examples/seed.toml $(DEMO)/network.toml
 	$(BIN)/sitewire validate $(DEMO)/network.toml
 	$(BIN)/sitewire plan $(DEMO)/network.toml
 	$(BIN)/sitewire render $(DEMO)/network.toml --local-keys $(DEMO)/keys.json --out $(DEMO)/out
-	@echo "--- $(DEMO)/out/B/uci-batch (keys are in $(DEMO)/keys.json, mode 0600) ---"
+	@echo "--- $(DEMO)/out/B/uci-batch, keys left out (they are in $(DEMO)/keys.json, mode 0600) ---"
 	@grep -v -e private_key -e preshared_key $(DEMO)/out/B/uci-batch
+	@echo "--- rehearsal: factory-fresh routers in namespaces, configured over SSH, real pings ---"
+	$(BIN)/sitewire lab down --name demo 2>/dev/null || true
+	$(BIN)/sitewire lab up $(DEMO)/network.toml --name demo --configured
+	status=0; $(BIN)/sitewire lab test --name demo || status=$$?; \
+	$(BIN)/sitewire lab down --name demo; exit $$status
 
 lint: $(STAMP)  ## ruff format check and lint
 	$(BIN)/ruff format --check src tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -150,3 +151,32 @@ def test_lab_routes_in_the_root_namespace_stay_on_the_management_subnet(lab: Lab
     after = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
     added = set(after.splitlines()) - set(before.splitlines())
     assert [line.split()[0] for line in added] == [str(state.layout.mgmt_network)]
+
+
+@pytest.mark.lab
+def test_lab_takes_addresses_but_not_keys_from_the_persons_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "seed.toml"
+    shutil.copy(SEED, spec)
+    keys = tmp_path / "keys.json"
+    assert (
+        run(["render", str(spec), "--out", str(tmp_path / "out"), "--local-keys", str(keys)]) == 0
+    )
+    lock = spec.with_suffix(".lock")
+    data = json.loads(lock.read_text())
+    data["sites"]["A"]["address"] = "192.168.5.10"  # an allocation only the lock knows
+    lock.write_text(json.dumps(data))
+    before = lock.read_text()
+    name = unique_name()
+    try:
+        assert run(["lab", "up", str(spec), "--name", name, "--configured"]) == 0
+        code, out, err = _lab_test(name, capsys)
+        assert code == ExitCode.OK, out + err
+        assert "A wg 192.168.5.10" in out
+        state = load_state(name)
+        shown = router_exec(state, "A", ["wg", "show", "wg0", "public-key"]).stdout.strip()
+        assert shown != data["sites"]["A"]["public_key"]  # the lab's own key, not the person's
+    finally:
+        lab_down(name, missing_ok=True)
+    assert lock.read_text() == before  # the person's lock is never written by the lab

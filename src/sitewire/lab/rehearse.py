@@ -7,7 +7,6 @@ so rehearsing never touches the person's network.lock and never needs their keys
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from sitewire.lab.state import LabState
 from sitewire.lab.tailscale import provision_command
 from sitewire.pipeline import Workspace, make_plan, open_workspace, save_state
 from sitewire.plan import Plan
-from sitewire.spec.lock import lock_path_for
+from sitewire.spec.lock import load_lock, lock_path_for, save_lock
 from sitewire.spec.model import Platform
 
 TAILNET_PORT = 41641
@@ -54,12 +53,20 @@ def lab_workspace(state: LabState) -> Workspace:
 
 
 def adopt_lock(state: LabState) -> None:
-    """Start from the person's allocation, so lab addresses are the ones the routers will get."""
+    """Start from the person's allocation, so lab addresses are the ones the routers will get.
+
+    Only the addresses: the lab's routers have keys of their own, not the real ones.
+    """
     if state.spec_path is None:
         return
-    theirs = lock_path_for(Path(state.spec_path))
-    if theirs.exists():
-        shutil.copyfile(theirs, state.dir / "network.lock")
+    theirs = load_lock(lock_path_for(Path(state.spec_path)))
+    if theirs is None:
+        return
+    bare = {
+        group: {name: e.model_copy(update={"public_key": None}) for name, e in entries.items()}
+        for group, entries in (("sites", theirs.sites), ("clients", theirs.clients))
+    }
+    save_lock(state.dir / "network.lock", theirs.model_copy(update=bare))
 
 
 def lab_plan(state: LabState) -> Plan:
