@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import sitewire
 from sitewire.fileio import write_atomic
 from sitewire.lab.layout import GATEWAY4, GATEWAY6, MGMT, WAN, RouterLayout, hosts_text
 from sitewire.lab.netns import LabError, in_router, log, router_env, run, unescape_mount_point
@@ -144,12 +145,38 @@ def make_mount_ns(state: LabState, router: RouterLayout) -> None:
     copied = inherited_mounts(_in_mnt(site, mnt, ["cat", "/proc/self/mountinfo"]))
     if copied:
         _in_mnt(site, mnt, ["umount", "--recursive", "--lazy", *copied])
+    kept = code_dirs()
+    for index, path in enumerate(kept):
+        _in_mnt(site, mnt, ["mkdir", "-p", f"{KEEP}/{index}"])
+        _in_mnt(site, mnt, ["mount", "--bind", path, f"{KEEP}/{index}"])
     _in_mnt(site, mnt, ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"])
     _in_mnt(site, mnt, ["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp"])
+    for index, path in enumerate(kept):
+        _in_mnt(site, mnt, ["mkdir", "-p", path])
+        _in_mnt(site, mnt, ["mount", "--bind", f"{KEEP}/{index}", path])
+        _in_mnt(site, mnt, ["umount", f"{KEEP}/{index}"])
     # A sysfs mounted from inside the router's netns shows its own devices in /sys/class/net.
     _in_mnt(site, mnt, ["umount", "--lazy", "/sys"])
     sysfs = ["mount", "-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", "/sys"]
     run(site, in_router(mnt, router.netns, sysfs))
+
+
+# Where the host directories sitewire runs from wait while /run and /tmp are covered.
+KEEP = "/usr/lib/sitewire-lab/keep"
+_COVERED = (Path("/tmp"), Path("/run"))
+
+
+def code_dirs() -> list[str]:
+    """Directories under /tmp or /run that the router's tools need: the interpreter, the venv,
+    the sitewire package. A checkout in /tmp (as CI's may be) would vanish under the tmpfs."""
+    paths = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve()]
+    paths.append(Path(sitewire.__file__).resolve().parent)
+    out: set[str] = set()
+    for path in paths:
+        for covered in _COVERED:
+            if path.is_relative_to(covered) and path != covered:
+                out.add(str(covered / path.relative_to(covered).parts[0]))
+    return sorted(out)
 
 
 def _in_mnt(site: str, mnt: Path, argv: list[str]) -> str:
