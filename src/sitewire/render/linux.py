@@ -19,7 +19,7 @@ from sitewire.render.model import (
     Rendered,
     RenderedFile,
     Secrets,
-    require_key,
+    peer_public_key,
 )
 
 CONF_DIR = "/etc/wireguard"
@@ -100,12 +100,7 @@ def _peer(
 
 
 def _peer_block(peer: PeerPlan, psk: str | None) -> str:
-    key = require_key(
-        peer.public_key,
-        f"the public key of {peer.name}",
-        f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
-        "run 'sitewire apply' to create keys on the devices, or render with --local-keys FILE",
-    )
+    key = peer_public_key(peer)
     via = f"; also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
     lines = [
         "",

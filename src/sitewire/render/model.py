@@ -61,6 +61,15 @@ class Rendered:
         return content if isinstance(content, str) else content.decode()
 
 
+def peer_public_key(peer: PeerPlan) -> str:
+    return require_key(
+        peer.public_key,
+        f"the public key of {peer.name}",
+        f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
+        "run 'sitewire apply' to create keys on the devices, or render with --local-keys FILE",
+    )
+
+
 def require_key(key: str | None, what: str, where: str, fix: str) -> str:
     if key is None:
         raise InputError(f"{what} is not known yet", where=where, fix=fix)

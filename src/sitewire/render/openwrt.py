@@ -13,7 +13,7 @@ from sitewire.render.model import (
     Rendered,
     RenderedFile,
     Secrets,
-    require_key,
+    peer_public_key,
 )
 from sitewire.render.uci import Package, quote
 
@@ -138,12 +138,7 @@ def _peer(
 
 
 def _peer_block(site: SitePlan, peer: PeerPlan, psk: str | None, keep: bool) -> str:
-    key = require_key(
-        peer.public_key,
-        f"the public key of {peer.name}",
-        f"{'sites' if peer.kind == 'site' else 'clients'}.{peer.name}",
-        "run 'sitewire apply' to create keys on the routers, or render with --local-keys FILE",
-    )
+    key = peer_public_key(peer)
     via = f", also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
     dial = peer.dial
     block = _Batch()

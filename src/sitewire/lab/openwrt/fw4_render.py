@@ -264,22 +264,24 @@ def _l4proto(rule: Rule) -> str:
 
 
 def _addresses(rule: Rule) -> list[str]:
-    parts = []
-    for word, (pos, neg) in (("saddr", rule.saddrs), ("daddr", rule.daddrs)):
-        if pos:
-            parts.append(f"{ipproto(rule.family)} {word} {nft_set(pos)}")
-        if neg:
-            parts.append(f"{ipproto(rule.family)} {word} != {nft_set(neg)}")
-    return parts
+    family = ipproto(rule.family)
+    return _matches(family, (("saddr", rule.saddrs), ("daddr", rule.daddrs)))
 
 
 def _ports(rule: Rule) -> list[str]:
+    return _matches(rule.proto.name, (("sport", rule.sports), ("dport", rule.dports)))
+
+
+def _matches(
+    prefix: str, selectors: tuple[tuple[str, tuple[list[str], list[str]]], ...]
+) -> list[str]:
+    """`<prefix> <word> {set}` for wanted values and `!= {set}` for negated ones."""
     parts = []
-    for word, (pos, neg) in (("sport", rule.sports), ("dport", rule.dports)):
+    for word, (pos, neg) in selectors:
         if pos:
-            parts.append(f"{rule.proto.name} {word} {nft_set(pos)}")
+            parts.append(f"{prefix} {word} {nft_set(pos)}")
         if neg:
-            parts.append(f"{rule.proto.name} {word} != {nft_set(neg)}")
+            parts.append(f"{prefix} {word} != {nft_set(neg)}")
     return parts
 
 

@@ -163,15 +163,20 @@ def _resolve(names: list[str], installed: dict[str, str]) -> tuple[list[FeedPack
 
 
 def _opkg_installed() -> dict[str, str]:
+    return _installed(OPKG_STATUS, ": ", "Package", "Version")
+
+
+def _installed(db: str, sep: str, name_key: str, version_key: str) -> dict[str, str]:
+    """name -> version from a package database of blank-line separated `key<sep>value` blocks."""
     try:
-        text = lab_path(OPKG_STATUS).read_text(encoding="utf-8")
+        text = lab_path(db).read_text(encoding="utf-8")
     except OSError:
         return {}
     out: dict[str, str] = {}
     for block in text.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "Package" in fields:
-            out[fields["Package"]] = fields.get("Version", "")
+        fields = dict(line.split(sep, 1) for line in block.splitlines() if sep in line)
+        if name_key in fields:
+            out[fields[name_key]] = fields.get(version_key, "")
     return out
 
 
@@ -263,16 +268,7 @@ def _opkg(args: list[str]) -> int:
 
 
 def _apk_installed() -> dict[str, str]:
-    try:
-        text = lab_path(APK_INSTALLED).read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    out: dict[str, str] = {}
-    for block in text.split("\n\n"):
-        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        if "P" in fields:
-            out[fields["P"]] = fields.get("V", "")
-    return out
+    return _installed(APK_INSTALLED, ":", "P", "V")
 
 
 def _apk_record(name: str, version: str, world: bool = True) -> None:
