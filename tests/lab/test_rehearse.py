@@ -71,9 +71,9 @@ def test_seed_configured_from_factory_state_works_both_ways(
     show = router_exec(state, "B", ["uci", "show", "network.sw_peer_A"]).stdout
     assert "network.sw_peer_A.endpoint_host='a.example.net'" in show
     assert not spec.with_suffix(".lock").exists()
-    assert (
-        router_exec(state, "A", ["wg", "show", "wg0", "latest-handshakes"]).stdout.split()[1] != "0"
-    )
+    b_key = router_exec(state, "B", ["wg", "show", "wg0", "public-key"]).stdout.strip()
+    handshakes = router_exec(state, "A", ["wg", "show", "wg0", "latest-handshakes"]).stdout
+    assert dict(line.split() for line in handshakes.splitlines())[b_key] != "0"
 
 
 @pytest.mark.lab
