@@ -3,7 +3,7 @@
 classic (23.05/24.10): every setup deletes and re-creates the device and hands `wg setconf` a
 temporary file; there is no renew. syncconf (25.12): the device is created only when missing,
 `wg syncconf` reads the configuration from stdin and renew re-runs setup in place. The device is
-a wireguard-go process (this kernel has no WireGuard module); deleting the link ends it.
+the kernel module when there is one, else a wireguard-go process; deleting the link ends it.
 """
 
 from __future__ import annotations
@@ -116,6 +116,15 @@ def _delete_link(name: str) -> None:
 
 
 def _create(name: str) -> None:
+    # The kernel module where the machine has one, as on a real router; else wireguard-go.
+    kernel = subprocess.run(
+        [ns.IP, "link", "add", "dev", name, "type", "wireguard"],
+        capture_output=True,
+        check=False,
+    )
+    if kernel.returncode == 0:
+        log(f"[#] ip link add dev {name} type wireguard")
+        return
     binary = shutil.which("wireguard-go") or "/usr/bin/wireguard-go"
     log(f"[#] {binary} {name}")
     with lab_path("/var/run/lab-openwrt.log").open("a") as out:
