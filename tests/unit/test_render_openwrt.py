@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sitewire.errors import InputError
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets, render_site
 from sitewire.render.openwrt import INTERFACE_OPTIONS, PEER_OPTIONS
@@ -11,7 +12,9 @@ from sitewire.render.uci import Package, Section, parse_uci
 from sitewire.render.uci_store import UciStore
 from sitewire.spec.model import Spec
 from sitewire.spec.secrets import LocalKeys
-from tests.conftest import FIXTURES, spec_from
+from tests.conftest import FIXTURES, SEED, spec_from
+
+SEED_TEXT = SEED.read_text()
 
 STOCK_FIREWALLS = ["firewall.stock-23.05-24.10.uci", "firewall.stock-25.12.uci"]
 
@@ -178,3 +181,32 @@ def test_accepted_routes_are_pinned_with_netifd_rules(seed_spec: Spec) -> None:
         ("rule6", "fd00:2::/64", "main", "5100"),
     }
     assert Package  # the model type is what committed() returns
+
+
+def test_a_removed_client_is_revoked_and_its_address_not_reused(seed_spec: Spec) -> None:
+    keys = LocalKeys()
+    keys.ensure(["A", "B", "phone", "tablet"], [])
+    plan = plan_network(seed_spec, None, keys.public_keys())
+    store = _stock("192.168.3.1", STOCK_FIREWALLS[0])
+    _run(store, render_site(plan, "A", keys).text("uci-batch"))
+    assert store.committed("network").section("sw_peer_phone") is not None
+    # The phone is lost: it leaves the spec, a tablet arrives.
+    without = spec_from(
+        SEED_TEXT.replace('[clients.phone]\nvia = "A"', '[clients.tablet]\nvia = "A"')
+    )
+    again = plan_network(without, plan.lock, keys.public_keys())
+    assert "phone" in again.lock.retired
+    assert str(again.lock.entry("tablet").address) == "192.168.5.4"  # .3 stays the phone's
+    _run(store, render_site(again, "A", keys).text("uci-batch"))
+    net = store.committed("network")
+    assert net.section("sw_peer_phone") is None
+    assert _options(net.section("sw_peer_tablet"))["allowed_ips"] == ("192.168.5.4/32",)
+
+
+def test_an_explicit_address_may_not_take_a_locked_one(seed_spec: Spec) -> None:
+    plan = plan_network(seed_spec)
+    grown = spec_from(SEED_TEXT + '\n[sites.C]\nlan = ["10.9.0.0/24"]\naddress = "192.168.5.2"\n')
+    with pytest.raises(
+        InputError, match=r"sites\.C\.address: '192\.168\.5\.2' is already B's address"
+    ):
+        plan_network(grown, plan.lock)

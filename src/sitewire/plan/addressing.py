@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sitewire.errors import PlanError
@@ -21,19 +21,26 @@ class Wish:
 
 
 def allocate(
-    overlay: IPNetwork, wishes: Sequence[Wish], source: str, key: str
+    overlay: IPNetwork,
+    wishes: Sequence[Wish],
+    source: str,
+    key: str,
+    retired: Mapping[IPAddress, str] | None = None,
 ) -> tuple[dict[str, IPAddress], list[str]]:
     """Give every node an address in `overlay`; never move one the lock or the spec pins.
 
-    Returns the allocation and notes about addresses that had to move (overlay changed).
+    Addresses of `retired` nodes stay reserved unless the spec claims one explicitly. Returns
+    the allocation and notes about addresses that had to move (the overlay changed).
     """
     taken: dict[IPAddress, str] = {}
     result: dict[str, IPAddress] = {}
+    locked = {w.locked: w.name for w in wishes if w.locked is not None and w.explicit is None}
     for wish in wishes:
         if wish.explicit is not None:
             _check_usable(overlay, wish.explicit, f"{source}: {wish.where}", key)
-            other = taken.get(wish.explicit)
-            if other is not None:
+            other = taken.get(wish.explicit) or locked.get(wish.explicit)
+            if other is not None and other != wish.name:
+                # Taking a locked address would silently renumber a router somewhere else.
                 raise PlanError(
                     f"'{wish.explicit}' is already {other}'s address",
                     where=f"{source}: {wish.where}",
@@ -41,6 +48,8 @@ def allocate(
                 )
             taken[wish.explicit] = wish.name
             result[wish.name] = wish.explicit
+    for address, name in (retired or {}).items():
+        taken.setdefault(address, name)
     notes: list[str] = []
     for wish in wishes:
         if wish.explicit is None and wish.locked is not None:

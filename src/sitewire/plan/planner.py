@@ -86,10 +86,23 @@ def plan_network(
                 address=addresses[4].get(name), address6=addresses[6].get(name), public_key=key
             )
     topology = Topology(spec, nodes, source)
-    new_lock = Lock(network=spec.network.name, sites=entries["sites"], clients=entries["clients"])
-    dropped = (set(lock.sites) | set(lock.clients)) - set(nodes)
+    retired = {
+        name: LockEntry(address=entry.address, address6=entry.address6)
+        for group in (lock.sites, lock.clients, lock.retired)
+        for name, entry in group.items()
+        if name not in nodes
+    }
+    new_lock = Lock(
+        network=spec.network.name,
+        sites=entries["sites"],
+        clients=entries["clients"],
+        retired=dict(sorted(retired.items())),
+    )
     notes += [
-        f"{name}: no longer in the spec; its lock entry is released" for name in sorted(dropped)
+        f"{name}: no longer in the spec; retired (its peer sections are removed, its address "
+        "stays reserved)"
+        for name in sorted(retired)
+        if name not in lock.retired
     ]
     return Plan(topology, new_lock, tuple(notes))
 
@@ -124,7 +137,14 @@ def _allocate_all(
             )
             for group, name, a4, a6 in nodes
         ]
-        allocated, moved = allocate(overlay, wishes, source, key)
+        retired = {
+            address: name
+            for group in (lock.sites, lock.clients, lock.retired)
+            for name, entry in group.items()
+            if name not in spec.sites and name not in spec.clients
+            if (address := getattr(entry, field)) is not None
+        }
+        allocated, moved = allocate(overlay, wishes, source, key, retired)
         result[family] = allocated
         notes.extend(moved)
     return result, notes

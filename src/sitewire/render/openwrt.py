@@ -50,6 +50,7 @@ def render_openwrt(
     batch.comment("Run: uci batch < uci-batch   (commits network and firewall at the end)")
     _network(plan, batch, site, secrets)
     _firewall(batch, site)
+    _drop_retired(batch, plan, site)
     _drop_stale(batch, site, current or {})
     batch.line("commit network")
     batch.line("commit firewall")
@@ -213,6 +214,16 @@ def _drop_stale(batch: _Batch, site: SitePlan, current: Mapping[str, Package]) -
             if name and name.startswith(OWNED_PREFIX) and name not in batch.touched[package]:
                 batch.comment(f"no longer planned: {package}.{name}")
                 batch.line(f"set {package}.{name}=''")
+
+
+def _drop_retired(batch: _Batch, plan: Plan, site: SitePlan) -> None:
+    # A node removed from the spec must lose its way in everywhere (a lost phone is revoked),
+    # whether or not this router is known to hold its section: `set x=''` is a no-op if absent.
+    for name in plan.lock.retired:
+        section = peer_section(name)
+        if section not in batch.touched["network"]:
+            batch.comment(f"retired from the spec: {name}")
+            batch.line(f"set network.{section}=''")
 
 
 def _pin_section(prefix: str) -> str:

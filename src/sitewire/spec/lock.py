@@ -32,9 +32,15 @@ class Lock(BaseModel):
     network: str
     sites: dict[str, LockEntry] = {}
     clients: dict[str, LockEntry] = {}
+    # Nodes removed from the spec: their addresses stay reserved (a revoked phone's address is
+    # not handed to the next device) and every render deletes their peer sections. Delete an
+    # entry here by hand to free its address for good.
+    retired: dict[str, LockEntry] = {}
 
     def entry(self, name: str) -> LockEntry:
-        return self.sites.get(name) or self.clients.get(name) or LockEntry()
+        return (
+            self.sites.get(name) or self.clients.get(name) or self.retired.get(name) or LockEntry()
+        )
 
 
 def lock_path_for(spec_path: Path) -> Path:
@@ -69,7 +75,7 @@ def load_lock(path: Path) -> Lock | None:
 def _refuse_secrets(data: Any, source: str) -> None:
     if not isinstance(data, dict):
         return
-    for group in ("sites", "clients"):
+    for group in ("sites", "clients", "retired"):
         entries = data.get(group)
         if not isinstance(entries, dict):
             continue

@@ -1,0 +1,313 @@
+"""The revert switch on lab routers over real SSH: closed sessions, a lockout, kills at each step.
+
+Timers are 3-6 s to keep each test short; apply uses minutes. The OpenWrt tests change B, the
+seed's dialer: after B's wg0 is re-created B handshakes at once, while a re-created A waits up to
+15 s for B to give up its old session (DESIGN.md decision 6), longer than a test may take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sitewire.deploy import safety
+from sitewire.deploy.safety import CommitInProgress, Device, Outcome
+from sitewire.deploy.ssh import Credentials, RemoteError, Session, Target, connect
+from sitewire.lab.host import host_exec, lab_down, lab_up, router_exec
+from sitewire.lab.rehearse import after_up
+from sitewire.lab.state import LabState
+from sitewire.plan import plan_network
+from tests.conftest import SEED, spec_from
+from tests.lab.conftest import LINUX_SPEC, unique_name
+
+TIMER = 3
+NETWORK = "/etc/config/network"
+FIREWALL = "/etc/config/firewall"
+CRONTAB = "/etc/crontabs/root"
+CREATED = "/etc/config/sitewire"  # absent before: a revert deletes it again
+OPENWRT_FILES = (NETWORK, FIREWALL, CRONTAB, CREATED)
+RELOAD = ("/etc/init.d/network restart", "/etc/init.d/firewall reload")
+# A change to both files, so a router caught between old and new would show it.
+CHANGE = (
+    "uci set network.wg0.mtu='1380' && uci set firewall.sw_safety_test=rule && "
+    "uci set firewall.sw_safety_test.name='safety-test' && "
+    "uci set firewall.sw_safety_test.src='wan' && uci set firewall.sw_safety_test.proto='udp' && "
+    "uci set firewall.sw_safety_test.dest_port='9' && "
+    "uci set firewall.sw_safety_test.target='DROP' && uci commit network && uci commit firewall"
+    f" && echo 'config state main' > {CREATED}"
+)
+APPLY = f"{CHANGE} && /etc/init.d/network restart && /etc/init.d/firewall reload"
+WG_QUICK = "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go wg-quick"
+LINUX_CONF = "/etc/wireguard/wg0.conf"
+LINUX_RELOAD = (f"{WG_QUICK} down wg0", f"{WG_QUICK} up wg0")
+
+Lab = Callable[[str], LabState]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """lab("seed" | "linux") -> a lab configured over SSH as the plan says; always taken down."""
+    names: list[str] = []
+
+    def up(kind: str) -> LabState:
+        spec_path = tmp_path / f"{kind}.toml"
+        spec_path.write_text(SEED.read_text() if kind == "seed" else LINUX_SPEC)
+        name = unique_name()
+        names.append(name)
+        then = functools.partial(after_up, configured=True, accept_routes=False)
+        plan = plan_network(spec_from(spec_path.read_text()))
+        return lab_up(plan, name, spec_path=str(spec_path), then=then)
+
+    try:
+        yield up
+    finally:
+        for name in names:
+            lab_down(name, missing_ok=True)
+
+
+def target(state: LabState, site: str) -> Target:
+    return Target(site, str(state.layout.router(site).mgmt.ip))
+
+
+async def session_to(state: LabState, site: str, timeout: float = 5.0) -> Session:
+    creds = Credentials((state.client_key,), state.known_hosts, use_user_config=False)
+    return await connect(target(state, site), creds, timeout)
+
+
+def read(state: LabState, site: str, paths: tuple[str, ...]) -> dict[str, str | None]:
+    """Each file's content and sha256 as the router has it, None when absent."""
+    out: dict[str, str | None] = {}
+    for path in paths:
+        done = router_exec(state, site, ["cat", path])
+        out[path] = done.stdout if done.returncode == 0 else None
+    return out
+
+
+def switch_status(
+    state: LabState, site: str, device: Device = safety.OPENWRT
+) -> safety.SwitchStatus:
+    script = safety.status_script(device)
+    done = router_exec(state, site, ["sh", *script.argv], script.text)
+    return safety.parse_status(done.stdout)
+
+
+def wait_settled(
+    state: LabState, site: str, timeout: float, device: Device = safety.OPENWRT
+) -> float:
+    """Seconds until no commit is pending on the router (the timer has reverted or was stopped)."""
+    started = time.monotonic()
+    while switch_status(state, site, device).pending is not None:
+        assert time.monotonic() - started < timeout, f"{site}: still pending after {timeout} s"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def wg_mtu(state: LabState, site: str) -> int | None:
+    done = router_exec(state, site, ["ip", "-o", "link", "show", "wg0"])
+    words = done.stdout.split()
+    return int(words[words.index("mtu") + 1]) if "mtu" in words else None
+
+
+def lan_to_lan(state: LabState) -> bool:
+    """B's host first: B dials A, so after A's wg0 was re-created only B can start a handshake."""
+    for site, address in (("B", "192.168.3.100"), ("A", "192.168.7.100")):
+        argv = ["ping", "-n", "-q", "-c", "10", "-i", "0.2", "-W", "1", "-w", "8", address]
+        if host_exec(state, site, argv).returncode != 0:
+            return False
+    return True
+
+
+@pytest.mark.lab
+def test_an_unconfirmed_change_is_reverted_after_the_session_closes(lab: Lab) -> None:
+    state = lab("seed")
+    before = read(state, "B", OPENWRT_FILES)
+    token = safety.new_token()
+
+    async def apply_and_leave() -> None:
+        async with await session_to(state, "B") as session:
+            await safety.arm(session, token, OPENWRT_FILES, TIMER, RELOAD)
+            await session.check(APPLY)
+
+    asyncio.run(apply_and_leave())
+    closed = time.monotonic()
+    assert wg_mtu(state, "B") == 1380 and read(state, "B", OPENWRT_FILES) != before
+    wait_settled(state, "B", TIMER + 8)
+    took = time.monotonic() - closed
+    assert switch_status(state, "B").commits[token] is Outcome.REVERTED
+    assert read(state, "B", OPENWRT_FILES) == before  # byte for byte
+    assert before[CREATED] is None and before[CRONTAB] is not None
+    assert wg_mtu(state, "B") == 1420  # the network was restarted on the old config
+    assert lan_to_lan(state)
+    assert took < TIMER + 3, f"revert finished {took:.1f} s after the session closed"
+
+
+@pytest.mark.lab
+def test_a_change_confirmed_over_a_new_connection_stays(lab: Lab) -> None:
+    state = lab("seed")
+    token = safety.new_token()
+
+    async def apply_verify_confirm() -> None:
+        async with await session_to(state, "B") as session:
+            await safety.arm(session, token, OPENWRT_FILES, TIMER, RELOAD)
+            await session.check(APPLY)
+        async with await session_to(state, "B") as fresh:
+            found = await safety.pending(fresh)
+            assert found is not None and found.token == token
+            await safety.confirm(fresh, token)
+            assert await safety.pending(fresh) is None
+
+    asyncio.run(apply_verify_confirm())
+    after = read(state, "B", OPENWRT_FILES)
+    time.sleep(TIMER + 1.5)
+    assert read(state, "B", OPENWRT_FILES) == after
+    assert "option mtu '1380'" in (after[NETWORK] or "")
+    assert wg_mtu(state, "B") == 1380
+    assert switch_status(state, "B").commits[token] is Outcome.CONFIRMED
+    assert lan_to_lan(state)
+
+
+@pytest.mark.lab
+def test_a_change_that_cuts_the_management_path_is_reverted_by_the_router(lab: Lab) -> None:
+    """The issue's lockout: AllowedIPs that capture the controller's address.
+
+    In the lab the mgmt port is outside netifd (it is not in /etc/config/network), so only the
+    route that route_allowed_ips adds for the captured address cuts the controller off, and the
+    revert's network restart removes it again.
+    """
+    state = lab("seed")
+    controller = str(state.layout.root_mgmt.ip)
+    before = read(state, "B", OPENWRT_FILES)
+    token = safety.new_token()
+    # In the background, so the command answers before the restart takes the path away.
+    capture = (
+        f"uci add_list network.sw_peer_A.allowed_ips='{controller}/32' && uci commit network && "
+        "(sleep 1; /etc/init.d/network restart) >/dev/null 2>&1 &"
+    )
+
+    async def lock_ourselves_out() -> str:
+        session = await session_to(state, "B")
+        try:
+            await safety.arm(session, token, OPENWRT_FILES, TIMER + 3, RELOAD)
+            await session.check(capture)
+            await asyncio.sleep(2)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(session.run("true"), 2)
+            route = router_exec(state, "B", ["ip", "route", "get", controller]).stdout
+            with pytest.raises(RemoteError, match="no answer within"):
+                await session_to(state, "B", timeout=1)
+            return route
+        finally:
+            await session.close()
+
+    route = asyncio.run(lock_ourselves_out())
+    assert f"{controller} dev wg0" in route
+    wait_settled(state, "B", TIMER + 10)
+    assert switch_status(state, "B").commits[token] is Outcome.REVERTED
+    assert read(state, "B", OPENWRT_FILES) == before
+
+    async def come_back() -> str:
+        async with await session_to(state, "B") as session:
+            return await session.check("ip route get " + controller)
+
+    assert "dev mgmt" in asyncio.run(come_back())
+
+
+STEPS = ["after-backup", "after-arm", "after-commit", "before-confirm", "during-confirm"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("step", STEPS)
+def test_a_session_killed_at_any_step_leaves_old_or_new_never_between(lab: Lab, step: str) -> None:
+    state = lab("seed")
+    old = read(state, "B", OPENWRT_FILES)
+    token = safety.new_token()
+
+    async def apply_until_killed() -> None:
+        session = await session_to(state, "B")
+        try:
+            if step == "after-backup":
+                script = safety.backup_script(token, OPENWRT_FILES)
+                assert (await session.run(script.command, script.text)).stdout.startswith("ok")
+                return
+            await safety.arm(session, token, OPENWRT_FILES, TIMER, RELOAD)
+            if step == "after-arm":
+                return
+            await session.check(CHANGE)
+            if step == "after-commit":
+                return
+            await session.check("/etc/init.d/network restart && /etc/init.d/firewall reload")
+            async with await session_to(state, "B") as fresh:
+                assert (await safety.pending(fresh)) is not None
+                if step == "during-confirm":
+                    script = safety.confirm_script(token)
+                    sent = asyncio.ensure_future(fresh.run(script.command, script.text))
+                    await asyncio.sleep(0.01)
+                    sent.cancel()
+        finally:
+            await session.close()  # asyncssh aborts the TCP connection: no goodbye
+
+    asyncio.run(apply_until_killed())
+    if step == "after-arm":
+
+        async def second_too_soon() -> None:
+            async with await session_to(state, "B") as session:
+                with pytest.raises(CommitInProgress, match=f"commit {token}, reverts in"):
+                    await safety.arm(session, safety.new_token(), OPENWRT_FILES, TIMER, RELOAD)
+
+        asyncio.run(second_too_soon())
+    wait_settled(state, "B", TIMER + 8)
+    now = read(state, "B", OPENWRT_FILES)
+    new_mtu = "option mtu '1380'" in (now[NETWORK] or "")
+    if now == old:
+        assert wg_mtu(state, "B") == 1420
+    else:
+        assert step == "during-confirm", f"{step}: the router kept a change nobody confirmed"
+        assert new_mtu and "safety-test" in (now[FIREWALL] or "") and wg_mtu(state, "B") == 1380
+
+    async def rerun() -> None:
+        again = safety.new_token()
+        async with await session_to(state, "B") as session:
+            await safety.arm(session, again, OPENWRT_FILES, TIMER, RELOAD)
+            await safety.confirm(session, again)
+
+    asyncio.run(rerun())
+    assert switch_status(state, "B").pending is None
+
+
+@pytest.mark.lab
+def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
+    state = lab("linux")
+    before = read(state, "B", (LINUX_CONF,))
+    assert wg_mtu(state, "B") == 1420
+    change = f"sed -i 's/^MTU = 1420$/MTU = 1380/' {LINUX_CONF} && {' && '.join(LINUX_RELOAD)}"
+
+    async def apply(token: str, confirmed: bool) -> None:
+        async with await session_to(state, "B") as session:
+            await safety.arm(
+                session, token, (LINUX_CONF,), TIMER, LINUX_RELOAD, device=safety.LINUX
+            )
+            await session.check(change)
+        assert wg_mtu(state, "B") == 1380
+        if confirmed:
+            async with await session_to(state, "B") as fresh:
+                await safety.confirm(fresh, token, device=safety.LINUX)
+
+    reverted = safety.new_token()
+    asyncio.run(apply(reverted, confirmed=False))
+    wait_settled(state, "B", TIMER + 8, safety.LINUX)
+    assert read(state, "B", (LINUX_CONF,)) == before
+    assert wg_mtu(state, "B") == 1420
+    status = switch_status(state, "B", safety.LINUX)
+    assert status.commits[reverted] is Outcome.REVERTED
+
+    kept = safety.new_token()
+    asyncio.run(apply(kept, confirmed=True))
+    time.sleep(TIMER + 1.5)
+    assert "MTU = 1380" in (read(state, "B", (LINUX_CONF,))[LINUX_CONF] or "")
+    assert wg_mtu(state, "B") == 1380
+    assert switch_status(state, "B", safety.LINUX).commits[kept] is Outcome.CONFIRMED
