@@ -28,13 +28,15 @@ from tests.lab.conftest import LINUX_SPEC, unique_name
 TIMER = 3
 NETWORK = "/etc/config/network"
 FIREWALL = "/etc/config/firewall"
+# Not the MTU: in the lab wireguard-go's daemon sets 1420 again, racing netifd's `ip link set mtu`.
+EXTRA = "10.99.0.1"
 CRONTAB = "/etc/crontabs/root"
 CREATED = "/etc/config/sitewire"  # absent before: a revert deletes it again
 OPENWRT_FILES = (NETWORK, FIREWALL, CRONTAB, CREATED)
 RELOAD = ("/etc/init.d/network restart", "/etc/init.d/firewall reload")
 # A change to both files, so a router caught between old and new would show it.
 CHANGE = (
-    "uci set network.wg0.mtu='1380' && uci set firewall.sw_safety_test=rule && "
+    f"uci add_list network.wg0.addresses='{EXTRA}/32' && uci set firewall.sw_safety_test=rule && "
     "uci set firewall.sw_safety_test.name='safety-test' && "
     "uci set firewall.sw_safety_test.src='wan' && uci set firewall.sw_safety_test.proto='udp' && "
     "uci set firewall.sw_safety_test.dest_port='9' && "
@@ -107,10 +109,11 @@ def wait_settled(
     return time.monotonic() - started
 
 
-def wg_mtu(state: LabState, site: str) -> int | None:
-    done = router_exec(state, site, ["ip", "-o", "link", "show", "wg0"])
-    words = done.stdout.split()
-    return int(words[words.index("mtu") + 1]) if "mtu" in words else None
+def has_extra(state: LabState, site: str) -> bool:
+    """Whether the running wg0 carries the address the change adds: the change is live."""
+    done = router_exec(state, site, ["ip", "-o", "-4", "addr", "show", "dev", "wg0"])
+    assert done.returncode == 0, f"{site}: no wg0: {done.stderr}"
+    return f" {EXTRA}/32 " in done.stdout
 
 
 def lan_to_lan(state: LabState) -> bool:
@@ -135,13 +138,13 @@ def test_an_unconfirmed_change_is_reverted_after_the_session_closes(lab: Lab) ->
 
     asyncio.run(apply_and_leave())
     closed = time.monotonic()
-    assert wg_mtu(state, "B") == 1380 and read(state, "B", OPENWRT_FILES) != before
+    assert has_extra(state, "B") and read(state, "B", OPENWRT_FILES) != before
     wait_settled(state, "B", TIMER + 8)
     took = time.monotonic() - closed
     assert switch_status(state, "B").commits[token] is Outcome.REVERTED
     assert read(state, "B", OPENWRT_FILES) == before  # byte for byte
     assert before[CREATED] is None and before[CRONTAB] is not None
-    assert wg_mtu(state, "B") == 1420  # the network was restarted on the old config
+    assert not has_extra(state, "B")  # the network was restarted on the old config
     assert lan_to_lan(state)
     assert took < TIMER + 3, f"revert finished {took:.1f} s after the session closed"
 
@@ -165,8 +168,8 @@ def test_a_change_confirmed_over_a_new_connection_stays(lab: Lab) -> None:
     after = read(state, "B", OPENWRT_FILES)
     time.sleep(TIMER + 1.5)
     assert read(state, "B", OPENWRT_FILES) == after
-    assert "option mtu '1380'" in (after[NETWORK] or "")
-    assert wg_mtu(state, "B") == 1380
+    assert f"{EXTRA}/32" in (after[NETWORK] or "")
+    assert has_extra(state, "B")
     assert switch_status(state, "B").commits[token] is Outcome.CONFIRMED
     assert lan_to_lan(state)
 
@@ -262,12 +265,12 @@ def test_a_session_killed_at_any_step_leaves_old_or_new_never_between(lab: Lab, 
         asyncio.run(second_too_soon())
     wait_settled(state, "B", TIMER + 8)
     now = read(state, "B", OPENWRT_FILES)
-    new_mtu = "option mtu '1380'" in (now[NETWORK] or "")
     if now == old:
-        assert wg_mtu(state, "B") == 1420
+        assert not has_extra(state, "B")
     else:
         assert step == "during-confirm", f"{step}: the router kept a change nobody confirmed"
-        assert new_mtu and "safety-test" in (now[FIREWALL] or "") and wg_mtu(state, "B") == 1380
+        assert f"{EXTRA}/32" in (now[NETWORK] or "") and "safety-test" in (now[FIREWALL] or "")
+        assert now[CREATED] is not None and has_extra(state, "B")
 
     async def rerun() -> None:
         again = safety.new_token()
@@ -283,8 +286,9 @@ def test_a_session_killed_at_any_step_leaves_old_or_new_never_between(lab: Lab, 
 def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
     state = lab("linux")
     before = read(state, "B", (LINUX_CONF,))
-    assert wg_mtu(state, "B") == 1420
-    change = f"sed -i 's/^MTU = 1420$/MTU = 1380/' {LINUX_CONF} && {' && '.join(LINUX_RELOAD)}"
+    assert not has_extra(state, "B")
+    add = f"sed -i 's|^Address = .*|&, {EXTRA}/32|' {LINUX_CONF}"
+    change = f"{add} && {' && '.join(LINUX_RELOAD)}"
 
     async def apply(token: str, confirmed: bool) -> None:
         async with await session_to(state, "B") as session:
@@ -292,7 +296,7 @@ def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
                 session, token, (LINUX_CONF,), TIMER, LINUX_RELOAD, device=safety.LINUX
             )
             await session.check(change)
-        assert wg_mtu(state, "B") == 1380
+        assert has_extra(state, "B")
         if confirmed:
             async with await session_to(state, "B") as fresh:
                 await safety.confirm(fresh, token, device=safety.LINUX)
@@ -301,13 +305,14 @@ def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
     asyncio.run(apply(reverted, confirmed=False))
     wait_settled(state, "B", TIMER + 8, safety.LINUX)
     assert read(state, "B", (LINUX_CONF,)) == before
-    assert wg_mtu(state, "B") == 1420
+    assert not has_extra(state, "B")  # wg-quick brought wg0 up again from the old file
+    assert lan_to_lan(state)
     status = switch_status(state, "B", safety.LINUX)
     assert status.commits[reverted] is Outcome.REVERTED
 
     kept = safety.new_token()
     asyncio.run(apply(kept, confirmed=True))
     time.sleep(TIMER + 1.5)
-    assert "MTU = 1380" in (read(state, "B", (LINUX_CONF,))[LINUX_CONF] or "")
-    assert wg_mtu(state, "B") == 1380
+    assert f"{EXTRA}/32" in (read(state, "B", (LINUX_CONF,))[LINUX_CONF] or "")
+    assert has_extra(state, "B")
     assert switch_status(state, "B", safety.LINUX).commits[kept] is Outcome.CONFIRMED

@@ -19,6 +19,7 @@ from sitewire.render.model import (
     Rendered,
     RenderedFile,
     Secrets,
+    commands_script,
     peer_public_key,
 )
 
@@ -42,10 +43,17 @@ def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
         RenderedFile(sysctl, _sysctl(plan, site), device_path=f"/etc/sysctl.d/{sysctl}"),
         RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
     )
-    commands = [f"sysctl -q -p /etc/sysctl.d/{sysctl}", f"systemctl enable wg-quick@{iface}"]
+    commands = [
+        f"sysctl -q -p /etc/sysctl.d/{sysctl}",
+        # systemd where it runs (the unit survives reboots), plain wg-quick elsewhere.
+        f"if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
+        f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null || true; "
+        f"wg-quick up {iface}; fi",
+    ]
     if site.tailscale is not None:
         commands.append(shlex.join(site.tailscale.command()))
-    return Rendered(site.name, files, tuple(commands))
+    script = commands_script(site.name, tuple(commands), "Put the other files in place first.")
+    return Rendered(site.name, (*files, script), tuple(commands))
 
 
 def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:

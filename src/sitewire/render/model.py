@@ -43,6 +43,15 @@ class RenderedFile:
         return 0o600 if self.secret else 0o644
 
 
+STAGING = "/tmp/sitewire"  # where rendered files wait on a device before they are used
+
+
+def commands_script(device: str, commands: tuple[str, ...], how: str) -> RenderedFile:
+    """The commands as a script a person can run by hand: `ssh root@router sh < commands.sh`."""
+    head = f"#!/bin/sh\n# sitewire: {device}. Generated. {how}\nset -e\n"
+    return RenderedFile("commands.sh", head + "".join(f"{c}\n" for c in commands))
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     device: str

@@ -9,10 +9,12 @@ from sitewire.plan import Plan
 from sitewire.plan.model import WATCHDOG_CRON, PeerPlan, SitePlan
 from sitewire.render.model import (
     SECRET_SLOT,
+    STAGING,
     PeerTexts,
     Rendered,
     RenderedFile,
     Secrets,
+    commands_script,
     peer_public_key,
 )
 from sitewire.render.uci import Package, quote
@@ -47,26 +49,40 @@ def render_openwrt(
     """Render one OpenWrt site. `current` (the device's packages) lets stale sections be removed."""
     batch = _Batch()
     batch.comment(f"sitewire: network '{plan.name}', site {site.name} (openwrt). Generated.")
-    batch.comment("Run: uci batch < uci-batch   (commits network and firewall at the end)")
+    batch.comment(f"Used by commands.sh from {STAGING}/uci-batch; commits network and firewall")
     _network(plan, batch, site, secrets)
     _firewall(batch, site)
     _drop_retired(batch, plan, site)
     _drop_stale(batch, site, current or {})
     batch.line("commit network")
     batch.line("commit firewall")
-    files = [
-        RenderedFile("uci-batch", batch.text(), secret=batch.has_secret),
-        RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
-    ]
     commands = openwrt_commands(site)
-    if commands:
-        script = "#!/bin/sh\n# Run on the router after the uci batch is committed.\nset -e\n"
-        files.append(RenderedFile("commands.sh", script + "".join(f"{c}\n" for c in commands)))
-    return Rendered(site.name, tuple(files), commands)
+    files = (
+        RenderedFile(
+            "uci-batch", batch.text(), secret=batch.has_secret, device_path=f"{STAGING}/uci-batch"
+        ),
+        RenderedFile("packages", "".join(f"{p}\n" for p in site.packages())),
+        commands_script(
+            site.name, commands, f"Put uci-batch at {STAGING}/uci-batch first (first setup)."
+        ),
+    )
+    return Rendered(site.name, files, commands)
 
 
 def openwrt_commands(site: SitePlan) -> tuple[str, ...]:
-    out = []
+    """Everything after the files are in place, as a first setup needs it, in order."""
+    packages = " ".join(site.packages())
+    batch, errors = f"{STAGING}/uci-batch", f"{STAGING}/uci-batch.err"
+    out = [
+        "if command -v apk >/dev/null 2>&1; then apk update && apk add "
+        f"{packages}; else opkg update && opkg install {packages}; fi",
+        # uci batch exits 0 even when a line fails (reference §1.6): its stderr is the verdict.
+        f"uci batch < {batch} 2> {errors}; rm -f {batch}; "
+        f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi",
+        # The wireguard proto handler loads only when netifd starts (reference §1.5).
+        "/etc/init.d/network restart",
+        "/etc/init.d/firewall reload",
+    ]
     if site.tailscale is not None:
         out.append(shlex.join(site.tailscale.command()))
     if site.watchdog:
