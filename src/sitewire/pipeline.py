@@ -64,11 +64,16 @@ def make_plan(ws: Workspace) -> Plan:
     return plan
 
 
-def save_state(ws: Workspace, plan: Plan) -> bool:
-    """Persist keys (0600) and the lock; return whether the lock changed."""
+def save_keys(ws: Workspace) -> None:
+    """Persist new local keys (0600), if any were made."""
     if ws.keys is not None and ws.keys_path is not None and ws.keys_changed:
         save_local_keys(ws.keys_path, ws.keys)
         ws.keys_changed = False
+
+
+def save_state(ws: Workspace, plan: Plan) -> bool:
+    """Persist keys and the lock; return whether the lock changed."""
+    save_keys(ws)
     return save_lock(ws.lock_path, plan.lock)
 
 

@@ -211,3 +211,23 @@ def test_qr_shows_a_client_in_the_terminal(spec: Path, capsys: pytest.CaptureFix
     assert _cli(capsys, "qr", str(spec), "phone")[0] == ExitCode.BAD_INPUT
     code, _, err = _cli(capsys, "qr", str(spec), "tablet", "--local-keys", str(keys))
     assert code == ExitCode.BAD_INPUT and "'tablet' is not a client" in err
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = spec.parent / "keys.json"
+    code, out, err = _cli(
+        capsys, "render", str(spec), "--out", "/proc/sitewire-out", "--local-keys", str(keys)
+    )
+    assert code == ExitCode.FAILURE
+    assert err.startswith("sitewire: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert keys.exists()  # the keys were saved before any file that needs them
+
+
+@pytest.mark.parametrize("name", ["clients", "inet", "mgmt"])
+def test_reserved_site_names(spec: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    spec.write_text(spec.read_text() + f'\n[sites.{name}]\nlan = ["10.9.0.0/24"]\n')
+    code, _, err = _cli(capsys, "validate", str(spec))
+    assert code == ExitCode.BAD_INPUT
+    assert f"sites.{name}: '{name}' is a reserved name (rename the site;" in err

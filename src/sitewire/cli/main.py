@@ -19,9 +19,11 @@ from sitewire.pipeline import (
     make_plan,
     open_workspace,
     render_all,
+    save_keys,
     save_state,
     write_tree,
 )
+from sitewire.plan import Plan
 from sitewire.render.client import client_config, qr_terminal
 from sitewire.spec.model import Spec
 
@@ -45,6 +47,11 @@ _KEYS = click.option(
 
 def _warn(text: str) -> None:
     click.echo(f"sitewire: warning: {text}", err=True)
+
+
+def _notes(plan: Plan) -> None:
+    for note in plan.notes:
+        click.echo(f"sitewire: note: {note}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +79,7 @@ def validate(spec: Path, lock_path: Path | None) -> int:
     """Check the spec and prove the plan sound, writing nothing."""
     ws = open_workspace(spec, lock_path)
     plan = make_plan(ws)
+    _notes(plan)
     peers = sum(len(site.peers) for site in plan.sites())
     click.echo(
         f"{spec}: ok: {count(len(plan.site_names), 'site')}, "
@@ -116,6 +124,9 @@ def render(spec: Path, out: Path, lock_path: Path | None, keys_path: Path | None
     for warning in ws.warnings:
         _warn(warning)
     the_plan = make_plan(ws)
+    _notes(the_plan)
+    # Keys first: rendered files carrying a key must never exist without the key file.
+    save_keys(ws)
     written = write_tree(out, render_all(the_plan, ws.secrets))
     save_state(ws, the_plan)
     for path in written:
@@ -179,6 +190,11 @@ def run(argv: list[str] | None = None) -> int:
     except SitewireError as exc:
         click.echo(f"sitewire: {exc}", err=True)
         return exc.exit_code
+    except OSError as exc:
+        # The disk, not the input: a full disk, a read-only path, a directory in the way.
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"sitewire: {where}{exc.strerror or exc}", err=True)
+        return ExitCode.FAILURE
     except KeyboardInterrupt:
         click.echo("sitewire: interrupted", err=True)
         return 130

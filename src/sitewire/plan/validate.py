@@ -46,7 +46,18 @@ def check_spec(spec: Spec, source: str) -> None:
     _check_prefixes(spec, source)
 
 
+# `clients` is render's folder for client configs; `inet` and `mgmt` name the lab's backbone.
+RESERVED_SITE_NAMES = frozenset({"clients", "inet", "mgmt"})
+
+
 def _check_names(spec: Spec, source: str) -> None:
+    for name in spec.sites:
+        if name.lower() in RESERVED_SITE_NAMES:
+            raise PlanError(
+                f"{name!r} is a reserved name",
+                where=f"{source}: sites.{name}",
+                fix=f"rename the site; {', '.join(sorted(RESERVED_SITE_NAMES))} are taken",
+            )
     for name in spec.clients:
         if name in spec.sites:
             raise PlanError(
