@@ -217,7 +217,7 @@ def test_unwritable_output_is_one_line_not_a_traceback(
     spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys = spec.parent / "keys.json"
-    code, out, err = _cli(
+    code, _, err = _cli(
         capsys, "render", str(spec), "--out", "/proc/sitewire-out", "--local-keys", str(keys)
     )
     assert code == ExitCode.FAILURE
