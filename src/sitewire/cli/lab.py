@@ -25,7 +25,7 @@ from sitewire.lab.host import (
     router_exec,
 )
 from sitewire.lab.probe import matrix, run_probes
-from sitewire.lab.rehearse import after_up, columns, lab_plan, probes
+from sitewire.lab.rehearse import after_up, await_handshakes, columns, lab_plan, probes
 from sitewire.lab.state import lab_names, load_state
 from sitewire.pipeline import make_plan, open_workspace
 from sitewire.spec.load import load_spec
@@ -152,6 +152,8 @@ def test_(spec: Path | None, name: str | None) -> int:
     state = load_state(pick_lab(spec, name))
     plan = lab_plan(state)
     started = time.monotonic()
+    for link in await_handshakes(state, plan):
+        click.echo(f"sitewire: lab: no handshake yet on {link}", err=True)
     outcomes = asyncio.run(run_probes(list(probes(state, plan))))
     click.echo(matrix(outcomes, columns(state, plan)), nl=False)
     failed = [o for o in outcomes if o.failed]

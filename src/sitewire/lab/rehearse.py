@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +130,35 @@ def _check(result: subprocess.CompletedProcess[str], site: str, what: str) -> No
     if result.returncode != 0:
         last = (result.stderr or "").strip().splitlines()[-1:] or [f"exit {result.returncode}"]
         raise LabError(f"{what} failed: {last[0]}", where=site)
+
+
+def await_handshakes(state: LabState, plan: Plan, timeout: float = 20.0) -> list[str]:
+    """Wait until every link a router dials has shaken hands; return the links that never did.
+
+    A dialer with persistent keepalive starts its handshake on its own, so a pause here keeps
+    `lab test` from racing a busy machine; routers without the interface (factory state) are
+    not waited for.
+    """
+    deadline = time.monotonic() + timeout
+    waiting = {
+        (site.name, peer.name, peer.public_key)
+        for site in plan.sites()
+        for peer in site.peers
+        if peer.dial is not None and peer.public_key is not None
+    }
+    while waiting:
+        for site in sorted({s for s, _, _ in waiting}):
+            iface = plan.site(site).interface
+            shown = router_exec(state, site, ["wg", "show", iface, "latest-handshakes"])
+            if shown.returncode != 0:
+                waiting = {w for w in waiting if w[0] != site}
+                continue
+            seen = dict(line.split() for line in shown.stdout.splitlines() if line.count("\t") == 1)
+            waiting = {w for w in waiting if not (w[0] == site and seen.get(w[2], "0") != "0")}
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return sorted(f"{site} → {peer}" for site, peer, _ in waiting)
 
 
 def columns(state: LabState, plan: Plan) -> list[str]:
