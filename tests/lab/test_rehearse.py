@@ -14,7 +14,7 @@ import pytest
 from sitewire.cli.main import run
 from sitewire.deploy.ssh import Credentials, RemoteError, Target, connect
 from sitewire.errors import ExitCode
-from sitewire.lab.host import lab_down, router_exec
+from sitewire.lab.host import host_exec, lab_down, lab_move, router_exec
 from sitewire.lab.state import load_state
 from tests.conftest import SEED
 from tests.lab.conftest import unique_name
@@ -180,3 +180,47 @@ def test_lab_takes_addresses_but_not_keys_from_the_persons_lock(
     finally:
         lab_down(name, missing_ok=True)
     assert lock.read_text() == before  # the person's lock is never written by the lab
+
+
+LINUX_PAIR = """
+[network]
+name = "pair"
+overlay = "192.168.5.0/24"
+
+[sites.A]
+platform = "linux"
+lan = ["192.168.3.0/24"]
+endpoint = "a.example.net"
+
+[sites.B]
+platform = "linux"
+lan = ["192.168.7.0/24"]
+"""
+
+
+@pytest.mark.lab
+def test_linux_dialer_re_resolves_a_moved_listener(tmp_path: Path) -> None:
+    spec = tmp_path / "network.toml"
+    spec.write_text(LINUX_PAIR)
+    name = unique_name()
+    try:
+        assert run(["lab", "up", str(spec), "--name", name, "--configured"]) == 0
+        state = load_state(name)
+        ping = ["ping", "-c", "1", "-W", "2", "192.168.3.100"]
+        assert host_exec(state, "B", ping).returncode == 0
+        old, new = lab_move(state, "A")
+        assert old.wan6.ip != new.wan6.ip
+        endpoint = ["wg", "show", "wg0", "endpoints"]
+        assert str(old.wan6.ip) in router_exec(state, "B", endpoint).stdout
+        # The rendered script waits 150 s without a handshake, as OpenWrt's watchdog does;
+        # the test lowers that to 0 instead of waiting.
+        script = ["env", "SITEWIRE_RERESOLVE_AFTER=0", "/usr/local/sbin/sitewire-reresolve-wg0"]
+        assert router_exec(state, "B", script).returncode == 0
+        assert str(new.wan6.ip) in router_exec(state, "B", endpoint).stdout
+        assert (
+            host_exec(state, "B", ["ping", "-c", "3", "-W", "2", "192.168.3.100"]).returncode == 0
+        )
+        cron = router_exec(state, "B", ["cat", "/etc/cron.d/sitewire-wg0"]).stdout
+        assert cron == "* * * * * root /usr/local/sbin/sitewire-reresolve-wg0\n"
+    finally:
+        lab_down(name, missing_ok=True)

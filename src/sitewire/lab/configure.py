@@ -38,8 +38,10 @@ async def _configure(
         for f in rendered.files:
             if f.device_path is not None:
                 # wg-quick warns about a world-readable config even without keys in it.
-                private = f.secret or f.device_path.startswith("/etc/wireguard/")
-                await session.put(f.device_path, rendered.text(f.path), 0o600 if private else 0o644)
+                private = f.device_path.startswith("/etc/wireguard/")
+                await session.put(
+                    f.device_path, rendered.text(f.path), 0o600 if private else f.mode
+                )
         await _commands(session, rendered.commands)
 
 

@@ -35,7 +35,7 @@ def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
     conf, has_secret = _wg_quick(plan, site, secrets)
     iface = site.interface
     sysctl = f"60-sitewire-{iface}.conf"
-    files = (
+    files: tuple[RenderedFile, ...] = (
         RenderedFile(
             f"{iface}.conf", conf, secret=has_secret, device_path=f"{CONF_DIR}/{iface}.conf"
         ),
@@ -52,8 +52,58 @@ def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
     ]
     if site.tailscale is not None:
         commands.append(shlex.join(site.tailscale.command()))
+    if site.watchdog:
+        files = (*files, *_watchdog(site))
     script = commands_script(site.name, tuple(commands), "Put the other files in place first.")
     return Rendered(site.name, (*files, script), tuple(commands))
+
+
+RERESOLVE_AFTER = 150  # seconds without a handshake, as OpenWrt's wireguard_watchdog
+
+
+def _watchdog(site: SitePlan) -> tuple[RenderedFile, RenderedFile, RenderedFile]:
+    """`wg` resolves a name once; re-resolve a dialled DNS endpoint when handshakes stop."""
+    iface = site.interface
+    peers = [
+        f"{p.public_key} {p.dial.endpoint.host} {p.dial.endpoint.port}"
+        for p in site.peers
+        if p.dial is not None and p.dial.endpoint.kind == "name" and p.public_key
+    ]
+    script = "\n".join(
+        [
+            "#!/bin/sh",
+            f"# sitewire: {site.name}. Re-resolve dialled names on {iface} after "
+            f"{RERESOLVE_AFTER} s without a handshake",
+            "# (what OpenWrt's wireguard_watchdog does). Run every minute by cron.",
+            f"after=${{SITEWIRE_RERESOLVE_AFTER:-{RERESOLVE_AFTER}}}",
+            "now=$(date +%s)",
+            f"wg show {iface} latest-handshakes | while read -r key last; do",
+            '    [ $((now - last)) -ge "$after" ] || continue',
+            "    while read -r peer host port; do",
+            f'        [ "$peer" = "$key" ] && wg set {iface} peer "$peer" endpoint "$host:$port"',
+            f"    done < /etc/sitewire/{iface}.endpoints",
+            "done",
+            "",
+        ]
+    )
+    return (
+        RenderedFile(
+            f"{iface}.endpoints",
+            "".join(f"{line}\n" for line in peers),
+            device_path=f"{NFT_DIR}/{iface}.endpoints",
+        ),
+        RenderedFile(
+            f"sitewire-reresolve-{iface}",
+            script,
+            device_path=f"/usr/local/sbin/sitewire-reresolve-{iface}",
+            executable=True,
+        ),
+        RenderedFile(
+            f"cron.d-sitewire-{iface}",
+            f"* * * * * root /usr/local/sbin/sitewire-reresolve-{iface}\n",
+            device_path=f"/etc/cron.d/sitewire-{iface}",
+        ),
+    )
 
 
 def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:

@@ -37,10 +37,13 @@ class RenderedFile:
     content: str | bytes
     secret: bool = False  # holds a private or preshared key: written 0600, never displayed
     device_path: str | None = None  # where apply puts it on the device, if anywhere
+    executable: bool = False
 
     @property
     def mode(self) -> int:
-        return 0o600 if self.secret else 0o644
+        if self.secret:
+            return 0o600
+        return 0o755 if self.executable else 0o644
 
 
 STAGING = "/tmp/sitewire"  # where rendered files wait on a device before they are used
