@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sitewire.deploy import safety
-from sitewire.deploy.safety import CommitInProgress, Device, Outcome
+from sitewire.deploy.safety import BASE, CommitInProgress, Device, Outcome, SafetyError
 from sitewire.deploy.ssh import Credentials, RemoteError, Session, Target, connect
 from sitewire.lab.host import host_exec, lab_down, lab_up, router_exec
 from sitewire.lab.rehearse import after_up
@@ -81,13 +81,22 @@ async def session_to(state: LabState, site: str, timeout: float = 5.0) -> Sessio
     return await connect(target(state, site), creds, timeout)
 
 
-def read(state: LabState, site: str, paths: tuple[str, ...]) -> dict[str, str | None]:
-    """Each file's content and sha256 as the router has it, None when absent."""
-    out: dict[str, str | None] = {}
+Files = dict[str, tuple[str, str] | None]
+
+
+def read(state: LabState, site: str, paths: tuple[str, ...]) -> Files:
+    """Each file's sha256 (the bytes) and text (for messages) on the router; None when absent."""
+    out: Files = {}
     for path in paths:
-        done = router_exec(state, site, ["cat", path])
-        out[path] = done.stdout if done.returncode == 0 else None
+        digest = router_exec(state, site, ["sha256sum", path])
+        text = router_exec(state, site, ["cat", path]).stdout
+        out[path] = (digest.stdout.split()[0], text) if digest.returncode == 0 else None
     return out
+
+
+def text(files: Files, path: str) -> str:
+    found = files[path]
+    return "" if found is None else found[1]
 
 
 def switch_status(
@@ -117,7 +126,7 @@ def has_extra(state: LabState, site: str) -> bool:
 
 
 def lan_to_lan(state: LabState) -> bool:
-    """B's host first: B dials A, so after A's wg0 was re-created only B can start a handshake."""
+    """B's host first: B dials A, so its packets are the ones that start a handshake."""
     for site, address in (("B", "192.168.3.100"), ("A", "192.168.7.100")):
         argv = ["ping", "-n", "-q", "-c", "10", "-i", "0.2", "-W", "1", "-w", "8", address]
         if host_exec(state, site, argv).returncode != 0:
@@ -168,7 +177,7 @@ def test_a_change_confirmed_over_a_new_connection_stays(lab: Lab) -> None:
     after = read(state, "B", OPENWRT_FILES)
     time.sleep(TIMER + 1.5)
     assert read(state, "B", OPENWRT_FILES) == after
-    assert f"{EXTRA}/32" in (after[NETWORK] or "")
+    assert f"{EXTRA}/32" in text(after, NETWORK)
     assert has_extra(state, "B")
     assert switch_status(state, "B").commits[token] is Outcome.CONFIRMED
     assert lan_to_lan(state)
@@ -220,7 +229,7 @@ def test_a_change_that_cuts_the_management_path_is_reverted_by_the_router(lab: L
     assert "dev mgmt" in asyncio.run(come_back())
 
 
-STEPS = ["after-backup", "after-arm", "after-commit", "before-confirm", "during-confirm"]
+STEPS = ["after-backup", "after-arm", "after-commit", "before-confirm", "confirm-answer-lost"]
 
 
 @pytest.mark.lab
@@ -237,20 +246,26 @@ def test_a_session_killed_at_any_step_leaves_old_or_new_never_between(lab: Lab, 
                 script = safety.backup_script(token, OPENWRT_FILES)
                 assert (await session.run(script.command, script.text)).stdout.startswith("ok")
                 return
-            await safety.arm(session, token, OPENWRT_FILES, TIMER, RELOAD)
+            await safety.arm(session, token, OPENWRT_FILES, TIMER + 2, RELOAD)
             if step == "after-arm":
                 return
             await session.check(CHANGE)
             if step == "after-commit":
                 return
             await session.check("/etc/init.d/network restart && /etc/init.d/firewall reload")
-            async with await session_to(state, "B") as fresh:
+            fresh = await session_to(state, "B")
+            try:
                 assert (await safety.pending(fresh)) is not None
-                if step == "during-confirm":
+                if step == "confirm-answer-lost":
+                    # The confirm reaches the router, the connection dies before it answers.
                     script = safety.confirm_script(token)
-                    sent = asyncio.ensure_future(fresh.run(script.command, script.text))
-                    await asyncio.sleep(0.01)
-                    sent.cancel()
+                    command = f"sleep 1; {script.command}"
+                    sent = asyncio.ensure_future(fresh.run(command, script.text))
+                    await asyncio.sleep(0.3)
+                    await fresh.close()
+                    assert "ok confirmed" not in (await sent).stdout  # no answer came
+            finally:
+                await fresh.close()
         finally:
             await session.close()  # asyncssh aborts the TCP connection: no goodbye
 
@@ -263,14 +278,17 @@ def test_a_session_killed_at_any_step_leaves_old_or_new_never_between(lab: Lab, 
                     await safety.arm(session, safety.new_token(), OPENWRT_FILES, TIMER, RELOAD)
 
         asyncio.run(second_too_soon())
-    wait_settled(state, "B", TIMER + 8)
+    wait_settled(state, "B", TIMER + 10)
     now = read(state, "B", OPENWRT_FILES)
     if now == old:
         assert not has_extra(state, "B")
+        assert step != "confirm-answer-lost", "dropbear let the confirm finish, in earlier runs"
     else:
-        assert step == "during-confirm", f"{step}: the router kept a change nobody confirmed"
-        assert f"{EXTRA}/32" in (now[NETWORK] or "") and "safety-test" in (now[FIREWALL] or "")
+        assert step == "confirm-answer-lost", f"{step}: the router kept a change nobody confirmed"
+        assert f"{EXTRA}/32" in text(now, NETWORK) and "safety-test" in text(now, FIREWALL)
         assert now[CREATED] is not None and has_extra(state, "B")
+        # What apply does after losing a confirm's answer: ask the router on a new connection.
+        assert switch_status(state, "B").commits[token] is Outcome.CONFIRMED
 
     async def rerun() -> None:
         again = safety.new_token()
@@ -313,6 +331,37 @@ def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
     kept = safety.new_token()
     asyncio.run(apply(kept, confirmed=True))
     time.sleep(TIMER + 1.5)
-    assert f"{EXTRA}/32" in (read(state, "B", (LINUX_CONF,))[LINUX_CONF] or "")
+    assert f"{EXTRA}/32" in text(read(state, "B", (LINUX_CONF,)), LINUX_CONF)
     assert has_extra(state, "B")
     assert switch_status(state, "B", safety.LINUX).commits[kept] is Outcome.CONFIRMED
+
+
+@pytest.mark.lab
+def test_no_room_for_the_backup_refuses_to_arm_and_leaves_nothing(lab: Lab) -> None:
+    state = lab("seed")
+    # One page: the first copy fits, the second does not.
+    full = router_exec(state, "B", ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", BASE])
+    assert full.returncode == 0, full.stderr
+    try:
+
+        async def refused() -> None:
+            async with await session_to(state, "B") as session:
+                with pytest.raises(
+                    SafetyError, match=r"B: cannot back up /etc/config/\w+: no space"
+                ):
+                    await safety.arm(session, safety.new_token(), OPENWRT_FILES, TIMER, RELOAD)
+                assert await safety.pending(session) is None
+
+        asyncio.run(refused())
+        left = router_exec(state, "B", ["ls", "-A", BASE]).stdout.split()
+        assert left == [".guard"]  # no lock, no half backup
+    finally:
+        router_exec(state, "B", ["umount", BASE])
+
+    async def with_room() -> None:
+        token = safety.new_token()
+        async with await session_to(state, "B") as session:
+            await safety.arm(session, token, OPENWRT_FILES, TIMER, RELOAD)
+            await safety.confirm(session, token)
+
+    asyncio.run(with_room())

@@ -291,10 +291,47 @@ def test_a_lock_whose_owner_and_timer_are_gone_is_stale(box: Box) -> None:
     assert status.commits == {stale: Outcome.ABANDONED}
     token = safety.new_token()
     assert arm(box, token, seconds=30)[0] == "armed"
-    assert "lock cleared by " + token in (box.commit_dir(stale) / "log").read_text()
+    log = (box.commit_dir(token) / "log").read_text()
+    assert f"took the stale lock of commit {stale}: nobody held it" in log
+    assert not box.commit_dir(stale).exists()
     status = safety.parse_status(box.run(safety.status_script(box.device)).stdout)
     assert status.pending is not None and status.pending.token == token
     assert status.pending.seconds_left is not None and 28 <= status.pending.seconds_left <= 30
+
+
+def test_of_two_arms_at_the_same_moment_exactly_one_wins(box: Box) -> None:
+    tokens = [safety.new_token() for _ in range(4)]
+    scripts = [safety.backup_and_arm_script(t, PATHS, 30, ["true"], box.device) for t in tokens]
+    procs = [
+        subprocess.Popen(
+            [box.device.shell, *script.argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=box.env,
+        )
+        for script in scripts
+    ]
+    answers = [
+        safety.parse_answer(proc.communicate(script.text, timeout=30)[0])
+        for proc, script in zip(procs, scripts, strict=True)
+    ]
+    won = [t for t, a in zip(tokens, answers, strict=True) if a is not None and a.ok]
+    assert len(won) == 1
+    refused = [a.words[:2] for a in answers if a is not None and not a.ok]
+    assert refused == [("busy", won[0])] * 3
+
+
+def test_a_script_cut_short_in_transit_runs_nothing(box: Box) -> None:
+    before = box.snapshot()
+    text = safety.backup_and_arm_script(safety.new_token(), PATHS, 1, ["true"], box.device).text
+    ends = [len(text) - n for n in range(2, 40)]  # inside `main "$@" </dev/null` and `}`
+    for cut in [*range(0, len(text), len(text) // 20), *ends]:
+        subprocess.run(
+            [box.device.shell, "-s"], input=text[:cut], text=True, capture_output=True, env=box.env
+        )
+        assert not (box.root / "tmp/sitewire").exists(), f"cut at {cut}: {text[cut - 40 : cut]!r}"
+    assert box.snapshot() == before
 
 
 def test_rollback_reverts_at_once(box: Box) -> None:

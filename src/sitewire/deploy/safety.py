@@ -19,9 +19,10 @@ On the device, for commit <token>:
 A lock is held while the shell that took it or the timer of its commit runs (pid alive and
 its command line names the token); otherwise it is stale and the next arm clears it.
 
-Linux hosts with systemd could use `systemd-run --on-active=<s> /bin/sh .../revert.sh`
-instead of `setsid`; the switch uses the double fork everywhere, so the lab (no systemd) and
-real hosts run the same code.
+OpenWrt detaches with BusyBox `start-stop-daemon -b` (no setsid, nohup or timeout there),
+Linux with a `setsid` double fork. Hosts running systemd could use
+`systemd-run --on-active=<s> /bin/sh .../revert.sh` instead; the double fork is used on every
+Linux host so that the lab's (no systemd running) and real hosts run the same code.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # no such commit on the device (a reboot empties /tmp)
 
 
+_OUTCOMES = frozenset(o.value for o in Outcome)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingCommit:
     token: str
@@ -137,13 +141,14 @@ def new_token() -> str:
 
 # --- the scripts -------------------------------------------------------------------------------
 
+# now: centiseconds of uptime, so NTP setting a fresh router's clock cannot move a deadline.
 _LIB = r"""
 fail() { echo "fail $*"; exit 3; }
-now() { date +%s; }
+now() { tr -d . < /proc/uptime | cut -d' ' -f1; }
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $T $*" >> "$D/log"; }
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
 digest() {
-	if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else cksum < "$1"; fi |
+	if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else md5sum < "$1"; fi |
 		cut -d' ' -f1
 }
 alive() {
@@ -157,7 +162,7 @@ running() {
 }
 left() {
 	dl=$(cat "$S/$1/deadline" 2>/dev/null) || { echo -; return; }
-	sl=$((dl - $(now)))
+	sl=$(((dl - $(now)) / 100))
 	[ "$sl" -gt 0 ] || sl=0
 	echo "$sl"
 }
@@ -206,10 +211,7 @@ clear_stale() {
 		launch "$1"
 		fail busy "$1" 0 revert
 	fi
-	if [ -d "$S/$1" ]; then
-		echo "$(date '+%Y-%m-%d %H:%M:%S') $1 lock cleared by $T: nobody held it" >> "$S/$1/log"
-		rm -rf "$S/$1/files"
-	fi
+	cleared=${1:--}
 	rm -f "$L"
 }
 take_lock() {
@@ -223,6 +225,7 @@ take_lock() {
 	mkdir "$D" 2>/dev/null || fail space cannot create "$D"
 	echo $$ > "$D/owner" || { rm -rf "$D"; fail space cannot write "$D"; }
 	ln -s "pending-$T" "$L" 2>/dev/null || { rm -rf "$D"; fail busy "$(lock_token)" - -; }
+	[ -z "${cleared:-}" ] || log "took the stale lock of commit $cleared: nobody held it"
 }
 guarded() {
 	if command -v flock >/dev/null 2>&1; then
@@ -234,11 +237,7 @@ guarded() {
 }
 prune() {
 	for old in "$S"/*; do
-		[ -f "$old/manifest" ] && [ "$old" != "$D" ] || continue
-		case $(decision "${old##*/}") in
-		confirm) rm -rf "$old" ;;
-		revert) [ -e "$old/reverted" ] && rm -rf "$old" ;;
-		esac
+		[ -f "$old/manifest" ] && [ "$old" != "$D" ] && rm -rf "$old"
 	done
 	return 0
 }
@@ -283,7 +282,7 @@ then
 	give_up space cannot write "$D/revert.sh"
 fi
 mv -f "$D/revert.sh.new" "$D/revert.sh" || give_up space cannot write "$D/revert.sh"
-echo $(($(now) + @SECONDS@)) > "$D/deadline" || give_up space cannot write "$D/deadline"
+echo $(($(now) + @SECONDS@00)) > "$D/deadline" || give_up space cannot write "$D/deadline"
 launch "$T"
 log "armed: reverts in @SECONDS@ s unless confirmed"
 echo "ok armed $T @SECONDS@"
@@ -291,7 +290,7 @@ echo "ok armed $T @SECONDS@"
 
 _REVERT = r"""
 trap '' HUP INT PIPE
-exec </dev/null >>"$D/log" 2>&1
+command exec </dev/null >>"$D/log" 2>&1 || exec </dev/null >/dev/null 2>&1
 echo $$ > "$P.$$" && mv -f "$P.$$" "$P"
 restore() {
 	done_ok=0
@@ -311,7 +310,12 @@ restore() {
 			fi
 			;;
 		absent)
-			rm -f "$R$p" && done_ok=$((done_ok + 1))
+			if rm -f "$R$p"; then
+				done_ok=$((done_ok + 1))
+			else
+				log "cannot remove $p"
+				done_bad=$((done_bad + 1))
+			fi
 			;;
 		esac
 	done < "$D/manifest"
@@ -326,6 +330,7 @@ if ! ln -s revert "$D/decision" 2>/dev/null && [ "$(decision "$T")" != revert ];
 fi
 [ -e "$D/now" ] && log "reverting: rollback requested" || log "reverting: not confirmed in time"
 restore
+umask 022
 @RELOAD@
 touch "$D/reverted"
 log "reverted"
@@ -420,6 +425,7 @@ def _check_reload(commands: Sequence[str]) -> list[str]:
 def _prelude(device: Device, token: str | None) -> str:
     root = shlex.quote(device.root)
     lines = [
+        "umask 077",
         f"R={root}",
         f'S="$R"{BASE}',
         'L="$S/lock"',
@@ -432,17 +438,17 @@ def _prelude(device: Device, token: str | None) -> str:
 
 
 def _script(verb: str, token: str | None, device: Device, *parts: str) -> SafetyScript:
-    # One function read whole before it runs, its stdin closed: the script arrives on stdin
-    # (`sh -s`), and nothing it starts may eat the rest of it.
+    # One compound command, parsed whole before any of it runs: a script cut short by a dropped
+    # connection runs nothing. Its stdin closed: the script itself arrives on stdin (`sh -s`).
     body = "".join(parts).strip("\n")
     text = (
-        f"# sitewire {verb}{f' {token}' if token else ''}\n"
+        f"# sitewire {verb}{f' {token}' if token else ''}\n{{\n"
         + _prelude(device, token)
         + _LIB
         + _AWAIT
         + _LAUNCH[device.launcher]
         + _TAKE_LOCK
-        + f'main() {{\n{body}\n}}\nmain "$@" </dev/null\n'
+        + f'main() {{\n{body}\n}}\nmain "$@" </dev/null\n}}\n'
     )
     return SafetyScript(verb, token, text)
 
@@ -548,7 +554,7 @@ def parse_status(stdout: str) -> SwitchStatus:
                 pending = PendingCommit(token, int(left) if left.isdigit() else None)
             case ["lock", "stale", token]:
                 stale = None if token == "-" else token
-            case ["commit", token, state] if state in Outcome.__members__.values():
+            case ["commit", token, state] if state in _OUTCOMES:
                 commits[token] = Outcome(state)
     return SwitchStatus(pending, stale, commits)
 
@@ -588,7 +594,7 @@ def error_for(answer: Answer | None, result: RemoteResult, site: str, step: str)
         "uci": (f"'uci changes' failed: {text}", "check the router's uci and /etc/config"),
         "space": (
             f"cannot back up {text}: no space or no write access in {BASE}",
-            "free space in the router's /tmp (df -h /tmp)",
+            "free space in the router's /tmp; check with: df -h /tmp",
         ),
         "notfile": (f"{text!r} is a directory, not a file", "report this as a sitewire bug"),
         "exists": (f"commit {text} already exists", "run again (a new token is drawn)"),
