@@ -17,7 +17,7 @@ from sitewire.errors import ExitCode
 from sitewire.lab.host import host_exec, lab_down, lab_move, router_exec
 from sitewire.lab.state import load_state
 from tests.conftest import SEED
-from tests.lab.conftest import unique_name
+from tests.lab.conftest import LINUX_SPEC, unique_name
 
 EXAMPLES = SEED.parent
 Lab = Callable[..., tuple[str, Path]]
@@ -182,26 +182,10 @@ def test_lab_takes_addresses_but_not_keys_from_the_persons_lock(
     assert lock.read_text() == before  # the person's lock is never written by the lab
 
 
-LINUX_PAIR = """
-[network]
-name = "pair"
-overlay = "192.168.5.0/24"
-
-[sites.A]
-platform = "linux"
-lan = ["192.168.3.0/24"]
-endpoint = "a.example.net"
-
-[sites.B]
-platform = "linux"
-lan = ["192.168.7.0/24"]
-"""
-
-
 @pytest.mark.lab
 def test_linux_dialer_re_resolves_a_moved_listener(tmp_path: Path) -> None:
     spec = tmp_path / "network.toml"
-    spec.write_text(LINUX_PAIR)
+    spec.write_text(LINUX_SPEC)
     name = unique_name()
     try:
         assert run(["lab", "up", str(spec), "--name", name, "--configured"]) == 0

@@ -508,13 +508,20 @@ class _Cli:
                 self._error("Unknown command\n")
         return 0
 
-    def _section_command(self, name: str, arg: str) -> int:
+    def _resolve(self, arg: str) -> tuple[Address, _Live, _Target] | int:
+        """The address, its loaded package and what it points at, or the exit code of a failure."""
         try:
             address = _address(arg)
             live = self.store._load(address.package)
-            target = live.target(address)
+            return address, live, live.target(address)
         except _Fail as fail:
             return self._perror(fail)
+
+    def _section_command(self, name: str, arg: str) -> int:
+        resolved = self._resolve(arg)
+        if isinstance(resolved, int):
+            return resolved
+        address, live, target = resolved
         if address.value is not None and name in ("get", "revert"):
             return 1
         if name == "get":
@@ -562,12 +569,10 @@ class _Cli:
         return 0
 
     def _package_command(self, name: str, arg: str) -> int:
-        try:
-            address = _address(arg)
-            live = self.store._load(address.package)
-            target = live.target(address)
-        except _Fail as fail:
-            return self._perror(fail)
+        resolved = self._resolve(arg)
+        if isinstance(resolved, int):
+            return resolved
+        address, live, target = resolved
         if name == "changes":
             self.out.append(self.store._changes(live.name))
         elif name == "commit":
