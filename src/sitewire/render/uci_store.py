@@ -572,7 +572,7 @@ class _Cli:
         resolved = self._resolve(arg)
         if isinstance(resolved, int):
             return resolved
-        address, live, target = resolved
+        _, live, target = resolved
         if name == "changes":
             self.out.append(self.store._changes(live.name))
         elif name == "commit":
