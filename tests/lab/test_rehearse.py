@@ -208,3 +208,19 @@ def test_linux_dialer_re_resolves_a_moved_listener(tmp_path: Path) -> None:
         assert cron == "* * * * * root /usr/local/sbin/sitewire-reresolve-wg0\n"
     finally:
         lab_down(name, missing_ok=True)
+
+
+@pytest.mark.lab
+def test_the_planned_mtu_is_the_live_mtu(tmp_path: Path) -> None:
+    # PPPoE at B: 1492 - 80 = 1412 on both ends (wireguard-go must not undo it).
+    spec = tmp_path / "network.toml"
+    spec.write_text(SEED.read_text().replace("[sites.B]\n", "[sites.B]\npppoe = true\n"))
+    name = unique_name()
+    try:
+        assert run(["lab", "up", str(spec), "--name", name, "--configured"]) == 0
+        state = load_state(name)
+        for site in ("A", "B"):
+            shown = router_exec(state, site, ["ip", "-o", "link", "show", "dev", "wg0"]).stdout
+            assert " mtu 1412 " in shown, (site, shown)
+    finally:
+        lab_down(name, missing_ok=True)

@@ -30,6 +30,7 @@ from sitewire.lab.openwrt.uci_cli import run_uci
 from sitewire.render.uci import Package
 
 HANDLER = "/lib/netifd/proto/wireguard.sh"
+MTU_SETTLE = 1.0  # seconds to keep re-asserting the MTU on a new wireguard-go device
 UAPI_DIR = "/var/run/wireguard"  # wireguard-go's, never under SITEWIRE_LAB_ROOT
 SOCKET_GRACE = 3.0
 WG = "/usr/bin/wg"
@@ -65,9 +66,6 @@ def setup(
         _delete_link(name)
     if not ns.link_exists(name):
         _create(name)
-    mtu = option(iface.section, "mtu")
-    if mtu:
-        run([ns.IP, "link", "set", "mtu", mtu, "dev", name])
     try:
         _configure(name, wg_config(iface.section, peers(package, name), flavour), flavour)
     except RouterError:
@@ -75,12 +73,30 @@ def setup(
         teardown(st, name)
         raise
     run([ns.IP, "link", "set", "dev", name, "up"])
+    mtu = option(iface.section, "mtu")
+    if mtu:
+        _set_mtu(name, mtu)
     st.mark_up(name)
     _sync_addresses(st, iface)
     _sync_routes(st, iface, package)
     if option(iface.section, "nohostroute") != "1":
         _host_routes(st, iface, owner)
     return iface
+
+
+def _set_mtu(name: str, mtu: str) -> None:
+    """`ip link set mtu`, held: a freshly started wireguard-go may still apply its own default
+    (1420) a moment later, which a real kernel device never does."""
+    deadline = time.monotonic() + MTU_SETTLE
+    good = 0
+    while good < 2 and time.monotonic() < deadline:
+        shown = run([ns.IP, "-o", "link", "show", "dev", name], check=False).stdout
+        if f" mtu {mtu} " in shown:
+            good += 1
+        else:
+            good = 0
+            run([ns.IP, "link", "set", "mtu", mtu, "dev", name])
+        time.sleep(0.2)
 
 
 def renew(
