@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sitewire.lab.host import lab_down, lab_up
-from sitewire.lab.state import LabState
+from sitewire.lab.state import LabState, lab_names
 from sitewire.plan import plan_network
 from sitewire.spec.model import Spec
 from tests.conftest import SEED, spec_from
@@ -49,8 +50,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason)
 
 
+TEST_LAB = re.compile(r"t[0-9a-f]{8}")
+
+
 def unique_name() -> str:
     return "t" + secrets.token_hex(4)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Take down labs a killed test run left behind (test names only; a person's labs stay)."""
+    if _unavailable() is not None:
+        return
+    for name in lab_names():
+        if TEST_LAB.fullmatch(name):
+            lab_down(name, missing_ok=True)
 
 
 @pytest.fixture

@@ -228,3 +228,17 @@ def test_lock_key_contradicting_local_key_is_refused(seed_spec: Spec) -> None:
         plan_network(seed_spec, lock, {"A": "B" * 43 + "="})
     # Agreeing keys, or a key only in the lock, are fine and kept.
     assert plan_network(seed_spec, lock).site("A").public_key == "A" * 43 + "="
+
+
+def test_openwrt_full_tunnel_with_ipv6_overlay_is_flagged() -> None:
+    text = (
+        '[network]\nname = "n"\noverlay = "10.5.0.0/24"\noverlay6 = "fd42:5::/64"\n'
+        '[sites.A]\nendpoint = "a.example.net"\n'
+        '[clients.laptop]\nvia = "A"\ntunnel = "full"\n'
+    )
+    notes = plan_network(spec_from(text)).notes
+    assert any(
+        "laptop: full tunnel via A: its IPv6 traffic leaves the WAN un-NATed" in n for n in notes
+    )
+    split = plan_network(spec_from(text.replace('tunnel = "full"', 'tunnel = "split"'))).notes
+    assert not any("un-NATed" in n for n in split)

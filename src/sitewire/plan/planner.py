@@ -12,7 +12,7 @@ from sitewire.plan.model import ClientPlan, Link, SitePlan
 from sitewire.plan.topology import Node, Topology
 from sitewire.plan.validate import check_spec
 from sitewire.spec.lock import Lock, LockEntry
-from sitewire.spec.model import Spec
+from sitewire.spec.model import Platform, Spec, Tunnel
 from sitewire.spec.types import IPAddress, IPNetwork
 
 
@@ -86,6 +86,7 @@ def plan_network(
                 address=addresses[4].get(name), address6=addresses[6].get(name), public_key=key
             )
     topology = Topology(spec, nodes, source)
+    notes += _caveats(spec)
     retired = {
         name: LockEntry(address=entry.address, address6=entry.address6)
         for group in (lock.sites, lock.clients, lock.retired)
@@ -105,6 +106,20 @@ def plan_network(
         if name not in lock.retired
     ]
     return Plan(topology, new_lock, tuple(notes))
+
+
+def _caveats(spec: Spec) -> list[str]:
+    """Things that will work only partly, said at plan time rather than discovered later."""
+    out = []
+    if spec.network.overlay6 is not None:
+        for name, client in spec.clients.items():
+            via = spec.sites[client.via]
+            if client.tunnel is Tunnel.FULL and via.platform is Platform.OPENWRT:
+                out.append(
+                    f"{name}: full tunnel via {client.via}: its IPv6 traffic leaves the WAN "
+                    "un-NATed (OpenWrt's wan zone masquerades IPv4 only; set masq6 there)"
+                )
+    return out
 
 
 def _allocate_all(
