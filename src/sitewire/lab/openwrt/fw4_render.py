@@ -83,44 +83,38 @@ def _policy(policy: str) -> str:
 
 
 def _input(fw: Firewall, mgmt: str | None) -> list[str]:
-    body = ['iifname "lo" accept comment "!fw4: Accept traffic from loopback"']
+    head = ['iifname "lo" accept comment "!fw4: Accept traffic from loopback"']
     if mgmt:
-        body.append(f'iifname "{mgmt}" accept comment "!lab: accept the management network"')
-    body += _established("inbound", fw)
+        head.append(f'iifname "{mgmt}" accept comment "!lab: accept the management network"')
+    head += _established("inbound", fw)
     if fw.defaults.synflood:
-        body.append(
+        head.append(
             "tcp flags & (fin | syn | rst | ack) == syn jump syn_flood "
             'comment "!fw4: Rate limit TCP syn packets"'
         )
-    body += [_rule(r) for r in fw.rules_for("input")]
-    body += [_jump(z, m, "input") for z in fw.zones for m in z.match_rules]
-    if fw.defaults.input == "reject":
-        body.append("jump handle_reject")
-    hook = f"type filter hook input priority filter; policy {_policy(fw.defaults.input)};"
-    return _chain("input", hook, body)
+    return _base_chain(fw, "input", fw.defaults.input, head)
 
 
 def _forward(fw: Firewall) -> list[str]:
-    body = _established("forwarded", fw)
-    body += [_rule(r) for r in fw.rules_for("forward")]
-    body += [_jump(z, m, "forward") for z in fw.zones for m in z.match_rules]
-    if fw.defaults.forward == "reject":
-        body.append("jump handle_reject")
-    hook = f"type filter hook forward priority filter; policy {_policy(fw.defaults.forward)};"
-    return _chain("forward", hook, body)
+    return _base_chain(fw, "forward", fw.defaults.forward, _established("forwarded", fw))
 
 
 def _output(fw: Firewall, mgmt: str | None) -> list[str]:
-    body = ['oifname "lo" accept comment "!fw4: Accept traffic towards loopback"']
+    head = ['oifname "lo" accept comment "!fw4: Accept traffic towards loopback"']
     if mgmt:
-        body.append(f'oifname "{mgmt}" accept comment "!lab: accept the management network"')
-    body += _established("outbound", fw)
-    body += [_rule(r) for r in fw.rules_for("output")]
-    body += [_jump(z, m, "output") for z in fw.zones for m in z.match_rules]
-    if fw.defaults.output == "reject":
+        head.append(f'oifname "{mgmt}" accept comment "!lab: accept the management network"')
+    head += _established("outbound", fw)
+    return _base_chain(fw, "output", fw.defaults.output, head)
+
+
+def _base_chain(fw: Firewall, hook_name: str, policy: str, head: list[str]) -> list[str]:
+    """A hooked chain: its fixed head, the rules, a jump per zone, the default policy."""
+    body = head + [_rule(r) for r in fw.rules_for(hook_name)]
+    body += [_jump(z, m, hook_name) for z in fw.zones for m in z.match_rules]
+    if policy == "reject":
         body.append("jump handle_reject")
-    hook = f"type filter hook output priority filter; policy {_policy(fw.defaults.output)};"
-    return _chain("output", hook, body)
+    hook = f"type filter hook {hook_name} priority filter; policy {_policy(policy)};"
+    return _chain(hook_name, hook, body)
 
 
 def _established(direction: str, fw: Firewall) -> list[str]:
