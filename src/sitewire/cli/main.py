@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
+from sitewire.cli.apply import apply, confirm, rollback
 from sitewire.cli.lab import lab
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
@@ -169,6 +170,9 @@ def schema() -> int:
 
 
 cli.add_command(lab)
+cli.add_command(apply)
+cli.add_command(confirm)
+cli.add_command(rollback)
 
 
 def main(argv: list[str] | None = None) -> None:

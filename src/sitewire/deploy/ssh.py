@@ -95,6 +95,10 @@ class Session:
             text,
         )
 
+    def abort(self) -> None:
+        """Drop the connection at once, without waiting on a path that may be dead."""
+        self._conn.abort()
+
     async def close(self) -> None:
         self._conn.close()
         await self._conn.wait_closed()

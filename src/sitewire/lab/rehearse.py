@@ -71,7 +71,11 @@ def adopt_lock(state: LabState) -> None:
 
 
 def lab_plan(state: LabState) -> Plan:
-    ws = lab_workspace(state)
+    """Addresses and links for probing; keys as the lab's lock has them (apply puts the
+    routers' own there), never derived from the key file."""
+    if state.spec_path is None:
+        raise InputError("the lab does not know its spec", where=state.name, fix="lab down, up")
+    ws = open_workspace(Path(state.spec_path), state.dir / "network.lock")
     plan = make_plan(ws)
     save_state(ws, plan)
     return plan

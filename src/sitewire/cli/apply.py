@@ -1,0 +1,212 @@
+"""`sitewire apply`, `confirm`, `rollback`: the plan onto live devices over SSH."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sitewire.deploy.apply import (
+    ApplyError,
+    Options,
+    Result,
+    apply_network,
+    exclusive,
+    plan_with,
+    settle,
+)
+from sitewire.deploy.ssh import Credentials, Target
+from sitewire.errors import ExitCode, InputError
+from sitewire.lab.configure import USERSPACE
+from sitewire.pipeline import Workspace, open_workspace
+
+_SPEC = click.argument(
+    "spec", type=click.Path(path_type=Path, dir_okay=False, exists=True), default="network.toml"
+)
+
+
+def _common(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--lab",
+            "use_lab",
+            is_flag=True,
+            help="Reach the sites of the lab rehearsing this spec ('sitewire lab up') over its "
+            "management network instead of their ssh addresses; uses the lab's own lock.",
+        ),
+        click.option("--lab-name", help="Which lab (default: the spec's network.name)."),
+        click.option(
+            "--lock",
+            "lock_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="network.lock to use (default: beside the spec).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass
+class Reach:
+    """Where the sites are and how to log in: the spec's ssh =, or a lab's management network."""
+
+    targets: dict[str, Target]
+    creds: Credentials
+    lock_path: Path | None
+    keys_path: Path | None
+    env: str = ""
+
+
+def reach(
+    spec: Path, use_lab: bool, lab_name: str | None, lock_path: Path | None, keys_path: Path | None
+) -> Reach:
+    ws = open_workspace(spec, lock_path)
+    if use_lab or lab_name:
+        from sitewire.cli.lab import pick_lab
+        from sitewire.lab.host import require_root
+        from sitewire.lab.state import load_state
+
+        require_root()
+        state = load_state(pick_lab(spec, lab_name))
+        if state.spec_path is not None and Path(state.spec_path) != spec.resolve():
+            raise InputError(
+                f"lab {state.name!r} rehearses {state.spec_path}, not this spec",
+                where=str(spec),
+                fix="pass --lab-name for the right lab, or 'sitewire lab up' this spec",
+            )
+        lab_sites = {r.site for r in state.layout.routers}
+        missing = [n for n in ws.spec.sites if n not in lab_sites]
+        if missing:
+            raise InputError(
+                f"site {missing[0]!r} is not in lab {state.name!r} (the spec changed since lab up)",
+                where=str(spec),
+                fix="'sitewire lab add' is not there yet: lab down, then lab up again",
+            )
+        targets = {n: Target(n, str(state.layout.router(n).mgmt.ip)) for n in ws.spec.sites}
+        creds = Credentials((state.client_key,), state.known_hosts, use_user_config=False)
+        env = f"export {USERSPACE}; "
+        return Reach(targets, creds, state.dir / "network.lock", state.dir / "keys.json", env)
+    targets = {}
+    for name, site in ws.spec.sites.items():
+        if site.ssh is None:
+            raise InputError(
+                "has no ssh = address to configure it through",
+                where=f"{spec}: sites.{name}",
+                fix=f'add ssh = "root@<address>" to sites.{name}',
+            )
+        targets[name] = Target.parse(name, str(site.ssh))
+    return Reach(targets, Credentials(), lock_path, keys_path)
+
+
+class _Ui:
+    def say(self, line: str) -> None:
+        click.echo(line)
+
+    def ask(self, question: str) -> bool:
+        if not sys.stdin.isatty():
+            raise ApplyError(
+                "nothing was changed: no terminal to ask on",
+                where="apply",
+                fix="pass --yes to apply without asking",
+            )
+        return click.confirm(question, default=False)
+
+
+def _workspace(spec: Path, where: Reach) -> Workspace:
+    return open_workspace(spec, where.lock_path, where.keys_path)
+
+
+@click.command()
+@_SPEC
+@_common
+@click.option("-y", "--yes", is_flag=True, help="Apply without asking.")
+@click.option("--dry-run", is_flag=True, help="Show what would change on each site and stop.")
+@click.option(
+    "--no-confirm",
+    is_flag=True,
+    help="Verify, but leave each change pending: each router reverts it unless "
+    "'sitewire confirm' runs within --revert-after seconds.",
+)
+@click.option(
+    "--revert-after",
+    type=click.IntRange(10, 3600),
+    default=300,
+    show_default=True,
+    help="Seconds after which a router restores its backup unless the change is confirmed.",
+)
+@click.option(
+    "--local-keys",
+    "keys_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Keep the keys of clients without a public_key in this 0600 file "
+    "(sites' keys are always made on the devices).",
+)
+def apply(
+    spec: Path,
+    use_lab: bool,
+    lab_name: str | None,
+    lock_path: Path | None,
+    yes: bool,
+    dry_run: bool,
+    no_confirm: bool,
+    revert_after: int,
+    keys_path: Path | None,
+) -> int:
+    """Configure every site over SSH: diff, ask, change under a revert timer, verify, confirm."""
+    where = reach(spec, use_lab, lab_name, lock_path, keys_path)
+    ws = _workspace(spec, where)
+    opts = Options(
+        yes=yes, dry_run=dry_run, confirm=not no_confirm, revert_after=revert_after, env=where.env
+    )
+    with exclusive(spec):
+        outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, _Ui()))
+    if dry_run:
+        return ExitCode.OK
+    changed = [r for r in outcome.sites.values() if r.result is not Result.UNCHANGED]
+    if changed:
+        width = max(len(r.name) for r in changed)
+        click.echo("summary:")
+        for run in changed:
+            click.echo(f"  {run.name:<{width}}  {run.result.value}")
+    if outcome.lock_changed:
+        click.echo(f"{ws.lock_path} updated (commit it with the spec)", err=True)
+    if not outcome.ok:
+        failed = [r.name for r in outcome.sites.values() if r.problems]
+        click.echo(
+            f"sitewire: apply: {', '.join(failed)} not applied (rolled back); "
+            "the other sites keep their new state",
+            err=True,
+        )
+        return ExitCode.FAILURE
+    return ExitCode.OK
+
+
+def _settle_command(verb: str, doc: str) -> click.Command:
+    @click.command(verb, help=doc)
+    @_SPEC
+    @_common
+    def command(spec: Path, use_lab: bool, lab_name: str | None, lock_path: Path | None) -> int:
+        where = reach(spec, use_lab, lab_name, lock_path, None)
+        ws = _workspace(spec, where)
+        plan = plan_with(ws, {}, {})  # which sites and platforms; keys play no part
+        with exclusive(spec):
+            done = asyncio.run(settle(plan, where.targets, where.creds, verb, _Ui()))
+        click.echo(f"{done} site(s) {'confirmed' if verb == 'confirm' else 'rolled back'}")
+        return ExitCode.OK
+
+    return command
+
+
+confirm = _settle_command(
+    "confirm", "Keep the changes a --no-confirm apply left pending on every site."
+)
+rollback = _settle_command(
+    "rollback",
+    "Undo the changes a --no-confirm apply left pending: each router restores its backup.",
+)

@@ -1,0 +1,977 @@
+"""`sitewire apply`: the plan onto live devices, under the routers' own dead-man switch.
+
+The order (DESIGN.md decisions 2, 5-7):
+
+1. read: connect to every site in parallel; facts, the live public key, the safety switch's
+   state. Nothing is changed; any refusal here stops the whole apply.
+2. diff: plan with the live keys (keys still to be born show as such), render, compare with the
+   devices; show it and ask. `--dry-run` ends here, and so does a network with no change.
+3. arm: back up what will be touched and start each changed site's revert timer. If one site
+   is busy with another commit, the ones already armed are released and the apply is refused.
+4. prepare: install missing packages, make missing private keys on the devices, share
+   preshared keys device to device. A failure here releases or rolls back every site.
+5. configure: listeners first, then dialers; the files, then only the steps that make the change
+   live (deploy.live): `wg set` or `renew` for peers, re-creation only for interface changes.
+6. verify: over NEW connections, handshakes and pings across the tunnel, and the route a LAN
+   host's packet would take; each site is confirmed or rolled back on its own evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fcntl
+import hashlib
+import ipaddress
+import os
+import re
+import shlex
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from sitewire.deploy import safety
+from sitewire.deploy.diff import Change, describe, planned_changes
+from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
+from sitewire.deploy.live import (
+    Step,
+    file_diff,
+    linux_revert,
+    linux_steps,
+    openwrt_revert,
+    openwrt_steps,
+    tailscale_differs,
+)
+from sitewire.deploy.ssh import Credentials, RemoteError, Session, Target, connect
+from sitewire.diagnose.collect import (
+    FACT_SECTIONS,
+    DeviceFacts,
+    facts_from_sections,
+    run_sections,
+)
+from sitewire.diagnose.parse import HIDDEN, ScriptSection
+from sitewire.errors import InputError, SitewireError
+from sitewire.pipeline import Workspace
+from sitewire.plan import Plan, plan_network
+from sitewire.plan.model import WATCHDOG_CRON, SitePlan
+from sitewire.render.linux import CONF_DIR, render_linux
+from sitewire.render.model import STAGING, Rendered
+from sitewire.render.openwrt import SECRET_OPTIONS, render_openwrt
+from sitewire.spec.lock import Lock, save_lock
+from sitewire.spec.model import Platform
+from sitewire.spec.types import IPNetwork
+
+T = TypeVar("T")
+
+OPENWRT_BACKUP = ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root")
+STEP_TIMEOUT = 120.0  # one command on a device; package installs get PACKAGE_TIMEOUT
+PACKAGE_TIMEOUT = 600.0
+
+
+class ApplyError(SitewireError):
+    """The apply could not go ahead (nothing was changed), or ended with sites not applied."""
+
+
+class Result(StrEnum):
+    UNCHANGED = "unchanged"
+    CONFIRMED = "confirmed"
+    PENDING = "pending"  # --no-confirm: the router reverts unless `sitewire confirm` runs
+    ROLLED_BACK = "rolled back"
+    REVERTING = "reverting"  # unreachable or slow: the router's own timer puts it back
+    RELEASED = "released"  # armed, then let go before anything changed
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    yes: bool = False
+    dry_run: bool = False
+    confirm: bool = True
+    revert_after: int = 300
+    verify_timeout: float = 30.0
+    env: str = ""  # prefixed to Linux wg-quick commands (the lab: the userspace fallback)
+    reconnect_timeout: float = 30.0
+
+
+class Ui(Protocol):
+    def say(self, line: str) -> None: ...
+
+    def ask(self, question: str) -> bool: ...
+
+
+@dataclass
+class SiteRun:
+    """One site through the apply; the mutable record the stages share."""
+
+    name: str
+    platform: Platform
+    target: Target
+    session: Session | None = None
+    facts: DeviceFacts | None = None
+    key_before: str | None = None  # the device's public key as found
+    key: str | None = None  # and after the key step
+    files_before: dict[str, str | None] = field(default_factory=dict)
+    cron_missing: bool = False
+    changes: list[Change] = field(default_factory=list)
+    diff: list[str] = field(default_factory=list)
+    missing_packages: tuple[str, ...] = ()
+    token: str | None = None
+    touched: bool = False
+    handler_fresh: bool = False
+    result: Result = Result.UNCHANGED
+    problems: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> safety.Device:
+        return safety.device_for(self.platform)
+
+    @property
+    def needs_change(self) -> bool:
+        return bool(self.diff)
+
+    def must_facts(self) -> DeviceFacts:
+        assert self.facts is not None
+        return self.facts
+
+    def must_session(self) -> Session:
+        assert self.session is not None
+        return self.session
+
+
+@dataclass
+class Outcome:
+    sites: dict[str, SiteRun]
+    lock_changed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(
+            r.result in (Result.UNCHANGED, Result.CONFIRMED, Result.PENDING) and not r.problems
+            for r in self.sites.values()
+        )
+
+
+# --- keys: the live ones, and stand-ins for the ones not yet born ---------------------------------
+
+
+def placeholder_key(site: str) -> str:
+    """A well-formed key standing for one to be made on `site`; shown as such in the diff."""
+    return base64.b64encode(
+        hashlib.sha256(f"sitewire: to be made on {site}".encode()).digest()
+    ).decode()
+
+
+def plan_with(ws: Workspace, keys: Mapping[str, str], clients: Mapping[str, str]) -> Plan:
+    """Plan with the devices' keys, overriding whatever the lock remembered for sites."""
+    lock = ws.lock
+    if lock is not None:
+        sites = {
+            name: entry.model_copy(update={"public_key": keys.get(name)})
+            for name, entry in lock.sites.items()
+        }
+        lock = lock.model_copy(update={"sites": sites})
+    return plan_network(
+        ws.spec,
+        lock,
+        {**clients, **keys},
+        source=str(ws.spec_path),
+        lock_source=str(ws.lock_path),
+    )
+
+
+class _ClientSecrets:
+    """Secrets for apply: sites' keys stay on the devices; only clients' come from --local-keys."""
+
+    def __init__(self, ws: Workspace, plan_clients: Sequence[str]) -> None:
+        self._keys = ws.keys
+        self._clients = set(plan_clients)
+
+    def private_key(self, name: str) -> str | None:
+        return None
+
+    def preshared_key(self, a: str, b: str) -> str | None:
+        if self._keys is None or not ({a, b} & self._clients):
+            return None
+        return self._keys.preshared_key(a, b)
+
+
+def client_keys(ws: Workspace) -> dict[str, str]:
+    """Public keys of clients that made no key of their own, from --local-keys (made if missing)."""
+    need = [n for n, c in ws.spec.clients.items() if c.public_key is None]
+    locked = {
+        n: e.public_key for n, e in (ws.lock.clients.items() if ws.lock else ()) if e.public_key
+    }
+    if ws.keys is None:
+        missing = [n for n in need if n not in locked]
+        if missing:
+            raise InputError(
+                "has no public key, and apply never makes a client's private key unasked",
+                where=f"{ws.spec_path}: clients.{missing[0]}",
+                fix=f"set clients.{missing[0]}.public_key (made on the device), "
+                "or pass --local-keys FILE to keep the client keys there",
+            )
+        return {}
+    ws.keys_changed |= ws.keys.ensure(need, ())
+    public = ws.keys.public_keys()
+    return {n: public[n] for n in need}
+
+
+# --- 1. read --------------------------------------------------------------------------------------
+
+
+def _extra_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
+    iface = site.interface
+    if site.platform is Platform.OPENWRT:
+        option = shlex.quote(f"network.{iface}.private_key")
+        pubkey = (
+            "has wg || return 0\n"
+            f"_k=$(uci -q get {option}) || return 0\n"
+            '[ -n "$_k" ] && printf "%s\\n" "$_k" | wg pubkey'
+        )
+        line = shlex.quote(WATCHDOG_CRON)
+        cron = (
+            f"grep -qxF {line} /etc/crontabs/root 2>/dev/null && echo line\n"
+            "/etc/init.d/cron enabled 2>/dev/null && echo enabled\nreturn 0"
+        )
+        return [("sw_pubkey", pubkey), ("sw_cron", cron)]
+    key = shlex.quote(f"{CONF_DIR}/{iface}.key")
+    out = [("sw_pubkey", f"has wg || return 0\n[ -s {key} ] || return 0\nwg pubkey < {key}")]
+    hide = r"sed -E 's/^([[:space:]]*(PrivateKey|PresharedKey)[[:space:]]*=).*/\1 (hidden)/'"
+    for n, path in enumerate(paths):
+        quoted = shlex.quote(path)
+        out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{hide} {quoted}"))
+    return out
+
+
+def _linux_paths(rendered: Rendered) -> list[str]:
+    return [f.device_path for f in rendered.files if f.device_path is not None]
+
+
+async def _read(run: SiteRun, plan: Plan, creds: Credentials, linux_paths: Sequence[str]) -> None:
+    run.session = await connect(run.target, creds)
+    site = plan.site(run.name)
+    sections = await run_sections(
+        run.session, (*FACT_SECTIONS, *_extra_sections(site, linux_paths))
+    )
+    run.facts = facts_from_sections(run.name, run.platform, sections)
+    pubkey = sections["sw_pubkey"].stdout.strip()
+    run.key_before = run.key = pubkey if re.fullmatch(r"[A-Za-z0-9+/]{43}=", pubkey) else None
+    if run.platform is Platform.OPENWRT:
+        cron = sections["sw_cron"].stdout.split()
+        run.cron_missing = site.watchdog and not {"line", "enabled"} <= set(cron)
+    for n, path in enumerate(linux_paths):
+        found: ScriptSection = sections[f"sw_file{n}"]
+        run.files_before[path] = found.stdout if found.rc == 0 else None
+    _preflight(run, site)
+    switch = await safety.status(run.session, device=run.device)
+    if switch.pending is not None:
+        left = switch.pending.seconds_left
+        raise safety.CommitInProgress(
+            f"another apply is in progress (commit {switch.pending.token}, "
+            + (f"reverts in {left} s)" if left is not None else "being armed)"),
+            where=run.name,
+            fix="wait for it to finish, or end it with: sitewire confirm / sitewire rollback",
+            token=switch.pending.token,
+        )
+
+
+def _preflight(run: SiteRun, site: SitePlan) -> None:
+    facts = run.must_facts()
+    if facts.pending_changes:
+        raise ApplyError(
+            f"uci holds {len(facts.pending_changes)} uncommitted change(s)",
+            where=run.name,
+            fix="look at them with 'uci changes' on the router, then 'uci commit' or 'uci revert'",
+        )
+    if run.platform is Platform.OPENWRT:
+        if facts.openwrt is None:
+            raise ApplyError(
+                "is not an OpenWrt router (no /etc/openwrt_release)",
+                where=run.name,
+                fix=f'set sites.{run.name}.platform = "linux" if it is a Linux host',
+            )
+        missing = tuple(p for p in site.packages() if p not in facts.packages)
+        if missing and facts.package_manager is None:
+            raise ApplyError(
+                f"needs {', '.join(missing)} and has no package manager",
+                where=run.name,
+                fix="install WireGuard support on the router by hand (opkg or apk)",
+            )
+        run.missing_packages = missing
+    elif not facts.wireguard_tools:
+        if facts.package_manager is None:
+            raise ApplyError(
+                "has no 'wg' and no package manager sitewire knows",
+                where=run.name,
+                fix="install wireguard-tools on the host by hand",
+            )
+        run.missing_packages = ("wireguard-tools",)
+    if facts.rc_local.runs_tailscale_up:
+        run.problems.append(
+            "warning: /etc/rc.local runs `tailscale up` at every boot and may undo "
+            "`tailscale set`; remove that line"
+        )
+
+
+# --- 2. diff --------------------------------------------------------------------------------------
+
+
+def _render(plan: Plan, run: SiteRun, secrets: _ClientSecrets) -> Rendered:
+    site = plan.site(run.name)
+    if run.platform is Platform.OPENWRT:
+        facts = run.must_facts()
+        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+        return render_openwrt(plan, site, secrets, current)
+    return render_linux(plan, site, secrets)
+
+
+def _diff(
+    plan: Plan, run: SiteRun, secrets: _ClientSecrets, placeholders: Mapping[str, str]
+) -> None:
+    rendered = _render(plan, run, secrets)
+    facts = run.must_facts()
+    site = plan.site(run.name)
+    lines: list[str] = []
+    if run.missing_packages:
+        lines.append(f"{run.name}: install {', '.join(run.missing_packages)}")
+    if run.key is None:
+        lines.append(f"{run.name}: private key: made on the device (only its public key returns)")
+    if run.platform is Platform.OPENWRT:
+        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+        try:
+            changes = planned_changes(current, rendered.text("uci-batch"))
+        except SitewireError as exc:
+            raise ApplyError(
+                exc.message, where=run.name, fix="report this with 'uci export network'"
+            ) from None
+        # A secret can't be compared (the device hides it): unchanged unless the section is new.
+        run.changes = [
+            c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN)
+        ]
+        lines += describe(run.name, run.changes) if run.changes else []
+        if run.cron_missing:
+            lines.append(f"{run.name}: cron: wireguard_watchdog every minute")
+    else:
+        for f in rendered.files:
+            if f.device_path is not None:
+                lines += file_diff(
+                    run.name,
+                    f.device_path,
+                    run.files_before.get(f.device_path),
+                    rendered.text(f.path),
+                )
+    if (
+        site.tailscale is not None
+        and facts.tailscale.installed
+        and tailscale_differs(site.tailscale, facts.tailscale.prefs)
+    ):
+        lines.append(f"{run.name}: tailscale: {shlex.join(site.tailscale.command())}")
+    if (
+        facts.tailscale.installed
+        and site.tailscale is None
+        and facts.tailscale.prefs
+        and facts.tailscale.prefs.route_all
+    ):
+        run.problems.append(
+            "warning: Tailscale accepts subnet routes here and the spec says nothing about "
+            "Tailscale for this site; add a tailscale table to the site to have it fixed"
+        )
+    for name, key in placeholders.items():
+        lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
+    run.diff = lines
+
+
+# --- 3-4. arm and prepare -------------------------------------------------------------------------
+
+
+def _backup_paths(plan: Plan, run: SiteRun, secrets: _ClientSecrets) -> list[str]:
+    if run.platform is Platform.OPENWRT:
+        return list(OPENWRT_BACKUP)
+    site = plan.site(run.name)
+    paths = _linux_paths(render_linux(plan, site, secrets))
+    paths.append(f"{CONF_DIR}/{site.interface}.key")
+    paths += [f"{CONF_DIR}/{site.interface}-{p.name}.psk" for p in site.peers if p.preshared]
+    return paths
+
+
+async def _arm(plan: Plan, run: SiteRun, opts: Options, secrets: _ClientSecrets) -> None:
+    site = plan.site(run.name)
+    facts = run.must_facts()
+    if run.platform is Platform.OPENWRT:
+        reload_cmds = openwrt_revert(site, facts)
+    else:
+        reload_cmds = linux_revert(site, facts, opts.env)
+    token = safety.new_token()
+    await safety.arm(
+        run.must_session(),
+        token,
+        _backup_paths(plan, run, secrets),
+        opts.revert_after,
+        reload_cmds,
+        device=run.device,
+    )
+    run.token = token
+
+
+_INSTALL = {
+    "opkg": "opkg update && opkg install {}",
+    "apk": "apk update && apk add {}",
+    "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+    "dnf": "dnf install -y {}",
+    "yum": "yum install -y {}",
+    "pacman": "pacman -S --noconfirm {}",
+    "zypper": "zypper --non-interactive install {}",
+}
+
+
+async def _prepare(run: SiteRun, site: SitePlan, ui: Ui) -> None:
+    session = run.must_session()
+    facts = run.must_facts()
+    if run.missing_packages:
+        assert facts.package_manager is not None
+        packages = " ".join(shlex.quote(p) for p in run.missing_packages)
+        command = _INSTALL[facts.package_manager.value].format(packages)
+        ui.say(f"{run.name}: [#] {command}")
+        result = await _timed(session.run(command), PACKAGE_TIMEOUT, run.name, command)
+        if result.rc != 0:
+            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [
+                f"exit {result.rc}"
+            ]
+            raise ApplyError(
+                f"could not install {', '.join(run.missing_packages)}: {detail[0]}",
+                where=run.name,
+                fix="check the router's package feeds and free space (df -h /overlay)",
+            )
+        run.handler_fresh = (
+            run.platform is Platform.OPENWRT and "wireguard-tools" in run.missing_packages
+        )
+    if run.key is None:
+        run.touched = True
+    run.key = await ensure_private_key(session, run.platform, site.interface)
+    if run.key_before is None:
+        ui.say(f"{run.name}: private key made on the device; public key {run.key}")
+
+
+async def _timed(work: Awaitable[T], seconds: float, site: str, what: str) -> T:
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        raise RemoteError(
+            f"no answer within {seconds:.0f} s to {what.split()[0]!r} (connection lost?)",
+            where=site,
+        ) from None
+
+
+async def _share_psks(plan: Plan, runs: Mapping[str, SiteRun], ui: Ui) -> None:
+    for name in plan.site_names:
+        site = plan.site(name)
+        for peer in site.peers:
+            if peer.kind != "site" or not peer.preshared or peer.name < name:
+                continue
+            if peer.name not in runs:
+                continue
+            a, b = runs[name], runs[peer.name]
+            if a.token is None or b.token is None:
+                continue
+            made = await ensure_preshared_key(
+                (a.must_session(), a.platform, site.interface, peer.name),
+                (b.must_session(), b.platform, plan.site(peer.name).interface, name),
+            )
+            if made:
+                a.touched = b.touched = True
+                ui.say(
+                    f"{name}, {peer.name}: preshared key made on {name}, copied device to device"
+                )
+
+
+# --- 5. configure ---------------------------------------------------------------------------------
+
+
+async def _configure(
+    plan: Plan, run: SiteRun, secrets: _ClientSecrets, opts: Options, ui: Ui
+) -> None:
+    session = run.must_session()
+    site = plan.site(run.name)
+    facts = run.must_facts()
+    rendered = _render(plan, run, secrets)
+    run.touched = True
+    steps: list[Step]
+    if run.platform is Platform.OPENWRT:
+        batch = f"{STAGING}/uci-batch"
+        await session.put(batch, rendered.text("uci-batch"), 0o600)
+        errors = f"{STAGING}/uci-batch.err"
+        await session.check(
+            f"uci batch < {batch} 2> {errors}; rm -f {batch}; "
+            f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi"
+        )
+        steps = openwrt_steps(
+            site,
+            facts,
+            run.changes,
+            handler_fresh=run.handler_fresh,
+            cron_missing=run.cron_missing,
+        )
+    else:
+        after: dict[str, str] = {}
+        for f in rendered.files:
+            if f.device_path is None:
+                continue
+            text = rendered.text(f.path)
+            after[f.device_path] = text
+            if run.files_before.get(f.device_path) != text:
+                private = f.device_path.startswith(f"{CONF_DIR}/")
+                await session.put(f.device_path, text, 0o600 if private else f.mode)
+        steps = linux_steps(site, facts, run.files_before, after, opts.env)
+    for step in steps:
+        shown = step.command if "\n" not in step.command else step.command.splitlines()[1] + " ..."
+        ui.say(f"{run.name}: [#] {shown}  ({step.why})")
+        try:
+            await _timed(session.check(step.command), STEP_TIMEOUT, run.name, step.command)
+        except RemoteError as exc:
+            if "connection lost" in exc.message or "no answer" in exc.message:
+                # A restart may cut this session; the verification over a new one decides.
+                run.problems.append(f"the session dropped during {shown.split()[0]!r}")
+                return
+            raise
+
+
+# --- 6. verify ------------------------------------------------------------------------------------
+
+
+def lan_address(facts: DeviceFacts | None, prefix: object) -> tuple[str, str] | None:
+    """(the device's own address in `prefix`, the device it sits on), from its routes."""
+    if facts is None:
+        return None
+    for route in facts.routes:
+        if route.dest == prefix and route.src is not None and route.dev is not None:
+            return str(route.src), route.dev
+    return None
+
+
+def _lan_host(lans: Sequence[IPNetwork], router: str) -> str:
+    """An address in the router's LAN that is not the router's own: a LAN host's packet."""
+    address = ipaddress.ip_address(router)
+    lan = next(p for p in lans if address in p)
+    candidates = [lan.broadcast_address - 1, lan.broadcast_address - 2, lan.network_address + 2]
+    return str(next(c for c in candidates if c != address))
+
+
+def verify_script(
+    plan: Plan, name: str, facts: Mapping[str, DeviceFacts | None], timeout: float
+) -> str:
+    site = plan.site(name)
+    iface = shlex.quote(site.interface)
+    lines = [
+        "now() { cut -d. -f1 /proc/uptime; }",
+        f"end=$(( $(now) + {int(timeout)} ))",
+    ]
+    for peer in site.peers:
+        if peer.kind != "site" or peer.public_key is None:
+            continue
+        other = plan.site(peer.name)
+        target = str(other.addresses[0].ip)
+        key = shlex.quote(peer.public_key)
+        lines += [
+            "while :; do",
+            f"  t=$(wg show {iface} latest-handshakes | awk -v k={key} '$1 == k {{ print $2 }}')",
+            f'  if [ -n "$t" ] && [ "$t" != 0 ]; then echo "hs {peer.name} ok"; break; fi',
+            f'  if [ "$(now)" -ge "$end" ]; then echo "hs {peer.name} none"; break; fi',
+            f"  ping -c 1 -W 1 {target} >/dev/null 2>&1 || sleep 1",
+            "done",
+        ]
+    local = next((a for p in site.lan if (a := lan_address(facts.get(name), p))), None)
+    for other_name in plan.site_names:
+        if other_name == name:
+            continue
+        other = plan.site(other_name)
+        target = str(other.addresses[0].ip)
+        lines.append(
+            f"ping -c 3 -i 0.2 -W 2 {target} >/dev/null 2>&1 "
+            f"&& echo 'ping overlay {other_name} ok' || echo 'ping overlay {other_name} fail'"
+        )
+        remote = next((a for p in other.lan if (a := lan_address(facts.get(other_name), p))), None)
+        if local is None or remote is None:
+            continue
+        src, dev = local
+        dst = remote[0]
+        host = _lan_host(site.lan, src)
+        lines.append(
+            f"ping -c 3 -i 0.2 -W 2 -I {src} {dst} >/dev/null 2>&1 "
+            f"&& echo 'ping lan {other_name} ok' || echo 'ping lan {other_name} fail'"
+        )
+        lines.append(
+            f'echo "route {other_name} '
+            f'$(ip route get {dst} from {host} iif {dev} 2>&1 | head -n 1)"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Evidence:
+    reached: bool = False  # the new SSH connection worked
+    handshakes: dict[str, bool] = field(default_factory=dict)
+    overlay: dict[str, bool] = field(default_factory=dict)
+    lan: dict[str, bool] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+
+
+def parse_evidence(stdout: str) -> Evidence:
+    ev = Evidence(reached=True)
+    for line in stdout.splitlines():
+        words = line.split()
+        match words:
+            case ["hs", peer, state]:
+                ev.handshakes[peer] = state == "ok"
+            case ["ping", "overlay", peer, state]:
+                ev.overlay[peer] = state == "ok"
+            case ["ping", "lan", peer, state]:
+                ev.lan[peer] = state == "ok"
+            case ["route", peer, *rest]:
+                ev.routes[peer] = " ".join(rest)
+    return ev
+
+
+def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
+    """What is wrong with `name`, from its own evidence; empty = confirm it."""
+    if not ev.reached:
+        return ["no new SSH connection after the change (locked out?)"]
+    iface = plan.site(name).interface
+    out: list[str] = []
+    for peer, dev in ev.routes.items():
+        if f" dev {iface}" not in f" {dev} ":
+            out.append(f"a LAN host's packet to {peer} would not use {iface}: {dev}")
+    others = [o for o in plan.site_names if o != name and o in healthy]
+    if others and not any(ev.overlay.get(o) for o in others):
+        out.append(f"reaches none of {', '.join(others)} across the tunnel")
+    return out
+
+
+async def _verify(
+    plan: Plan,
+    run: SiteRun,
+    facts: Mapping[str, DeviceFacts | None],
+    creds: Credentials,
+    opts: Options,
+) -> Evidence:
+    deadline = asyncio.get_running_loop().time() + opts.reconnect_timeout
+    while True:
+        try:
+            session = await connect(run.target, creds, timeout=5.0)
+            break
+        except RemoteError:
+            if asyncio.get_running_loop().time() >= deadline:
+                return Evidence()
+            await asyncio.sleep(1.0)
+    old, run.session = run.session, session
+    if old is not None:
+        old.abort()  # the old channel may hang on a dead path
+    try:
+        script = verify_script(plan, run.name, facts, opts.verify_timeout)
+        result = await _timed(session.run(script), opts.verify_timeout + 60, run.name, "verify")
+    except RemoteError:
+        return Evidence()
+    return parse_evidence(result.stdout)
+
+
+# --- the whole apply ------------------------------------------------------------------------------
+
+
+@contextmanager
+def exclusive(spec_path: Path) -> Iterator[None]:
+    """One apply per network on this machine: an flock on the spec file itself."""
+    fd = os.open(spec_path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ApplyError(
+                "another sitewire apply, confirm or rollback is running for this network",
+                where=str(spec_path),
+                fix="wait for it to finish",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _each(
+    runs: Sequence[SiteRun], work: Callable[[SiteRun], Awaitable[None]]
+) -> list[tuple[SiteRun, BaseException]]:
+    results = await asyncio.gather(*(work(r) for r in runs), return_exceptions=True)
+    failed: list[tuple[SiteRun, BaseException]] = []
+    for run, result in zip(runs, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            failed.append((run, result))
+    return failed
+
+
+def _first_error(failed: list[tuple[SiteRun, BaseException]]) -> BaseException:
+    for _, exc in failed:
+        if isinstance(exc, safety.CommitInProgress):
+            return exc
+    return failed[0][1]
+
+
+async def apply_network(
+    ws: Workspace,
+    targets: Mapping[str, Target],
+    creds: Credentials,
+    opts: Options,
+    ui: Ui,
+) -> Outcome:
+    clients = client_keys(ws)
+    first = plan_with(ws, {}, clients)  # addresses, roles; keys come next
+    runs = {
+        name: SiteRun(name, first.site(name).platform, targets[name]) for name in first.site_names
+    }
+    secrets = _ClientSecrets(ws, first.client_names)
+    try:
+        return await _apply(ws, first, runs, clients, secrets, creds, opts, ui)
+    finally:
+        await asyncio.gather(*(_close(r) for r in runs.values()))
+
+
+async def _close(run: SiteRun) -> None:
+    if run.session is not None:
+        with suppress(TimeoutError, OSError, RemoteError):
+            await asyncio.wait_for(run.session.close(), 5)
+
+
+async def _apply(
+    ws: Workspace,
+    first: Plan,
+    runs: dict[str, SiteRun],
+    clients: Mapping[str, str],
+    secrets: _ClientSecrets,
+    creds: Credentials,
+    opts: Options,
+    ui: Ui,
+) -> Outcome:
+    # 1. read
+    paths = {
+        name: (
+            _linux_paths(
+                render_linux(
+                    plan_with(ws, {n: placeholder_key(n) for n in runs}, clients),
+                    first.site(name),
+                    secrets,
+                )
+            )
+            if run.platform is Platform.LINUX
+            else []
+        )
+        for name, run in runs.items()
+    }
+    failed = await _each(list(runs.values()), lambda r: _read(r, first, creds, paths[r.name]))
+    if failed:
+        raise _first_error(failed)
+    for run in runs.values():
+        ui.say(f"{run.name}: {run.must_facts().summary().splitlines()[0]}")
+    # 2. diff
+    placeholders = {n: placeholder_key(n) for n, r in runs.items() if r.key is None}
+    keys = {n: r.key or placeholders[n] for n, r in runs.items()}
+    draft = plan_with(ws, keys, clients)
+    for run in runs.values():
+        _diff(draft, run, secrets, placeholders)
+    for run in runs.values():
+        for line in run.diff or [f"{run.name}: no changes"]:
+            ui.say(line)
+        for problem in run.problems:
+            ui.say(f"{run.name}: {problem}")
+        run.problems = [p for p in run.problems if not p.startswith("warning:")]
+    changed = [r for r in runs.values() if r.needs_change]
+    outcome = Outcome(runs)
+    if not changed:
+        outcome.lock_changed = save_lock(ws.lock_path, plan_with(ws, keys, clients).lock)
+        ui.say("nothing to change")
+        return outcome
+    if opts.dry_run:
+        return outcome
+    if not opts.yes and not ui.ask(f"apply these changes to {len(changed)} site(s)?"):
+        raise ApplyError(
+            "nothing was changed", where="apply", fix="run again and answer yes, or pass --yes"
+        )
+    # 3. arm
+    failed = await _each(changed, lambda r: _arm(draft, r, opts, secrets))
+    if failed:
+        await _release([r for r in changed if r.token is not None], ui)
+        raise _first_error(failed)
+    for run in changed:
+        ui.say(
+            f"{run.name}: backed up; it reverts by itself in {opts.revert_after} s unless confirmed"
+        )
+    # 4. prepare
+    failed = await _each(changed, lambda r: _prepare(r, first.site(r.name), ui))
+    if not failed:
+        try:
+            await _share_psks(first, runs, ui)
+        except SitewireError as error:
+            failed = [(changed[0], error)]
+    if failed:
+        await _release(changed, ui)
+        raise _first_error(failed)
+    final = plan_with(ws, {n: r.key for n, r in runs.items() if r.key}, clients)
+    # 5. configure: listeners first, so a dialer's first handshake is answered at once
+    for group in (
+        [r for r in changed if final.site(r.name).endpoint is not None],
+        [r for r in changed if final.site(r.name).endpoint is None],
+    ):
+        failed = await _each(group, lambda r: _configure(final, r, secrets, opts, ui))
+        for run, exc in failed:
+            run.problems.append(str(exc))
+    # 6. verify
+    facts = {n: r.facts for n, r in runs.items()}
+    configured = [
+        r for r in changed if not r.problems or r.problems[-1].startswith("the session dropped")
+    ]
+    evidence: dict[str, Evidence] = {}
+    results = await asyncio.gather(*(_verify(final, r, facts, creds, opts) for r in configured))
+    evidence = dict(zip((r.name for r in configured), results, strict=True))
+    # A site counts as a fair judge of others when it was not changed, or when it answered
+    # over a new connection and its own routing is right.
+    healthy = {
+        n
+        for n in runs
+        if n not in evidence or (evidence[n].reached and not judge(final, n, evidence[n], set()))
+    }
+    for run in changed:
+        ev = evidence.get(run.name)
+        if ev is None:
+            continue
+        run.problems = [p for p in run.problems if not p.startswith("the session dropped")]
+        run.problems += judge(final, run.name, ev, healthy - {run.name})
+        run.evidence = _evidence_lines(ev)
+        for peer, ok in ev.overlay.items():
+            if not ok and peer in healthy:
+                run.evidence.append(f"cannot reach {peer}'s overlay address")
+    await asyncio.gather(*(_decide(r, opts, ui) for r in changed))
+    kept = {
+        n
+        for n, r in runs.items()
+        if r.result in (Result.CONFIRMED, Result.PENDING, Result.UNCHANGED)
+    }
+    lock = _lock_for(final.lock, runs, kept)
+    if ws.keys is not None and ws.keys_changed and ws.keys_path is not None:
+        from sitewire.pipeline import save_keys
+
+        save_keys(ws)
+    outcome.lock_changed = save_lock(ws.lock_path, lock)
+    return outcome
+
+
+def _evidence_lines(ev: Evidence) -> list[str]:
+    out = [f"handshake with {p}: {'yes' if ok else 'none'}" for p, ok in ev.handshakes.items()]
+    out += [f"ping {p} overlay: {'ok' if ok else 'FAILED'}" for p, ok in ev.overlay.items()]
+    out += [
+        f"ping {p} LAN from LAN address: {'ok' if ok else 'FAILED'}" for p, ok in ev.lan.items()
+    ]
+    return out
+
+
+def _lock_for(lock: Lock, runs: Mapping[str, SiteRun], kept: set[str]) -> Lock:
+    """The lock to save: a site that went back keeps the key it had before."""
+    sites = {
+        name: entry
+        if name in kept or name not in runs
+        else entry.model_copy(update={"public_key": runs[name].key_before})
+        for name, entry in lock.sites.items()
+    }
+    return lock.model_copy(update={"sites": sites})
+
+
+async def _decide(run: SiteRun, opts: Options, ui: Ui) -> None:
+    token = run.token
+    assert token is not None
+    for line in run.evidence:
+        ui.say(f"{run.name}: {line}")
+    if run.problems:
+        for problem in run.problems:
+            ui.say(f"{run.name}: FAILED: {problem}")
+        try:
+            state = await _timed(
+                safety.rollback(run.must_session(), token, device=run.device),
+                safety.ROLLBACK_WAIT + 30,
+                run.name,
+                "rollback",
+            )
+            run.result = (
+                Result.ROLLED_BACK if state is safety.Outcome.REVERTED else Result.REVERTING
+            )
+        except SitewireError:
+            run.result = Result.REVERTING
+        ui.say(f"{run.name}: {run.result.value}")
+        return
+    if not opts.confirm:
+        run.result = Result.PENDING
+        ui.say(
+            f"{run.name}: verified; not confirmed (--no-confirm): it reverts within "
+            f"{opts.revert_after} s unless you run: sitewire confirm"
+        )
+        return
+    try:
+        await _timed(
+            safety.confirm(run.must_session(), token, device=run.device), 60, run.name, "confirm"
+        )
+        run.result = Result.CONFIRMED
+        ui.say(f"{run.name}: verified and confirmed")
+    except SitewireError as exc:
+        run.problems.append(f"could not confirm: {exc}")
+        run.result = Result.REVERTING
+        ui.say(f"{run.name}: could not confirm ({exc}); the router reverts by itself")
+
+
+async def _release(runs: Sequence[SiteRun], ui: Ui) -> None:
+    """Let go of armed sites before the configuration changed (roll back those whose keys did)."""
+
+    async def one(run: SiteRun) -> None:
+        if run.token is None:
+            return
+        try:
+            if run.touched:
+                await safety.rollback(run.must_session(), run.token, device=run.device)
+                run.result = Result.ROLLED_BACK
+            else:
+                await safety.confirm(run.must_session(), run.token, device=run.device)
+                run.result = Result.RELEASED
+        except SitewireError as exc:
+            ui.say(f"{run.name}: could not release ({exc}); its timer reverts it")
+            run.result = Result.REVERTING
+
+    await asyncio.gather(*(one(r) for r in runs))
+
+
+# --- confirm / rollback for --no-confirm ----------------------------------------------------------
+
+
+async def settle(
+    plan: Plan, targets: Mapping[str, Target], creds: Credentials, verb: str, ui: Ui
+) -> int:
+    """`sitewire confirm|rollback`: act on every site's pending commit; return how many."""
+
+    async def one(name: str) -> int:
+        platform = plan.site(name).platform
+        device = safety.device_for(platform)
+        session = await connect(targets[name], creds)
+        async with session:
+            pending = await safety.pending(session, device=device)
+            if pending is None:
+                ui.say(f"{name}: nothing pending")
+                return 0
+            if verb == "confirm":
+                await safety.confirm(session, pending.token, device=device)
+                ui.say(f"{name}: commit {pending.token} confirmed")
+            else:
+                state = await safety.rollback(session, pending.token, device=device)
+                ui.say(f"{name}: commit {pending.token} {state.value}")
+            return 1
+
+    results = await asyncio.gather(*(one(n) for n in plan.site_names), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    return sum(r for r in results if isinstance(r, int))

@@ -1,0 +1,310 @@
+"""How a change reaches the running device without dropping tunnels (DESIGN.md decision 6). Pure.
+
+From what a device runs (its facts) and what it will hold (the plan, the rendered files), this
+decides the commands that make the new configuration live:
+
+- a first install of the WireGuard handler: `network restart` (handlers load at netifd start);
+- an interface-level change (key, port, MTU, addresses) or no live interface: re-create it
+  (`ifup` on OpenWrt, `wg-quick down/up` on Linux) — the only case that costs a handshake;
+- peer-only changes: `renew` where the handler has one (25.12 syncconf), otherwise `wg set`
+  for exactly the peers that differ plus their routes; the UCI/wg-quick files, already
+  committed, make the change persistent;
+- firewall, policy rules, Tailscale prefs and the watchdog cron job only when they differ.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sitewire.deploy.diff import Change
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.parse import Handler, TailscalePrefs, WgInterface, WgPeer
+from sitewire.plan.model import WATCHDOG_CRON, PeerPlan, SitePlan, TailscalePlan
+from sitewire.render.linux import CONF_DIR, nft_table
+from sitewire.render.openwrt import INTERFACE_OPTIONS, peer_section
+from sitewire.spec.model import Platform
+
+EXIT_ROUTES = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+_SECRET_LINE = re.compile(r"^\s*(PrivateKey|PresharedKey)\s*=", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    command: str
+    why: str
+
+
+# --- Tailscale ------------------------------------------------------------------------------------
+
+
+def tailscale_differs(want: TailscalePlan, prefs: TailscalePrefs | None) -> bool:
+    if prefs is None:
+        return True
+    advertised = set(want.advertise_routes) | (set(EXIT_ROUTES) if want.exit_node else set())
+    return prefs.route_all != want.accept_routes or set(prefs.advertise_routes) != advertised
+
+
+def tailscale_restore(prefs: TailscalePrefs) -> str:
+    """The `tailscale set` that puts back what a device had (the revert timer runs it)."""
+    routes = ",".join(str(p) for p in prefs.advertise_routes if p not in EXIT_ROUTES)
+    exit_node = all(p in prefs.advertise_routes for p in EXIT_ROUTES)
+    return shlex.join(
+        [
+            "tailscale",
+            "set",
+            f"--accept-routes={'true' if prefs.route_all else 'false'}",
+            f"--advertise-routes={routes}",
+            f"--advertise-exit-node={'true' if exit_node else 'false'}",
+        ]
+    )
+
+
+# --- peers, live ----------------------------------------------------------------------------------
+
+
+def peer_differs(want: PeerPlan, live: WgPeer | None) -> bool:
+    if live is None:
+        return True
+    if set(live.allowed_ips) != set(want.allowed_ips):
+        return True
+    if live.preshared_key_set != want.preshared:
+        return True
+    keepalive = want.dial.keepalive if want.dial is not None else None
+    if live.keepalive != keepalive:
+        return True
+    if want.dial is not None and want.dial.endpoint.kind != "name":
+        # A literal endpoint can be compared; a name was resolved and may legitimately differ.
+        live_host = str(live.endpoint.ip) if live.endpoint is not None else None
+        return live_host != want.dial.endpoint.host or (
+            live.endpoint is not None and live.endpoint.port != want.dial.endpoint.port
+        )
+    return want.dial is not None and live.endpoint is None
+
+
+def _psk_source(site: SitePlan, peer: PeerPlan) -> str:
+    if site.platform is Platform.OPENWRT:
+        option = shlex.quote(f"network.{peer_section(peer.name)}.preshared_key")
+        return f"uci -q get {option}"
+    return f"cat {shlex.quote(f'{CONF_DIR}/{site.interface}-{peer.name}.psk')}"
+
+
+def live_peer_script(site: SitePlan, live: WgInterface) -> str | None:
+    """`wg set` (and routes) for exactly the peers that differ; None when none do.
+
+    Preshared keys go from where the device keeps them into a 0600 file under /tmp and are
+    deleted at once; they never appear on a command line or leave the device.
+    """
+    iface = shlex.quote(site.interface)
+    lines: list[str] = []
+    wanted = {p.public_key for p in site.peers if p.public_key}
+    for peer in site.peers:
+        assert peer.public_key is not None
+        current = live.peer(peer.public_key)
+        if not peer_differs(peer, current):
+            continue
+        key = shlex.quote(peer.public_key)
+        args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips) or "''"]
+        if peer.dial is not None:
+            args += ["endpoint", peer.dial.endpoint.with_port(peer.dial.endpoint.port or 0)]
+            args += ["persistent-keepalive", str(peer.dial.keepalive)]
+        else:
+            args += ["persistent-keepalive", "off"]
+        psk = ""
+        if peer.preshared:
+            lines.append(f"umask 077; f=/tmp/sitewire-psk.$$; {_psk_source(site, peer)} > $f")
+            psk = " preshared-key $f"
+        lines.append(f"wg set {iface} peer {key}{psk} {' '.join(args)}")
+        if peer.preshared:
+            lines.append("rm -f $f")
+        if current is not None:
+            for old in set(current.allowed_ips) - set(peer.allowed_ips):
+                lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
+        for prefix in peer.allowed_ips:
+            lines.append(f"ip -{prefix.version} route replace {prefix} dev {iface}")
+    for gone in live.peers:
+        if gone.public_key in wanted:
+            continue
+        lines.append(f"wg set {iface} peer {shlex.quote(gone.public_key)} remove")
+        for old in gone.allowed_ips:
+            lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
+    if not lines:
+        return None
+    return "set -e; trap 'rm -f /tmp/sitewire-psk.$$' EXIT\n" + "\n".join(
+        line if " 2>/dev/null" not in line else f"{line} || true" for line in lines
+    )
+
+
+# --- OpenWrt --------------------------------------------------------------------------------------
+
+
+def openwrt_steps(
+    site: SitePlan,
+    facts: DeviceFacts,
+    changes: Sequence[Change],
+    *,
+    handler_fresh: bool,
+    cron_missing: bool,
+) -> list[Step]:
+    """What to run after `uci batch` committed `changes` to make them live."""
+    iface = site.interface
+    live = facts.wg.interface(iface)
+    network = [c for c in changes if c.package == "network"]
+    iface_changed = any(
+        c.section == iface and (c.option is None or c.option in INTERFACE_OPTIONS) for c in network
+    )
+    peers_changed = any(c.section.startswith(peer_section("")) for c in network)
+    rules_changed = any(
+        c.section not in (iface,) and not c.section.startswith(peer_section("")) for c in network
+    )
+    steps: list[Step] = []
+    if handler_fresh:
+        steps.append(
+            Step(
+                "/etc/init.d/network restart",
+                "WireGuard support was just installed; netifd loads handlers only at start",
+            )
+        )
+    elif live is None or iface_changed:
+        why = "the interface is new" if live is None else "an interface-level option changed"
+        steps.append(Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created"))
+    else:
+        if peers_changed or _peers_not_live(site, live):
+            if facts.handler is Handler.SYNCCONF:
+                steps.append(
+                    Step(
+                        f"ubus call network.interface.{iface} renew",
+                        "peer changes, applied by the handler's renew (wg syncconf, no teardown)",
+                    )
+                )
+            else:
+                script = live_peer_script(site, live)
+                if script is not None:
+                    steps.append(Step(script, "peer changes, applied live with wg set"))
+        if rules_changed:
+            steps.append(Step("/etc/init.d/network reload", "policy rules changed"))
+    if any(c.package == "firewall" for c in changes):
+        steps.append(Step("/etc/init.d/firewall reload", "firewall sections changed"))
+    steps += _common_steps(site, facts)
+    if cron_missing:
+        line = shlex.quote(WATCHDOG_CRON)
+        steps.append(
+            Step(
+                f"grep -qxF {line} /etc/crontabs/root 2>/dev/null || "
+                f"echo {line} >> /etc/crontabs/root; "
+                "/etc/init.d/cron enable; /etc/init.d/cron restart",
+                "a DNS endpoint is dialled: wireguard_watchdog re-resolves it (cron)",
+            )
+        )
+    return steps
+
+
+def _peers_not_live(site: SitePlan, live: WgInterface) -> bool:
+    """UCI holds the peers but the device does not run them (24.10 `reload` ignored them)."""
+    keys = {p.public_key for p in site.peers}
+    return any(peer_differs(p, live.peer(p.public_key or "")) for p in site.peers) or any(
+        p.public_key not in keys for p in live.peers
+    )
+
+
+def _common_steps(site: SitePlan, facts: DeviceFacts) -> list[Step]:
+    if site.tailscale is None or not facts.tailscale.installed:
+        return []
+    if not tailscale_differs(site.tailscale, facts.tailscale.prefs):
+        return []
+    return [Step(shlex.join(site.tailscale.command()), "Tailscale prefs differ from the plan")]
+
+
+def openwrt_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
+    """What the revert timer runs after restoring the files."""
+    out = ["/etc/init.d/network reload", f"ifup {shlex.quote(site.interface)}"]
+    out += ["/etc/init.d/firewall reload", "/etc/init.d/cron restart"]
+    return out + _tailscale_revert(site, facts)
+
+
+def _tailscale_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
+    prefs = facts.tailscale.prefs
+    if site.tailscale is None or prefs is None or not tailscale_differs(site.tailscale, prefs):
+        return []
+    return [tailscale_restore(prefs)]
+
+
+# --- Linux ----------------------------------------------------------------------------------------
+
+
+def interface_part(conf: str) -> str:
+    """The [Interface] section of a wg-quick file: changing it means re-creating the device."""
+    return conf.split("[Peer]", 1)[0]
+
+
+def linux_steps(
+    site: SitePlan,
+    facts: DeviceFacts,
+    before: dict[str, str | None],
+    after: dict[str, str],
+    env: str = "",
+) -> list[Step]:
+    iface = shlex.quote(site.interface)
+    conf = f"{CONF_DIR}/{site.interface}.conf"
+    live = facts.wg.interface(site.interface)
+    changed = {path for path, text in after.items() if before.get(path) != text}
+    restart = (
+        f"{env}if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
+        f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null; "
+        f"wg-quick up {iface}; fi"
+    )
+    steps: list[Step] = []
+    sysctl = next((p for p in after if p.startswith("/etc/sysctl.d/")), None)
+    if sysctl is not None and (sysctl in changed or live is None):
+        steps.append(Step(f"sysctl -q -p {shlex.quote(sysctl)}", "forwarding settings"))
+    if live is None:
+        steps.append(Step(restart, "the interface is new"))
+    elif conf in changed and interface_part(before.get(conf) or "") != interface_part(after[conf]):
+        steps.append(Step(restart, "an interface-level setting changed: the device is re-created"))
+    else:
+        script = live_peer_script(site, live)
+        if script is not None:
+            steps.append(Step(script, "peer changes, applied live with wg set"))
+        nft = next((p for p in after if p.endswith(".nft")), None)
+        if nft is not None and nft in changed:
+            table = nft_table(site)
+            steps.append(
+                Step(
+                    f"nft delete table inet {table} 2>/dev/null; nft -f {shlex.quote(nft)}",
+                    "firewall table changed",
+                )
+            )
+    return steps + _common_steps(site, facts)
+
+
+def linux_revert(site: SitePlan, facts: DeviceFacts, env: str = "") -> list[str]:
+    iface = shlex.quote(site.interface)
+    conf = shlex.quote(f"{CONF_DIR}/{site.interface}.conf")
+    return [
+        f"{env}wg-quick down {iface} 2>/dev/null; [ ! -f {conf} ] || wg-quick up {iface}",
+        "sysctl -q --system",
+        *_tailscale_revert(site, facts),
+    ]
+
+
+def file_diff(site: str, path: str, before: str | None, after: str) -> list[str]:
+    """A file's changed lines for a person to read; key lines show as (secret)."""
+    if before == after:
+        return []
+    if before is None:
+        return [f"{site}: {path}: added ({len(after.splitlines())} lines)"]
+    out = []
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0):
+        if line.startswith(("---", "+++", "@@")):
+            continue
+        shown = (
+            f"{line[0]} {line[1:].split('=')[0].strip()} = (secret)"
+            if _SECRET_LINE.match(line[1:])
+            else line
+        )
+        out.append(f"{site}: {path}: {shown}")
+    return out
