@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sitewire.deploy.apply import (
 from sitewire.deploy.ssh import Credentials, Target
 from sitewire.errors import ExitCode, InputError
 from sitewire.lab.configure import USERSPACE
+from sitewire.lab.state import LabState
 from sitewire.pipeline import Workspace, open_workspace
 
 _SPEC = click.argument(
@@ -86,12 +87,9 @@ def reach(
             raise InputError(
                 f"site {missing[0]!r} is not in lab {state.name!r} (the spec changed since lab up)",
                 where=str(spec),
-                fix="'sitewire lab add' is not there yet: lab down, then lab up again",
+                fix="bring the lab down and up again with this spec (labs do not grow)",
             )
-        targets = {n: Target(n, str(state.layout.router(n).mgmt.ip)) for n in ws.spec.sites}
-        creds = Credentials((state.client_key,), state.known_hosts, use_user_config=False)
-        env = f"export {USERSPACE}; "
-        return Reach(targets, creds, state.dir / "network.lock", state.dir / "keys.json", env)
+        return lab_reach(state, ws.spec.sites)
     targets = {}
     for name, site in ws.spec.sites.items():
         if site.ssh is None:
@@ -102,6 +100,14 @@ def reach(
             )
         targets[name] = Target.parse(name, str(site.ssh))
     return Reach(targets, Credentials(), lock_path, keys_path)
+
+
+def lab_reach(state: LabState, sites: Iterable[str]) -> Reach:
+    """The lab's routers over its management network, with the lab's lock and client keys."""
+    targets = {n: Target(n, str(state.layout.router(n).mgmt.ip)) for n in sites}
+    creds = Credentials((state.client_key,), state.known_hosts, use_user_config=False)
+    env = f"export {USERSPACE}; "
+    return Reach(targets, creds, state.dir / "network.lock", state.dir / "keys.json", env)
 
 
 class _Ui:

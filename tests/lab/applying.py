@@ -1,0 +1,112 @@
+"""Helpers for apply tests: run `apply_network` against a lab, and count pings lost meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sitewire.cli.apply import lab_reach
+from sitewire.deploy.apply import Options, Outcome, apply_network
+from sitewire.lab.host import host_argv, router_argv
+from sitewire.lab.state import LabState
+from sitewire.pipeline import open_workspace
+
+
+@dataclass
+class Recorder:
+    """The apply's Ui: keeps every line; answers yes."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def ask(self, question: str) -> bool:
+        self.lines.append(f"? {question}")
+        return True
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def apply_lab(state: LabState, spec_path: Path, **options: Any) -> tuple[Outcome, Recorder]:
+    """`sitewire apply SPEC --lab --yes` in-process, against `state` (built from a superset)."""
+    ws0 = open_workspace(spec_path)
+    where = lab_reach(state, ws0.spec.sites)
+    ws = open_workspace(spec_path, where.lock_path, where.keys_path)
+    opts = Options(**{"yes": True, "env": where.env, **options})
+    ui = Recorder()
+    outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, ui))
+    return outcome, ui
+
+
+def router(state: LabState, site: str, *argv: str) -> str:
+    done = subprocess.run(
+        router_argv(state, site, argv), capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout
+
+
+def config_files(state: LabState, site: str) -> dict[str, bytes]:
+    """The router's files apply may touch, byte for byte ("" when absent)."""
+    out = {}
+    for path in ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root"):
+        done = subprocess.run(
+            router_argv(state, site, ["cat", path]), capture_output=True, check=False, timeout=30
+        )
+        out[path] = done.stdout if done.returncode == 0 else b""
+    return out
+
+
+_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+class Pinger:
+    """`ping -i 0.01` from SITE's LAN host to ADDRESS, for as long as the `with` lasts."""
+
+    def __init__(self, state: LabState, site: str, address: str) -> None:
+        self._argv = host_argv(state, site, ["ping", "-n", "-i", "0.01", address])
+        self._proc: subprocess.Popen[str] | None = None
+        self.sent = self.received = 0
+
+    def __enter__(self) -> Pinger:
+        self._proc = subprocess.Popen(
+            self._argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGINT)
+        out, _ = self._proc.communicate(timeout=30)
+        match = _SUMMARY.search(out)
+        assert match is not None, out[-500:]
+        self.sent, self.received = int(match[1]), int(match[2])
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+
+def unreachable(state: LabState, spec_path: Path) -> list[str]:
+    """`lab test` for a lab built without a spec path: the probes the plan says must succeed."""
+    from sitewire.lab.probe import run_probes
+    from sitewire.lab.rehearse import await_handshakes, probes
+    from sitewire.pipeline import make_plan
+
+    plan = make_plan(open_workspace(spec_path, state.dir / "network.lock"))
+    await_handshakes(state, plan)
+    outcomes = asyncio.run(run_probes(list(probes(state, plan))))
+    return [f"{o.probe.source} -> {o.probe.target}" for o in outcomes if o.failed]
