@@ -19,19 +19,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv with sitewire and its test tools
 
-demo: $(STAMP)  ## plan and render the seed network, then rehearse it in the lab (as root)
+demo: $(STAMP)  ## plan the seed network, then apply it to factory-fresh lab routers (as root)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp examples/seed.toml $(DEMO)/network.toml
 	$(BIN)/sitewire validate $(DEMO)/network.toml
 	$(BIN)/sitewire plan $(DEMO)/network.toml
-	$(BIN)/sitewire render $(DEMO)/network.toml --local-keys $(DEMO)/keys.json --out $(DEMO)/out
-	@echo "--- $(DEMO)/out/B/uci-batch, keys left out (they are in $(DEMO)/keys.json, mode 0600) ---"
-	@grep -v -e private_key -e preshared_key $(DEMO)/out/B/uci-batch
-	@echo "--- rehearsal: factory-fresh routers in namespaces, configured over SSH, real pings ---"
+	@echo "--- rehearsal: factory-fresh OpenWrt routers in namespaces, Tailscale accepting routes ---"
 	$(BIN)/sitewire lab down --name demo 2>/dev/null || true
-	$(BIN)/sitewire lab up $(DEMO)/network.toml --name demo --configured
-	status=0; $(BIN)/sitewire lab test --name demo || status=$$?; \
-	$(BIN)/sitewire lab down --name demo; exit $$status
+	$(BIN)/sitewire lab up $(DEMO)/network.toml --name demo --tailscale-accept-routes
+	status=0; \
+	$(BIN)/sitewire apply $(DEMO)/network.toml --lab --lab-name demo --yes || status=$$?; \
+	if [ $$status = 0 ]; then $(BIN)/sitewire lab test --name demo || status=$$?; fi; \
+	if [ $$status = 0 ]; then echo "--- a second apply: nothing to change ---"; \
+	  $(BIN)/sitewire apply $(DEMO)/network.toml --lab --lab-name demo --yes || status=$$?; fi; \
+	$(BIN)/sitewire lab down --name demo; \
+	if [ $$status = 0 ]; then echo "demo: applied, verified, LAN to LAN both ways"; \
+	else echo "demo: FAILED (exit $$status)"; fi; exit $$status
 
 lint: $(STAMP)  ## ruff format check and lint
 	$(BIN)/ruff format --check src tests benchmarks

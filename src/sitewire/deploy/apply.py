@@ -41,6 +41,7 @@ from sitewire.deploy.live import (
     file_diff,
     linux_revert,
     linux_steps,
+    mask_secrets,
     openwrt_revert,
     openwrt_steps,
     tailscale_differs,
@@ -520,8 +521,8 @@ async def _configure(
             if f.device_path is None:
                 continue
             text = rendered.text(f.path)
-            after[f.device_path] = text
-            if run.files_before.get(f.device_path) != text:
+            after[f.device_path] = mask_secrets(text)
+            if run.files_before.get(f.device_path) != after[f.device_path]:
                 private = f.device_path.startswith(f"{CONF_DIR}/")
                 await session.put(f.device_path, text, 0o600 if private else f.mode)
         steps = linux_steps(site, facts, run.files_before, after, opts.env)
@@ -771,7 +772,7 @@ async def _apply(
     if failed:
         raise _first_error(failed)
     for run in runs.values():
-        ui.say(f"{run.name}: {run.must_facts().summary().splitlines()[0]}")
+        ui.say(run.must_facts().summary().splitlines()[0])
     # 2. diff
     placeholders = {n: placeholder_key(n) for n, r in runs.items() if r.key is None}
     keys = {n: r.key or placeholders[n] for n, r in runs.items()}

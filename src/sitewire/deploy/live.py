@@ -291,20 +291,23 @@ def linux_revert(site: SitePlan, facts: DeviceFacts, env: str = "") -> list[str]
     ]
 
 
+def mask_secrets(text: str) -> str:
+    """Key lines as the device shows them to sitewire (`(hidden)`), so files can be compared."""
+    return "".join(
+        f"{line.split('=', 1)[0].rstrip()} = (hidden)\n" if _SECRET_LINE.match(line) else line
+        for line in text.splitlines(keepends=True)
+    )
+
+
 def file_diff(site: str, path: str, before: str | None, after: str) -> list[str]:
-    """A file's changed lines for a person to read; key lines show as (secret)."""
+    """A file's changed lines for a person to read (`after` is masked first)."""
+    after = mask_secrets(after)
     if before == after:
         return []
     if before is None:
         return [f"{site}: {path}: added ({len(after.splitlines())} lines)"]
     out = []
     for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0):
-        if line.startswith(("---", "+++", "@@")):
-            continue
-        shown = (
-            f"{line[0]} {line[1:].split('=')[0].strip()} = (secret)"
-            if _SECRET_LINE.match(line[1:])
-            else line
-        )
-        out.append(f"{site}: {path}: {shown}")
+        if not line.startswith(("---", "+++", "@@")):
+            out.append(f"{site}: {path}: {line[0]} {line[1:]}")
     return out

@@ -1,0 +1,233 @@
+"""deploy.live and apply's pure parts: the commands that make a change live; judging a site."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from sitewire.deploy.apply import (
+    Evidence,
+    _lan_host,
+    judge,
+    parse_evidence,
+    placeholder_key,
+    verify_script,
+)
+from sitewire.deploy.diff import Change
+from sitewire.deploy.live import (
+    file_diff,
+    linux_steps,
+    live_peer_script,
+    openwrt_steps,
+    peer_differs,
+    tailscale_differs,
+    tailscale_restore,
+)
+from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
+from sitewire.diagnose.parse import HIDDEN, parse_tailscale_prefs, parse_wg_dump
+from sitewire.keys import generate_private_key, public_key
+from sitewire.plan import Plan, plan_network
+from sitewire.spec.model import Platform, Spec
+from tests.unit.test_diagnose_parse import openwrt_sections
+
+KEYS = {name: public_key(generate_private_key()) for name in ("A", "B", "phone")}
+
+
+@pytest.fixture
+def plan(seed_spec: Spec) -> Plan:
+    return plan_network(seed_spec, None, KEYS)
+
+
+def _dump(plan: Plan, site: str, *, drop: str | None = None, psk: bool = True) -> str:
+    """A live `wg show all dump` matching the plan for `site` (keys hidden as the router does)."""
+    me = plan.site(site)
+    lines = [f"wg0\t{HIDDEN}\t{KEYS[site]}\t{me.listen_port}\toff"]
+    for peer in me.peers:
+        if peer.name == drop:
+            continue
+        ips = ",".join(str(p) for p in peer.allowed_ips)
+        keep = str(peer.dial.keepalive) if peer.dial else "off"
+        shared = HIDDEN if psk and peer.preshared else "(none)"
+        endpoint = "198.18.0.10:51820" if peer.dial else "(none)"
+        lines.append(
+            f"wg0\t{peer.public_key}\t{shared}\t{endpoint}\t{ips}\t1795570490\t1\t2\t{keep}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _facts(plan: Plan, site: str, dump: str | None, handler: str = "") -> DeviceFacts:
+    override = {
+        "uci_changes": ("", 0),
+        "wg": (dump or "", 0),
+        "handler": (f"file /lib/netifd/proto/wireguard.sh\n{handler}", 0),
+        "routes4": (
+            "default via 198.18.0.1 dev wan proto static\n"
+            f"{plan.site(site).lan[0]} dev br-lan proto kernel scope link "
+            f"src {plan.site(site).lan[0].network_address + 1}\n",
+            0,
+        ),
+    }
+    return facts_from_sections(site, Platform.OPENWRT, openwrt_sections(**override))
+
+
+def _peer_change(section: str = "sw_peer_phone") -> Change:
+    return Change("network", section, "peer phone", "allowed_ips", ("10.0.0.1/32",), None)
+
+
+def test_a_site_running_the_plan_needs_nothing(plan: Plan) -> None:
+    facts = _facts(plan, "A", _dump(plan, "A"))
+    steps = openwrt_steps(plan.site("A"), facts, [], handler_fresh=False, cron_missing=False)
+    assert steps == []
+    assert live_peer_script(plan.site("A"), facts.wg.interfaces[0]) is None
+
+
+def test_new_interface_is_brought_up_and_a_fresh_handler_needs_netifd_restarted(
+    plan: Plan,
+) -> None:
+    facts = _facts(plan, "B", None)
+    site = plan.site("B")
+    [up] = [s.command for s in openwrt_steps(site, facts, [], handler_fresh=False, cron_missing=0)]
+    assert up == "ifup wg0"
+    steps = openwrt_steps(site, facts, [], handler_fresh=True, cron_missing=True)
+    assert steps[0].command == "/etc/init.d/network restart"
+    assert "wireguard_watchdog" in steps[-1].command and "cron enable" in steps[-1].command
+
+
+def test_interface_option_change_recreates_but_peer_change_does_not(plan: Plan) -> None:
+    facts = _facts(plan, "A", _dump(plan, "A", drop="phone"))
+    site = plan.site("A")
+    mtu = Change("network", "wg0", "interface wg0", "mtu", "1420", "1412")
+    assert [
+        s.command
+        for s in openwrt_steps(site, facts, [mtu], handler_fresh=False, cron_missing=False)
+    ] == ["ifup wg0"]
+
+    steps = openwrt_steps(site, facts, [_peer_change()], handler_fresh=False, cron_missing=False)
+    [step] = steps
+    assert "ifup" not in step.command and "restart" not in step.command
+    phone = site.peer("phone")
+    assert f"wg set wg0 peer {phone.public_key}" in step.command
+    assert "ip -4 route replace 192.168.5.3/32 dev wg0" in step.command
+    # The preshared key goes from uci to a 0600 temp file on the router, never into the text.
+    assert "uci -q get network.sw_peer_phone.preshared_key > $f" in step.command
+    assert "umask 077" in step.command and "rm -f $f" in step.command
+    # B's peer is live and as planned: left alone.
+    assert site.peer("B").public_key not in step.command
+
+
+def test_the_renew_handler_takes_peer_changes_itself(plan: Plan) -> None:
+    facts = _facts(plan, "A", _dump(plan, "A", drop="phone"), handler="syncconf\nrenew\n")
+    steps = openwrt_steps(
+        plan.site("A"), facts, [_peer_change()], handler_fresh=False, cron_missing=False
+    )
+    assert [s.command for s in steps] == ["ubus call network.interface.wg0 renew"]
+
+
+def test_a_peer_in_uci_but_not_live_is_noticed_without_a_uci_change(plan: Plan) -> None:
+    # 24.10's `network reload` ignored the peer: nothing differs in UCI, the device lacks it.
+    facts = _facts(plan, "A", _dump(plan, "A", drop="B"))
+    [step] = openwrt_steps(plan.site("A"), facts, [], handler_fresh=False, cron_missing=False)
+    assert f"peer {KEYS['B']}" in step.command
+
+
+def test_unplanned_live_peers_are_removed_with_their_routes(plan: Plan) -> None:
+    stranger = public_key(generate_private_key())
+    dump = _dump(plan, "A") + (f"wg0\t{stranger}\t(none)\t(none)\t10.9.9.0/24\t0\t0\t0\toff\n")
+    facts = _facts(plan, "A", dump)
+    script = live_peer_script(plan.site("A"), facts.wg.interfaces[0])
+    assert script is not None
+    assert f"wg set wg0 peer {stranger} remove" in script
+    assert "ip -4 route del 10.9.9.0/24 dev wg0" in script
+
+
+def test_peer_differences(plan: Plan) -> None:
+    b = plan.site("B").peer("A")  # B dials A by name
+    live = parse_wg_dump(_dump(plan, "B")).interfaces[0].peer(KEYS["A"])
+    assert b.dial is not None and b.dial.endpoint.kind == "name"
+    assert not peer_differs(b, live)  # a resolved name is not a difference
+    assert live is not None
+    assert peer_differs(b, None)
+    no_psk = parse_wg_dump(_dump(plan, "B", psk=False)).interfaces[0].peer(KEYS["A"])
+    assert peer_differs(b, no_psk)
+
+
+def test_tailscale_prefs_compared_and_restored() -> None:
+    prefs = parse_tailscale_prefs(
+        '{"RouteAll": true, "AdvertiseRoutes": ["192.168.3.0/24", "0.0.0.0/0", "::/0"], '
+        '"WantRunning": true, "NetfilterMode": 2}'
+    )
+    from sitewire.plan.model import TailscalePlan
+
+    net = ipaddress.ip_network("192.168.3.0/24")
+    same = TailscalePlan(True, (net,), True, (), 5200)
+    assert not tailscale_differs(same, prefs)
+    assert tailscale_differs(TailscalePlan(False, (net,), True, (), 5200), prefs)
+    assert tailscale_differs(TailscalePlan(True, (net,), False, (), 5200), prefs)
+    assert tailscale_restore(prefs) == (
+        "tailscale set --accept-routes=true --advertise-routes=192.168.3.0/24 "
+        "--advertise-exit-node=true"
+    )
+
+
+def test_verification_script_and_judgement(plan: Plan) -> None:
+    facts = {n: _facts(plan, n, _dump(plan, n)) for n in ("A", "B")}
+    script = verify_script(plan, "B", facts, 10)
+    assert f"awk -v k={KEYS['A']}" in script
+    assert "ping -c 3 -i 0.2 -W 2 192.168.5.1" in script
+    # A LAN host's packet: not from the router's own address (the kernel refuses that with iif).
+    assert "ip route get 192.168.3.1 from 192.168.7.254 iif br-lan" in script
+    assert "-I 192.168.7.1 192.168.3.1" in script
+
+    good = parse_evidence(
+        "hs A ok\nping overlay A ok\nping lan A ok\n"
+        "route A 192.168.3.1 from 192.168.7.254 dev wg0\n"
+    )
+    assert judge(plan, "B", good, {"A"}) == []
+    trapped = parse_evidence(
+        "hs A ok\nping overlay A ok\nping lan A ok\n"
+        "route A 192.168.3.1 from 192.168.7.254 dev tailscale0 table 52\n"
+    )
+    [problem] = judge(plan, "B", trapped, {"A"})
+    assert "tailscale0 table 52" in problem
+    cut = parse_evidence("hs A none\nping overlay A fail\n")
+    assert judge(plan, "B", cut, {"A"}) == ["reaches none of A across the tunnel"]
+    assert judge(plan, "B", cut, set()) == []  # nobody to judge by: not B's fault
+    assert judge(plan, "B", Evidence(), {"A"})[0].startswith("no new SSH connection")
+
+
+def test_lan_host_is_never_the_router() -> None:
+    lan = ipaddress.ip_network("192.168.3.0/24")
+    assert _lan_host([lan], "192.168.3.1") == "192.168.3.254"
+    assert _lan_host([lan], "192.168.3.254") == "192.168.3.253"
+
+
+def test_placeholders_are_well_formed_and_distinct() -> None:
+    a, b = placeholder_key("A"), placeholder_key("B")
+    assert a != b and len(a) == 44 and a.endswith("=")
+
+
+def test_file_diff_hides_keys() -> None:
+    before = "[Interface]\nPrivateKey = (hidden)\nMTU = 1420\n"
+    assert file_diff("B", "/k", before, before.replace("(hidden)", "c2VjcmV0")) == []
+    after = "[Interface]\nPrivateKey = c2VjcmV0\nMTU = 1412\n"
+    lines = file_diff("B", "/etc/wireguard/wg0.conf", before, after)
+    assert "c2VjcmV0" not in "\n".join(lines)
+    assert "B: /etc/wireguard/wg0.conf: + MTU = 1412" in lines
+    assert file_diff("B", "/x", None, "a\nb\n") == ["B: /x: added (2 lines)"]
+    assert file_diff("B", "/x", "same", "same") == []
+
+
+def test_linux_interface_change_restarts_peer_change_does_not(plan: Plan) -> None:
+    facts = _facts(plan, "A", _dump(plan, "A", drop="phone"))
+    site = plan.site("A")
+    conf = "/etc/wireguard/wg0.conf"
+    head = "[Interface]\nMTU = 1420\n"
+    peer = "[Peer]\nPublicKey = x\n"
+    restart = linux_steps(
+        site, facts, {conf: head + peer}, {conf: head.replace("1420", "1412") + peer}
+    )
+    assert any("wg-quick up wg0" in s.command for s in restart)
+    live = linux_steps(site, facts, {conf: head + peer}, {conf: head + peer + peer})
+    assert not any("wg-quick" in s.command for s in live)
+    assert any("wg set wg0 peer" in s.command for s in live)
