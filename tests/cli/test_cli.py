@@ -231,3 +231,36 @@ def test_reserved_site_names(spec: Path, capsys: pytest.CaptureFixture[str], nam
     code, _, err = _cli(capsys, "validate", str(spec))
     assert code == ExitCode.BAD_INPUT
     assert f"sites.{name}: '{name}' is a reserved name (rename the site;" in err
+
+
+def test_apply_refuses_a_site_without_ssh_and_writes_nothing(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec.write_text(spec.read_text().replace('ssh = "root@192.168.7.1"\n', ""))
+    code, out, err = _cli(capsys, "apply", str(spec), "--yes")
+    assert code == ExitCode.BAD_INPUT
+    assert err.count("\n") == 1 and "sites.B" in err and 'ssh = "root@' in err
+    assert "Traceback" not in err and not spec.with_suffix(".lock").exists()
+
+
+def test_apply_to_an_unreachable_router_is_one_line_and_changes_nothing(
+    spec: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Port 9 on loopback: nothing listens, so the connection is refused at once.
+    text = spec.read_text()
+    text = text.replace("root@192.168.3.1", "root@127.0.0.1:9").replace(
+        "root@192.168.7.1", "root@127.0.0.1:9"
+    )
+    spec.write_text(text.replace('[clients.phone]\nvia = "A"\n', ""))
+    code, out, err = _cli(capsys, "apply", str(spec), "--yes")
+    assert code == ExitCode.FAILURE
+    assert err.count("\n") == 1 and "cannot connect" in err and "127.0.0.1" in err, err
+    assert "Traceback" not in err and not spec.with_suffix(".lock").exists()
+
+
+def test_apply_needs_a_client_key_or_local_keys(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _cli(capsys, "apply", str(spec), "--yes")
+    assert code == ExitCode.BAD_INPUT
+    assert "clients.phone" in err and "--local-keys" in err and err.count("\n") == 1

@@ -193,6 +193,15 @@ def apply(
     return ExitCode.OK
 
 
+def dry_run(spec: Path, use_lab: bool, lab_name: str | None, lock_path: Path | None) -> int:
+    """`plan --live`: what apply would change on every site; nothing is changed."""
+    where = reach(spec, use_lab, lab_name, lock_path, None)
+    ws = _workspace(spec, where)
+    opts = Options(dry_run=True, env=where.env)
+    asyncio.run(apply_network(ws, where.targets, where.creds, opts, _Ui()))
+    return ExitCode.OK
+
+
 def _settle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
     @_SPEC

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
-from sitewire.cli.apply import apply, confirm, rollback
+from sitewire.cli.apply import apply, confirm, dry_run, rollback
 from sitewire.cli.lab import lab
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
@@ -94,8 +94,24 @@ def validate(spec: Path, lock_path: Path | None) -> int:
 @_SPEC
 @_LOCK
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(spec: Path, lock_path: Path | None, as_json: bool) -> int:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also connect to every site and show what apply would change there (apply --dry-run).",
+)
+@click.option("--lab", "use_lab", is_flag=True, help="With --live: the lab's routers.")
+@click.option("--lab-name", help="With --lab: which lab (default: the spec's network.name).")
+def plan(
+    spec: Path,
+    lock_path: Path | None,
+    as_json: bool,
+    live: bool,
+    use_lab: bool,
+    lab_name: str | None,
+) -> int:
     """Show what every site will get: links, AllowedIPs, endpoints, firewall, Tailscale."""
+    if live or use_lab or lab_name:
+        return dry_run(spec, use_lab, lab_name, lock_path)
     ws = open_workspace(spec, lock_path)
     the_plan = make_plan(ws)
     if as_json:
