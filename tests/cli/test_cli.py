@@ -237,7 +237,7 @@ def test_apply_refuses_a_site_without_ssh_and_writes_nothing(
     spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec.write_text(spec.read_text().replace('ssh = "root@192.168.7.1"\n', ""))
-    code, out, err = _cli(capsys, "apply", str(spec), "--yes")
+    code, _, err = _cli(capsys, "apply", str(spec), "--yes")
     assert code == ExitCode.BAD_INPUT
     assert err.count("\n") == 1 and "sites.B" in err and 'ssh = "root@' in err
     assert "Traceback" not in err and not spec.with_suffix(".lock").exists()
@@ -252,7 +252,7 @@ def test_apply_to_an_unreachable_router_is_one_line_and_changes_nothing(
         "root@192.168.7.1", "root@127.0.0.1:9"
     )
     spec.write_text(text.replace('[clients.phone]\nvia = "A"\n', ""))
-    code, out, err = _cli(capsys, "apply", str(spec), "--yes")
+    code, _, err = _cli(capsys, "apply", str(spec), "--yes")
     assert code == ExitCode.FAILURE
     assert err.count("\n") == 1 and "cannot connect" in err and "127.0.0.1" in err, err
     assert "Traceback" not in err and not spec.with_suffix(".lock").exists()
