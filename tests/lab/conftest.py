@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sitewire.lab.host import lab_down, lab_up
-from sitewire.lab.state import LabState, lab_names
+from sitewire.lab.state import LabState, lab_names, owner_alive
 from sitewire.plan import plan_network
 from sitewire.spec.model import Spec
 from tests.conftest import SEED, spec_from
@@ -58,12 +59,14 @@ def unique_name() -> str:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Take down labs a killed test run left behind (test names only; a person's labs stay)."""
+    """Take down labs a killed test run left behind (test names only; a person's labs stay,
+    and so do the labs of a test run still going, which may run beside this one)."""
     if _unavailable() is not None:
         return
     for name in lab_names():
-        if TEST_LAB.fullmatch(name):
-            lab_down(name, missing_ok=True)
+        if TEST_LAB.fullmatch(name) and not owner_alive(name):
+            with contextlib.suppress(Exception):  # a half-gone lab must not stop the run
+                lab_down(name, missing_ok=True)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ class LabState:
     created: list[dict[str, str]] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  # site -> dropbear
     notes: list[str] = field(default_factory=list)
+    owner: int = field(default_factory=os.getpid)  # the process that brought the lab up
 
     @property
     def name(self) -> str:
@@ -79,6 +80,7 @@ def state_to_json(state: LabState) -> dict[str, Any]:
         "created": state.created,
         "pids": state.pids,
         "notes": state.notes,
+        "owner": state.owner,
     }
 
 
@@ -96,6 +98,7 @@ def state_from_json(data: dict[str, Any], where: str) -> LabState:
         created=[dict(item) for item in data["created"]],
         pids={str(k): int(v) for k, v in data["pids"].items()},
         notes=[str(n) for n in data["notes"]],
+        owner=int(data.get("owner", 0)),
     )
 
 
@@ -119,6 +122,23 @@ def lab_names() -> list[str]:
     if not STATE_ROOT.is_dir():
         return []
     return sorted(p.name for p in STATE_ROOT.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process that brought lab `name` up still runs (unknown owner: no)."""
+    try:
+        owner = int(json.loads((lab_dir(name) / "state.json").read_text()).get("owner", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    if owner <= 0:
+        return False
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def numbers_in_use() -> set[int]:

@@ -3,6 +3,8 @@
 OpenWrt's script refuses to start while /etc/crontabs is empty (reference §4). In a real lab
 router (root `/`) a busybox crond is started and its pid recorded; with SITEWIRE_LAB_ROOT the
 crontab's commands would not exist on the host, so only the running state is recorded.
+Debian's busybox (what scripts/bootstrap installs) is built without crond: there `crond` below
+runs the same crontabs minute by minute, so the lab's cron jobs do run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sitewire.lab.openwrt import initd
@@ -49,8 +52,7 @@ def start() -> int:
     ensure_router()
     pid = 0
     if lab_root() == Path("/"):
-        busybox = shutil.which("busybox") or "/usr/bin/busybox"
-        argv = [busybox, "crond", "-f", "-c", CRONTABS, "-l", "5"]
+        argv = _crond_argv()
         log("[#] " + " ".join(argv))
         pid = subprocess.Popen(
             argv,
@@ -61,6 +63,73 @@ def start() -> int:
         ).pid
     _save(True, pid)
     return 0
+
+
+def _crond_argv() -> list[str]:
+    busybox = shutil.which("busybox") or "/usr/bin/busybox"
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=False)
+    if "crond" in applets.stdout.split():
+        return [busybox, "crond", "-f", "-c", CRONTABS, "-l", "5"]
+    return [sys.executable, "-m", __name__, "crond", CRONTABS]
+
+
+def due(crontab: str, now: time.struct_time) -> list[str]:
+    """The commands of `crontab` whose five time fields match `now` (numbers, *, a-b, /n, ,)."""
+    values = (now.tm_min, now.tm_hour, now.tm_mday, now.tm_mon, (now.tm_wday + 1) % 7)
+    limits = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+    out = []
+    for line in crontab.splitlines():
+        words = line.split(None, 5)
+        if len(words) < 6 or words[0].startswith("#"):
+            continue
+        try:
+            if all(
+                _matches(f, v, *lim) or (lim[1] == 7 and v == 0 and _matches(f, 7, *lim))
+                for f, v, lim in zip(words[:5], values, limits, strict=True)
+            ):
+                out.append(words[5])
+        except ValueError:
+            continue  # names (jan, mon) and @reboot are not emulated
+    return out
+
+
+def _matches(field: str, value: int, low: int, high: int) -> bool:
+    for part in field.split(","):
+        span, slash, step_text = part.partition("/")
+        step = int(step_text) if slash else 1
+        if span == "*":
+            start, end = low, high
+        elif "-" in span:
+            first, _, last = span.partition("-")
+            start, end = int(first), int(last)
+        else:
+            start = int(span)
+            end = high if slash else start
+        if start <= value <= end and (value - start) % step == 0:
+            return True
+    return False
+
+
+def crond(folder: str) -> int:
+    """busybox crond -f for a host whose busybox has none: each minute, run what is due."""
+    ensure_router()
+    while True:
+        time.sleep(60 - time.time() % 60)
+        now = time.localtime()
+        for table in sorted(lab_path(folder).iterdir()):
+            try:
+                commands = due(table.read_text(encoding="utf-8"), now)
+            except OSError:
+                continue
+            for command in commands:
+                log(f"crond: USER {table.name} cmd {command}")
+                subprocess.Popen(
+                    ["/bin/sh", "-c", command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
 
 
 def stop() -> int:
@@ -89,3 +158,7 @@ def initd_main(argv: list[str] | None = None) -> int:
     }
     args = sys.argv[1:] if argv is None else argv
     return guarded("cron", lambda: initd.dispatch("cron", args, actions))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["crond"]:
+    sys.exit(crond(sys.argv[2] if len(sys.argv) > 2 else CRONTABS))
