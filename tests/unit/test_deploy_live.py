@@ -231,3 +231,26 @@ def test_linux_interface_change_restarts_peer_change_does_not(plan: Plan) -> Non
     live = linux_steps(site, facts, {conf: head + peer}, {conf: head + peer + peer})
     assert not any("wg-quick" in s.command for s in live)
     assert any("wg set wg0 peer" in s.command for s in live)
+
+
+def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None:
+    from sitewire.deploy.apply import ApplyError, SiteRun, _preflight
+    from sitewire.deploy.ssh import Target
+    from tests.conftest import SEED, spec_from
+
+    text = SEED.read_text().replace(
+        "exit_node = true }", "exit_node = true, accept_routes = true }"
+    )
+    plan = plan_network(spec_from(text), None, KEYS)
+    site = plan.site("A")
+    assert site.tailscale is not None and site.tailscale.pins
+    rules = "0:\tfrom all lookup local\n1370:\tfrom all lookup 52\n32766:\tfrom all lookup main\n"
+    sections = openwrt_sections(uci_changes=("", 0), rules4=(rules, 0))
+    run = SiteRun("A", Platform.OPENWRT, Target("A", "192.0.2.1"))
+    run.facts = facts_from_sections("A", Platform.OPENWRT, sections)
+    with pytest.raises(ApplyError, match="priority 1370") as caught:
+        _preflight(run, site)
+    assert "sites.A.tailscale.pin_priority" in str(caught.value)
+    # Where tailscaled's rule sits at its usual 5270, the default pin (5100) is fine.
+    run.facts = facts_from_sections("A", Platform.OPENWRT, openwrt_sections(uci_changes=("", 0)))
+    _preflight(run, site)

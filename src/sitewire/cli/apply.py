@@ -183,9 +183,10 @@ def apply(
     if outcome.lock_changed:
         click.echo(f"{ws.lock_path} updated (commit it with the spec)", err=True)
     if not outcome.ok:
-        failed = [r.name for r in outcome.sites.values() if r.problems]
+        # Rolled back, or (unreachable) left to revert by its own timer: say which.
+        failed = [f"{r.name} ({r.result.value})" for r in outcome.sites.values() if r.problems]
         click.echo(
-            f"sitewire: apply: {', '.join(failed)} not applied (rolled back); "
+            f"sitewire: apply: {', '.join(failed)} not applied; "
             "the other sites keep their new state",
             err=True,
         )

@@ -38,6 +38,7 @@ from sitewire.deploy.diff import Change, describe, planned_changes
 from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
 from sitewire.deploy.live import (
     Step,
+    drift_lines,
     file_diff,
     linux_revert,
     linux_steps,
@@ -119,11 +120,15 @@ class SiteRun:
     diff: list[str] = field(default_factory=list)
     missing_packages: tuple[str, ...] = ()
     token: str | None = None
+    deadline: float | None = None  # loop time by which the router reverts unless confirmed
+    steps_left: list[Step] = field(default_factory=list)  # cut off by a dropped session
+    lost: bool = False  # no new connection after the change: only its own timer can act
     touched: bool = False
     handler_fresh: bool = False
     result: Result = Result.UNCHANGED
     problems: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # this site's own work (read .. confirm): the apply if it were alone
 
     @property
     def device(self) -> safety.Device:
@@ -310,6 +315,19 @@ def _preflight(run: SiteRun, site: SitePlan) -> None:
                 fix="install wireguard-tools on the host by hand",
             )
         run.missing_packages = ("wireguard-tools",)
+    pins = site.tailscale.pins if site.tailscale is not None else ()
+    for version, rule52 in ((4, facts.lookup52), (6, facts.lookup52_v6)):
+        if not any(p.version == version for p in pins) or rule52 is None:
+            continue
+        assert site.tailscale is not None
+        if site.tailscale.pin_priority >= rule52:
+            # mwan3 moves tailscaled's rule to 13xx (reference §6.1): a pin behind it does nothing.
+            raise ApplyError(
+                f"pin_priority {site.tailscale.pin_priority} is not below Tailscale's "
+                f"'lookup 52' rule, which runs at priority {rule52} here (IPv{version})",
+                where=run.name,
+                fix=f"set sites.{run.name}.tailscale.pin_priority to less than {rule52}",
+            )
     if facts.rc_local.runs_tailscale_up:
         run.problems.append(
             "warning: /etc/rc.local runs `tailscale up` at every boot and may undo "
@@ -380,6 +398,9 @@ def _diff(
             "warning: Tailscale accepts subnet routes here and the spec says nothing about "
             "Tailscale for this site; add a tailscale table to the site to have it fixed"
         )
+    if not lines:
+        # The files agree; the running peers may not (24.10's reload ignores them, or by hand).
+        lines = drift_lines(site, facts)
     for name, key in placeholders.items():
         lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
     run.diff = lines
@@ -406,6 +427,8 @@ async def _arm(plan: Plan, run: SiteRun, opts: Options, secrets: _ClientSecrets)
     else:
         reload_cmds = linux_revert(site, facts, opts.env)
     token = safety.new_token()
+    # Taken before the router starts its timer: never later than the router's own deadline.
+    deadline = asyncio.get_running_loop().time() + opts.revert_after
     await safety.arm(
         run.must_session(),
         token,
@@ -415,6 +438,67 @@ async def _arm(plan: Plan, run: SiteRun, opts: Options, secrets: _ClientSecrets)
         device=run.device,
     )
     run.token = token
+    run.deadline = deadline
+
+
+# A change starts on a device only while this much of its revert timer is left: whatever it
+# writes must be in place before the timer restores the backup, never after.
+GUARD_MARGIN = 5
+
+
+class TimerRanOut(ApplyError):
+    """The site's revert timer fired (or nearly) before the change was made: nothing written."""
+
+
+def _seconds_left(run: SiteRun) -> float:
+    if run.deadline is None:
+        return float("inf")
+    return run.deadline - asyncio.get_running_loop().time()
+
+
+def _ran_out(run: SiteRun, what: str) -> TimerRanOut:
+    return TimerRanOut(
+        f"its revert timer ran out before {what}; nothing more was changed, "
+        "the router restores its backup by itself",
+        where=run.name,
+        fix="run apply again, with a longer --revert-after if the routers are slow",
+    )
+
+
+_GUARD_RC = 97
+
+
+def guard(token: str, margin: int = GUARD_MARGIN) -> str:
+    """Shell that exits 97 unless commit `token` still holds the device's lock, undecided, with
+    more than `margin` s left: prefixed to every command that changes a device after arming."""
+    d = f"{safety.BASE}/{token}"
+    return (
+        f'if [ "$(readlink {safety.BASE}/lock 2>/dev/null)" != pending-{token} ] || '
+        f"[ -L {d}/decision ] || ! sw_dl=$(cat {d}/deadline 2>/dev/null) || "
+        "[ $((sw_dl - $(tr -d . < /proc/uptime | cut -d' ' -f1))) -le "
+        f"{margin * 100} ]; then echo 'commit {token}: no longer pending' >&2; "
+        f"exit {_GUARD_RC}; fi\n"
+    )
+
+
+async def _guarded(run: SiteRun, command: str, what: str | None = None) -> str:
+    """session.check(command), only while the site's commit is pending with time to spare."""
+    shown = command.split()[0]
+    what = what or f"{shown!r} ran"
+    if _seconds_left(run) <= GUARD_MARGIN:
+        raise _ran_out(run, what)
+    assert run.token is not None
+    # Past the deadline the router reverts whatever this does: no use waiting longer.
+    seconds = min(STEP_TIMEOUT, max(_seconds_left(run), 1.0))
+    result = await _timed(
+        run.must_session().run(guard(run.token) + command), seconds, run.name, command
+    )
+    if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
+        raise _ran_out(run, what)
+    if result.rc != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
+        raise RemoteError(f"{shown} failed: {detail[0]}", where=run.name)
+    return result.stdout
 
 
 _INSTALL = {
@@ -449,7 +533,20 @@ async def _prepare(run: SiteRun, site: SitePlan, ui: Ui) -> None:
         run.handler_fresh = (
             run.platform is Platform.OPENWRT and "wireguard-tools" in run.missing_packages
         )
+    if (
+        run.platform is Platform.OPENWRT
+        and not run.handler_fresh
+        and facts.wg.interface(site.interface) is None
+    ):
+        # Installed earlier without a network restart since (by hand, or by an apply that was
+        # then killed or reverted): netifd scans proto handlers only at its start (ref §1.5).
+        # Without the ubus method (older netifd) restart to be sure.
+        loaded = await _timed(
+            session.run("ubus call network get_proto_handlers"), 30, run.name, "ubus"
+        )
+        run.handler_fresh = '"wireguard"' not in loaded.stdout
     if run.key is None:
+        await _guarded(run, "true", "its private key was made")
         run.touched = True
     run.key = await ensure_private_key(session, run.platform, site.interface)
     if run.key_before is None:
@@ -466,26 +563,47 @@ async def _timed(work: Awaitable[T], seconds: float, site: str, what: str) -> T:
         ) from None
 
 
+# Pairs a device works on at once. One: dropbear 2022.82 to 2024.85 (the lab runs 2022.83) may
+# close a session channel opened as another channel's command exits, before its exec request
+# (mkj/dropbear#173, fixed by #326): "Session request failed". Disjoint pairs run in parallel.
+PSK_PAIRS_AT_ONCE = 1
+
+
 async def _share_psks(plan: Plan, runs: Mapping[str, SiteRun], ui: Ui) -> None:
-    for name in plan.site_names:
-        site = plan.site(name)
-        for peer in site.peers:
-            if peer.kind != "site" or not peer.preshared or peer.name < name:
-                continue
-            if peer.name not in runs:
-                continue
-            a, b = runs[name], runs[peer.name]
-            if a.token is None or b.token is None:
-                continue
+    """Pairs in parallel, at most PSK_PAIRS_AT_ONCE per device (one after another, the 24 pairs
+    of a 10-site network took 37 s); gates taken in name order, so no two pairs deadlock."""
+    gates = {name: asyncio.Semaphore(PSK_PAIRS_AT_ONCE) for name in runs}
+
+    async def share(name: str, peer: str) -> None:
+        a, b = runs[name], runs[peer]
+        first, second = sorted((name, peer))
+        async with gates[first], gates[second]:
+            for run in (a, b):
+                if _seconds_left(run) <= GUARD_MARGIN:
+                    raise _ran_out(run, f"the preshared key with {(a, b)[run is a].name} was made")
+            start = asyncio.get_running_loop().time()
             made = await ensure_preshared_key(
-                (a.must_session(), a.platform, site.interface, peer.name),
-                (b.must_session(), b.platform, plan.site(peer.name).interface, name),
+                (a.must_session(), a.platform, plan.site(name).interface, peer),
+                (b.must_session(), b.platform, plan.site(peer).interface, name),
             )
-            if made:
-                a.touched = b.touched = True
-                ui.say(
-                    f"{name}, {peer.name}: preshared key made on {name}, copied device to device"
-                )
+            took = asyncio.get_running_loop().time() - start
+            a.seconds += took
+            b.seconds += took
+        if made:
+            a.touched = b.touched = True
+            ui.say(f"{name}, {peer}: preshared key made on {name}, copied device to device")
+
+    pairs = [
+        (name, peer.name)
+        for name in plan.site_names
+        for peer in plan.site(name).peers
+        if peer.kind == "site" and peer.preshared and peer.name > name and peer.name in runs
+        if runs[name].token is not None and runs[peer.name].token is not None
+    ]
+    results = await asyncio.gather(*(share(*p) for p in pairs), return_exceptions=True)
+    for result in results:  # all finished: none is still writing when the caller rolls back
+        if isinstance(result, BaseException):
+            raise result
 
 
 # --- 5. configure ---------------------------------------------------------------------------------
@@ -498,15 +616,16 @@ async def _configure(
     site = plan.site(run.name)
     facts = run.must_facts()
     rendered = _render(plan, run, secrets)
-    run.touched = True
     steps: list[Step]
     if run.platform is Platform.OPENWRT:
         batch = f"{STAGING}/uci-batch"
         await session.put(batch, rendered.text("uci-batch"), 0o600)
         errors = f"{STAGING}/uci-batch.err"
-        await session.check(
+        run.touched = True
+        await _guarded(
+            run,
             f"uci batch < {batch} 2> {errors}; rm -f {batch}; "
-            f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi"
+            f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi",
         )
         steps = openwrt_steps(
             site,
@@ -516,6 +635,8 @@ async def _configure(
             cron_missing=run.cron_missing,
         )
     else:
+        await _guarded(run, "true", "its files were written")
+        run.touched = True
         after: dict[str, str] = {}
         for f in rendered.files:
             if f.device_path is None:
@@ -526,15 +647,24 @@ async def _configure(
                 private = f.device_path.startswith(f"{CONF_DIR}/")
                 await session.put(f.device_path, text, 0o600 if private else f.mode)
         steps = linux_steps(site, facts, run.files_before, after, opts.env)
-    for step in steps:
-        shown = step.command if "\n" not in step.command else step.command.splitlines()[1] + " ..."
-        ui.say(f"{run.name}: [#] {shown}  ({step.why})")
+    await _run_steps(run, steps, ui)
+
+
+def _shown(step: Step) -> str:
+    return step.command if "\n" not in step.command else step.command.splitlines()[1] + " ..."
+
+
+async def _run_steps(run: SiteRun, steps: Sequence[Step], ui: Ui) -> None:
+    for n, step in enumerate(steps):
+        ui.say(f"{run.name}: [#] {_shown(step)}  ({step.why})")
         try:
-            await _timed(session.check(step.command), STEP_TIMEOUT, run.name, step.command)
+            await _guarded(run, step.command, f"the step '{step.why}'")
         except RemoteError as exc:
             if "connection lost" in exc.message or "no answer" in exc.message:
-                # A restart may cut this session; the verification over a new one decides.
-                run.problems.append(f"the session dropped during {shown.split()[0]!r}")
+                # A restart may cut this session; the verification over a new one decides,
+                # after running the steps left (a step cut short runs again: they all may).
+                run.problems.append(f"the session dropped during {_shown(step).split()[0]!r}")
+                run.steps_left = list(steps[n:])
                 return
             raise
 
@@ -613,6 +743,7 @@ def verify_script(
 @dataclass
 class Evidence:
     reached: bool = False  # the new SSH connection worked
+    failed: str | None = None  # reached, but could not be verified (e.g. already reverted)
     handshakes: dict[str, bool] = field(default_factory=dict)
     overlay: dict[str, bool] = field(default_factory=dict)
     lan: dict[str, bool] = field(default_factory=dict)
@@ -639,6 +770,8 @@ def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
     """What is wrong with `name`, from its own evidence; empty = confirm it."""
     if not ev.reached:
         return ["no new SSH connection after the change (locked out?)"]
+    if ev.failed is not None:
+        return [ev.failed]
     iface = plan.site(name).interface
     out: list[str] = []
     for peer, dev in ev.routes.items():
@@ -656,6 +789,7 @@ async def _verify(
     facts: Mapping[str, DeviceFacts | None],
     creds: Credentials,
     opts: Options,
+    ui: Ui,
 ) -> Evidence:
     deadline = asyncio.get_running_loop().time() + opts.reconnect_timeout
     while True:
@@ -664,16 +798,51 @@ async def _verify(
             break
         except RemoteError:
             if asyncio.get_running_loop().time() >= deadline:
+                run.lost = True
                 return Evidence()
             await asyncio.sleep(1.0)
     old, run.session = run.session, session
     if old is not None:
         old.abort()  # the old channel may hang on a dead path
+    assert run.token is not None
     try:
-        script = verify_script(plan, run.name, facts, opts.verify_timeout)
-        result = await _timed(session.run(script), opts.verify_timeout + 60, run.name, "verify")
+        switch = await _timed(safety.status(session, device=run.device), 30, run.name, "status")
+    except SitewireError as exc:
+        return Evidence(reached=True, failed=f"could not read its revert timer: {exc}")
+    state = switch.commits.get(run.token, safety.Outcome.UNKNOWN)
+    if state is not safety.Outcome.PENDING:
+        why = (
+            f"the connection dropped during the step '{run.steps_left[0].why}' and came back only "
+            f"after its revert timer fired (commit {state.value}): the change cut the way in "
+            "(locked out?)"
+            if run.steps_left
+            else f"its revert timer fired before it could be verified (commit {state.value}): "
+            "the change cut the way in (locked out?) or --revert-after is too short"
+        )
+        return Evidence(reached=True, failed=why)
+    if run.steps_left:
+        steps, run.steps_left = run.steps_left, []
+        try:
+            await _run_steps(run, steps, ui)
+        except SitewireError as exc:
+            return Evidence(reached=True, failed=str(exc))
+        if run.steps_left:
+            return Evidence(reached=True, failed="the session dropped again during the change")
+    # Verified in time to confirm before the router reverts by itself.
+    budget = min(float(opts.verify_timeout), _seconds_left(run) - 2 * GUARD_MARGIN)
+    if budget < 3:
+        return Evidence(
+            reached=True,
+            failed="too little of its revert timer was left to verify it (use a longer "
+            "--revert-after)",
+        )
+    try:
+        script = verify_script(plan, run.name, facts, budget)
+        result = await _timed(
+            session.run(script), _seconds_left(run) - GUARD_MARGIN, run.name, "verify"
+        )
     except RemoteError:
-        return Evidence()
+        return Evidence(reached=True, failed="its verification did not finish before its timer")
     return parse_evidence(result.stdout)
 
 
@@ -698,10 +867,20 @@ def exclusive(spec_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+async def _clocked(run: SiteRun, work: Awaitable[T]) -> T:
+    """`work` for `run`, its time added to run.seconds."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        return await work
+    finally:
+        run.seconds += loop.time() - start
+
+
 async def _each(
     runs: Sequence[SiteRun], work: Callable[[SiteRun], Awaitable[None]]
 ) -> list[tuple[SiteRun, BaseException]]:
-    results = await asyncio.gather(*(work(r) for r in runs), return_exceptions=True)
+    results = await asyncio.gather(*(_clocked(r, work(r)) for r in runs), return_exceptions=True)
     failed: list[tuple[SiteRun, BaseException]] = []
     for run, result in zip(runs, results, strict=True):
         if isinstance(result, BaseException):
@@ -754,15 +933,12 @@ async def _apply(
     ui: Ui,
 ) -> Outcome:
     # 1. read
+    # Which files a Linux site holds: rendered with stand-in keys (its site plan must come from
+    # the same plan: `first` has no keys, and a Linux peer block needs one).
+    stand_in = plan_with(ws, {n: placeholder_key(n) for n in runs}, clients)
     paths = {
         name: (
-            _linux_paths(
-                render_linux(
-                    plan_with(ws, {n: placeholder_key(n) for n in runs}, clients),
-                    first.site(name),
-                    secrets,
-                )
-            )
+            _linux_paths(render_linux(stand_in, stand_in.site(name), secrets))
             if run.platform is Platform.LINUX
             else []
         )
@@ -831,7 +1007,9 @@ async def _apply(
         r for r in changed if not r.problems or r.problems[-1].startswith("the session dropped")
     ]
     evidence: dict[str, Evidence] = {}
-    results = await asyncio.gather(*(_verify(final, r, facts, creds, opts) for r in configured))
+    results = await asyncio.gather(
+        *(_clocked(r, _verify(final, r, facts, creds, opts, ui)) for r in configured)
+    )
     evidence = dict(zip((r.name for r in configured), results, strict=True))
     # A site counts as a fair judge of others when it was not changed, or when it answered
     # over a new connection and its own routing is right.
@@ -850,7 +1028,7 @@ async def _apply(
         for peer, ok in ev.overlay.items():
             if not ok and peer in healthy:
                 run.evidence.append(f"cannot reach {peer}'s overlay address")
-    await asyncio.gather(*(_decide(r, opts, ui) for r in changed))
+    await asyncio.gather(*(_clocked(r, _decide(r, opts, ui)) for r in changed))
     kept = {
         n
         for n, r in runs.items()
@@ -893,6 +1071,14 @@ async def _decide(run: SiteRun, opts: Options, ui: Ui) -> None:
     if run.problems:
         for problem in run.problems:
             ui.say(f"{run.name}: FAILED: {problem}")
+        if run.lost:
+            # The old connection hangs on the path the change cut; only the timer can act.
+            run.result = Result.REVERTING
+            ui.say(
+                f"{run.name}: {run.result.value}: the router restores its backup by itself "
+                f"within {max(0, round(_seconds_left(run)))} s"
+            )
+            return
         try:
             state = await _timed(
                 safety.rollback(run.must_session(), token, device=run.device),

@@ -18,7 +18,7 @@ import difflib
 import ipaddress
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sitewire.deploy.diff import Change
@@ -67,12 +67,14 @@ def tailscale_restore(prefs: TailscalePrefs) -> str:
 # --- peers, live ----------------------------------------------------------------------------------
 
 
-def peer_differs(want: PeerPlan, live: WgPeer | None) -> bool:
+def peer_differs(want: PeerPlan, live: WgPeer | None, psk: bool | None = None) -> bool:
+    """Whether the running peer differs from the plan. `psk`: whether the device holds a
+    preshared key for it (None: assume the plan's; a client's key may be held nowhere)."""
     if live is None:
         return True
     if set(live.allowed_ips) != set(want.allowed_ips):
         return True
-    if live.preshared_key_set != want.preshared:
+    if live.preshared_key_set != (want.preshared and psk is not False):
         return True
     keepalive = want.dial.keepalive if want.dial is not None else None
     if live.keepalive != keepalive:
@@ -93,11 +95,33 @@ def _psk_source(site: SitePlan, peer: PeerPlan) -> str:
     return f"cat {shlex.quote(f'{CONF_DIR}/{site.interface}-{peer.name}.psk')}"
 
 
-def live_peer_script(site: SitePlan, live: WgInterface) -> str | None:
+def device_psks(
+    site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
+) -> dict[str, bool | None] | None:
+    """Which peers the device holds a preshared key for once `changes` are committed (None:
+    unknown). On OpenWrt, UCI says: its secrets show as hidden, not absent."""
+    if site.platform is not Platform.OPENWRT or facts.network is None:
+        return None
+    out: dict[str, bool | None] = {}
+    for peer in site.peers:
+        name = peer_section(peer.name)
+        section = facts.network.section(name)
+        held = None if section is None else bool(section.options.get("preshared_key"))
+        for c in changes:
+            if (c.package, c.section, c.option) == ("network", name, "preshared_key"):
+                held = c.after is not None
+        out[peer.name] = held
+    return out
+
+
+def live_peer_script(
+    site: SitePlan, live: WgInterface, psks: Mapping[str, bool | None] | None = None
+) -> str | None:
     """`wg set` (and routes) for exactly the peers that differ; None when none do.
 
     Preshared keys go from where the device keeps them into a 0600 file under /tmp and are
-    deleted at once; they never appear on a command line or leave the device.
+    deleted at once; they never appear on a command line or leave the device. Where the device
+    has none (a client whose key was never given), the empty file leaves the peer without one.
     """
     iface = shlex.quote(site.interface)
     lines: list[str] = []
@@ -105,7 +129,7 @@ def live_peer_script(site: SitePlan, live: WgInterface) -> str | None:
     for peer in site.peers:
         assert peer.public_key is not None
         current = live.peer(peer.public_key)
-        if not peer_differs(peer, current):
+        if not peer_differs(peer, current, None if psks is None else psks.get(peer.name)):
             continue
         key = shlex.quote(peer.public_key)
         args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips) or "''"]
@@ -114,9 +138,11 @@ def live_peer_script(site: SitePlan, live: WgInterface) -> str | None:
             args += ["persistent-keepalive", str(peer.dial.keepalive)]
         else:
             args += ["persistent-keepalive", "off"]
-        psk = ""
+        psk = " preshared-key /dev/null"
         if peer.preshared:
-            lines.append(f"umask 077; f=/tmp/sitewire-psk.$$; {_psk_source(site, peer)} > $f")
+            lines.append(
+                f"umask 077; f=/tmp/sitewire-psk.$$; {_psk_source(site, peer)} > $f || true"
+            )
             psk = " preshared-key $f"
         lines.append(f"wg set {iface} peer {key}{psk} {' '.join(args)}")
         if peer.preshared:
@@ -153,6 +179,7 @@ def openwrt_steps(
     """What to run after `uci batch` committed `changes` to make them live."""
     iface = site.interface
     live = facts.wg.interface(iface)
+    psks = device_psks(site, facts, changes)
     network = [c for c in changes if c.package == "network"]
     iface_changed = any(
         c.section == iface and (c.option is None or c.option in INTERFACE_OPTIONS) for c in network
@@ -173,7 +200,7 @@ def openwrt_steps(
         why = "the interface is new" if live is None else "an interface-level option changed"
         steps.append(Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created"))
     else:
-        if peers_changed or _peers_not_live(site, live):
+        if peers_changed or live_drift(site, live, psks):
             if facts.handler is Handler.SYNCCONF:
                 steps.append(
                     Step(
@@ -182,7 +209,7 @@ def openwrt_steps(
                     )
                 )
             else:
-                script = live_peer_script(site, live)
+                script = live_peer_script(site, live, psks)
                 if script is not None:
                     steps.append(Step(script, "peer changes, applied live with wg set"))
         if rules_changed:
@@ -203,12 +230,50 @@ def openwrt_steps(
     return steps
 
 
-def _peers_not_live(site: SitePlan, live: WgInterface) -> bool:
-    """UCI holds the peers but the device does not run them (24.10 `reload` ignored them)."""
+def drift_lines(site: SitePlan, facts: DeviceFacts) -> list[str]:
+    """How the running device's peers differ from the plan (`wg show all dump`), one line each.
+
+    The files may already agree (UCI committed, then a `network reload` that ignores peers, or
+    a peer changed by hand): this is the difference only the live comparison sees. Nothing
+    when the interface does not run at all (re-creating it is the files' business). Where it is
+    unknown whether the device holds a preshared key (Linux), the running state is taken.
+    """
+    live = facts.wg.interface(site.interface)
+    if live is None:
+        return []
+    psks = device_psks(site, facts)
+    if psks is None:
+        psks = {
+            p.name: running.preshared_key_set
+            for p in site.peers
+            if (running := live.peer(p.public_key or "")) is not None
+        }
+    return live_drift(site, live, psks)
+
+
+def live_drift(
+    site: SitePlan, live: WgInterface, psks: Mapping[str, bool | None] | None = None
+) -> list[str]:
+    """Peers the device runs other than planned (24.10's `reload` ignores peer sections);
+    `psks` as for `peer_differs`, by peer name."""
+    out = []
+    for peer in site.peers:
+        current = live.peer(peer.public_key or "")
+        if current is None:
+            out.append(f"{site.name}: {site.interface}: peer {peer.name}: not running; set live")
+        elif peer_differs(peer, current, None if psks is None else psks.get(peer.name)):
+            out.append(
+                f"{site.name}: {site.interface}: peer {peer.name}: runs differently "
+                "from the plan; set live"
+            )
     keys = {p.public_key for p in site.peers}
-    return any(peer_differs(p, live.peer(p.public_key or "")) for p in site.peers) or any(
-        p.public_key not in keys for p in live.peers
-    )
+    for extra in live.peers:
+        if extra.public_key not in keys:
+            out.append(
+                f"{site.name}: {site.interface}: peer {extra.public_key}: runs but is not "
+                "planned; removed live"
+            )
+    return out
 
 
 def _common_steps(site: SitePlan, facts: DeviceFacts) -> list[Step]:
@@ -236,9 +301,18 @@ def _tailscale_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
 # --- Linux ----------------------------------------------------------------------------------------
 
 
+# A peer's preshared key, given in [Interface] because wg-quick has no PresharedKeyFile.
+_PSK_POST_UP = re.compile(r"PostUp\s*=\s*wg set %i peer \S+ preshared-key \S+")
+
+
 def interface_part(conf: str) -> str:
-    """The [Interface] section of a wg-quick file: changing it means re-creating the device."""
-    return conf.split("[Peer]", 1)[0]
+    """What of a wg-quick file re-creates the device when it changes: the [Interface] section,
+    without comments and without the peers' preshared-key PostUp lines (peer settings, which
+    live_peer_script makes live: adding a site must not re-create a Linux hub's device)."""
+    head = conf.split("[Peer]", 1)[0].splitlines()
+    return "\n".join(
+        line for line in head if not line.startswith("#") and not _PSK_POST_UP.fullmatch(line)
+    )
 
 
 def linux_steps(

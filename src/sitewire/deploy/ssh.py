@@ -152,10 +152,22 @@ async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> 
     try:
         conn = await asyncssh.connect(target.host, **options)
     except asyncssh.HostKeyNotVerifiable:
+        # Known but different (when the precheck found an entry), or not known at all.
+        file = str(creds.known_hosts) if creds.known_hosts is not None else "~/.ssh/known_hosts"
+        host = f"[{target.host}]:{target.port}" if target.port != 22 else target.host
+        if creds.known_hosts is not None and _known(creds.known_hosts, target):
+            raise RemoteError(
+                f"host key differs from the one in {file} (reinstalled router, or not the "
+                "router you think)",
+                where=f"{target.name} ({target})",
+                fix=f"if you trust the new key: ssh-keygen -R '{host}' -f {file}, then "
+                f"ssh-keyscan -p {target.port} {target.host} >> {file}",
+            ) from None
         raise RemoteError(
-            "host key not in known_hosts",
+            f"host key not trusted: missing from {file}, or changed",
             where=f"{target.name} ({target})",
-            fix=f"run: ssh-keyscan -p {target.port} {target.host} >> ~/.ssh/known_hosts",
+            fix=f"check it, then: ssh-keygen -R '{host}' -f {file}; "
+            f"ssh-keyscan -p {target.port} {target.host} >> {file}",
         ) from None
     except asyncssh.PermissionDenied:
         raise RemoteError(
