@@ -10,6 +10,7 @@ import click
 
 from sitewire import __version__
 from sitewire.cli.apply import apply, confirm, dry_run, rollback
+from sitewire.cli.diagnose import doctor
 from sitewire.cli.lab import lab
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
@@ -189,6 +190,7 @@ cli.add_command(lab)
 cli.add_command(apply)
 cli.add_command(confirm)
 cli.add_command(rollback)
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,659 @@
+"""`sitewire doctor`: the live network compared with the plan, each fault named with its evidence.
+
+Pure: the checks read DeviceFacts (one round trip per site, diagnose.collect) and Probes (a
+second round trip: the route a LAN host's packet takes, pings across the tunnel with and without
+fragmentation allowed, names resolved, addresses held), never a device. Each check looks at one
+cause and stays quiet about symptoms another check owns, so a broken network gets one finding
+per cause (the lab tests break a healthy network one way at a time and expect exactly one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.parse import ScriptSection, WgPeer
+from sitewire.plan import Plan
+from sitewire.plan.model import SitePlan
+from sitewire.render.openwrt import peer_section
+from sitewire.render.uci import Section
+from sitewire.spec.model import Platform
+from sitewire.spec.types import IPNetwork
+
+APPLY = "sitewire apply"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str  # stable id, e.g. "tailscale-captures-route"
+    site: str
+    problem: str  # one line: what is wrong
+    evidence: tuple[str, ...]  # "$ command" followed by the line(s) that show it
+    fix: str  # the command to run, or `sitewire apply`
+
+    def text(self) -> str:
+        lines = [f"{self.site}: {self.problem}"]
+        lines += [f"    {line}" for line in self.evidence]
+        lines.append(f"    fix: {self.fix}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "check": self.check,
+            "site": self.site,
+            "problem": self.problem,
+            "evidence": list(self.evidence),
+            "fix": self.fix,
+        }
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Another site as seen from one router: where its LAN and overlay answer."""
+
+    site: str
+    overlay: str
+    lan_address: str | None  # the remote router's own LAN address, if known
+    lan_prefix: IPNetwork
+
+
+@dataclass
+class Probes:
+    """What the second round trip saw on one router."""
+
+    addresses: tuple[str, ...] = ()  # every address the router holds (`ip -o addr`)
+    route_lan: dict[str, str] = field(default_factory=dict)  # site -> `ip route get ... iif lan`
+    route_router: dict[str, str] = field(default_factory=dict)  # site -> `ip route get <dst>`
+    ping_router: dict[str, bool] = field(default_factory=dict)  # from the router's own address
+    small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
+    large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
+    resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> addresses
+    lan_source: str | None = None  # the LAN host address the route checks used
+    lan_device: str | None = None
+
+
+def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[str, str] | None:
+    """(the device's own address in `prefix`, its device), from the connected route."""
+    if facts is None:
+        return None
+    for route in facts.routes:
+        if route.dest == prefix and route.src is not None and route.dev is not None:
+            return str(route.src), route.dev
+    return None
+
+
+def lan_host(prefix: IPNetwork, router: str) -> str:
+    """An address in the LAN that is not the router's: stands for a LAN host's packet."""
+    address = ipaddress.ip_address(router)
+    for candidate in (prefix.broadcast_address - 1, prefix.broadcast_address - 2):
+        if candidate != address:
+            return str(candidate)
+    return str(prefix.network_address + 2)
+
+
+def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> list[Target]:
+    out = []
+    for other in plan.sites():
+        if other.name == site or not other.lan:
+            continue
+        prefix = other.lan[0]
+        found = lan_address(facts.get(other.name), prefix)
+        out.append(
+            Target(other.name, str(other.addresses[0].ip), found[0] if found else None, prefix)
+        )
+    return out
+
+
+def probe_sections(
+    plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]
+) -> list[tuple[str, str]]:
+    """Shell sections for diagnose.collect.run_sections: each prints `key value` lines."""
+    me = plan.site(site)
+    local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
+    lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1] }\'']
+    if local is not None:
+        src, dev = local
+        host = lan_host(next(p for p in me.lan if ipaddress.ip_address(src) in p), src)
+        lines.append(f"echo lan {host} {dev}")
+    size = me.mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
+    for t in targets(plan, site, facts):
+        dst = t.lan_address or str(t.lan_prefix.network_address + 1)
+        q = shlex.quote
+        lines.append(f'echo "route_router {t.site} $(ip route get {dst} 2>&1 | head -n 1)"')
+        if local is not None:
+            lines.append(
+                f'echo "route_lan {t.site} $(ip route get {dst} from {host} iif {dev} 2>&1 '
+                '| head -n 1)"'
+            )
+        if t.lan_address is not None and local is not None:
+            lines.append(
+                f"ping -c 2 -i 0.2 -W 2 {q(dst)} >/dev/null 2>&1 "
+                f"&& echo 'ping_router {t.site} ok' || echo 'ping_router {t.site} fail'"
+            )
+        lines.append(
+            f"ping -c 2 -i 0.2 -W 2 {t.overlay} >/dev/null 2>&1 "
+            f"&& echo 'small {t.site} ok' || echo 'small {t.site} fail'"
+        )
+        # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
+        lines.append(
+            f"if ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1; then "
+            f"ping -c 2 -i 0.2 -W 2 -M do -s {size} {t.overlay} >/dev/null 2>&1 "
+            f"&& echo 'large {t.site} ok' || echo 'large {t.site} fail'; "
+            f"else echo 'large {t.site} unknown'; fi"
+        )
+    for peer in me.peers:
+        if peer.dial is not None and peer.dial.endpoint.kind == "name":
+            name = shlex.quote(peer.dial.endpoint.host)
+            lines.append(
+                f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
+                "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
+                f"); do echo resolved {name} $a; done"
+            )
+    return [("sw_probes", "\n".join(lines) + "\nreturn 0")]
+
+
+def parse_probes(section: ScriptSection) -> Probes:
+    probes = Probes()
+    addresses: list[str] = []
+    for line in section.stdout.splitlines():
+        words = line.split()
+        match words:
+            case ["addr", address]:
+                addresses.append(address)
+            case ["lan", host, device]:
+                probes.lan_source, probes.lan_device = host, device
+            case ["route_lan", site, *rest]:
+                probes.route_lan[site] = " ".join(rest)
+            case ["route_router", site, *rest]:
+                probes.route_router[site] = " ".join(rest)
+            case ["ping_router", site, state]:
+                probes.ping_router[site] = state == "ok"
+            case ["small", site, state]:
+                probes.small[site] = state == "ok"
+            case ["large", site, state]:
+                probes.large[site] = None if state == "unknown" else state == "ok"
+            case ["resolved", name, address]:
+                probes.resolved[name] = (*probes.resolved.get(name, ()), address)
+    probes.addresses = tuple(addresses)
+    return probes
+
+
+# --- the checks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """Everything the checks read: the plan, and per site its facts and probes."""
+
+    plan: Plan
+    facts: Mapping[str, DeviceFacts]
+    probes: Mapping[str, Probes]
+
+
+def _uci_line(package: str, section: Section) -> str:
+    head = f"{package}.{section.name or '@' + section.type}={section.type}"
+    opts = " ".join(
+        f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in section.options.items()
+    )
+    return f"{head} {opts}".strip()
+
+
+def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
+    if facts.firewall is None:
+        return None
+    for zone in facts.firewall.sections_of_type("zone"):
+        networks = zone.options.get("network", ())
+        devices = zone.options.get("device", ())
+        listed = [*(networks if isinstance(networks, tuple) else networks.split())]
+        listed += [*(devices if isinstance(devices, tuple) else devices.split())]
+        if iface in listed:
+            return zone
+    return None
+
+
+def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:
+    """10. The WireGuard interface in no firewall zone: fw4 drops what it forwards."""
+    facts = live.facts[site.name]
+    if site.platform is not Platform.OPENWRT or facts.firewall is None:
+        return []
+    if _zone_of(facts, site.interface) is not None:
+        return []
+    zones = [
+        _uci_line("firewall", z)
+        for z in facts.firewall.sections_of_type("zone")
+        if z.options.get("name") in ("lan", "wan", "sitewire")
+    ]
+    return [
+        Finding(
+            "interface-without-zone",
+            site.name,
+            f"{site.interface} is in no firewall zone: fw4 rejects what crosses it",
+            ("$ uci export firewall  (no zone lists it under 'network')", *zones),
+            f"uci add_list firewall.sw_zone.network='{site.interface}' && uci commit firewall "
+            f"&& /etc/init.d/firewall reload   (or: {APPLY})",
+        )
+    ]
+
+
+def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
+    """2. A forwarding missing between the WireGuard zone and `lan`, either direction."""
+    facts = live.facts[site.name]
+    if site.platform is not Platform.OPENWRT or facts.firewall is None:
+        return []
+    zone = _zone_of(facts, site.interface)
+    if zone is None:
+        return []  # check_no_zone owns this
+    name = str(zone.options.get("name", ""))
+    have = {
+        (f.options.get("src"), f.options.get("dest"))
+        for f in facts.firewall.sections_of_type("forwarding")
+        if f.options.get("enabled", "1") != "0"
+    }
+    out = []
+    for src, dest in (("lan", name), (name, "lan")):
+        if (src, dest) in have:
+            continue
+        shown = [_uci_line("firewall", f) for f in facts.firewall.sections_of_type("forwarding")]
+        out.append(
+            Finding(
+                "missing-forwarding",
+                site.name,
+                f"no firewall forwarding {src} → {dest}: "
+                + (
+                    "LAN hosts cannot send into the tunnel"
+                    if src == "lan"
+                    else "the remote LANs cannot reach this LAN"
+                ),
+                ("$ uci show firewall | grep forwarding", *(shown or ["(no forwarding)"])),
+                f"uci set firewall.sw_fwd_{src}_{dest}=forwarding && "
+                f"uci set firewall.sw_fwd_{src}_{dest}.src='{src}' && "
+                f"uci set firewall.sw_fwd_{src}_{dest}.dest='{dest}' && uci commit firewall && "
+                f"/etc/init.d/firewall reload   (or: {APPLY})",
+            )
+        )
+    return out
+
+
+def _port_open(facts: DeviceFacts, port: int) -> bool:
+    assert facts.firewall is not None
+    for zone in facts.firewall.sections_of_type("zone"):
+        if zone.options.get("name") == "wan" and zone.options.get("input") == "ACCEPT":
+            return True
+    for rule in facts.firewall.sections_of_type("rule"):
+        o = rule.options
+        if o.get("enabled", "1") == "0" or o.get("src") != "wan" or o.get("target") != "ACCEPT":
+            continue
+        if o.get("dest") not in (None, ""):
+            continue  # a forward rule, not input
+        proto = o.get("proto", "tcp udp")
+        protos = proto if isinstance(proto, tuple) else tuple(str(proto).split())
+        if not ({"udp", "all", "any"} & set(protos)):
+            continue
+        ports = o.get("dest_port")
+        if ports is None:
+            return True
+        for item in ports if isinstance(ports, tuple) else str(ports).split():
+            low, _, high = item.replace(":", "-").partition("-")
+            if low.isdigit() and int(low) <= port <= int(high or low):
+                return True
+    return False
+
+
+def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
+    """3. A listener whose WireGuard port is not open on its WAN."""
+    facts = live.facts[site.name]
+    if site.platform is not Platform.OPENWRT or facts.firewall is None:
+        return []
+    if site.firewall.open_port is None or _port_open(facts, site.firewall.open_port):
+        return []
+    port = site.firewall.open_port
+    rules = [
+        _uci_line("firewall", r)
+        for r in facts.firewall.sections_of_type("rule")
+        if r.options.get("src") == "wan"
+    ]
+    return [
+        Finding(
+            "port-closed",
+            site.name,
+            f"others dial this site on udp/{port}, but no firewall rule accepts it from wan",
+            ("$ uci show firewall  (rules from wan)", *(rules or ["(none)"])),
+            f"uci set firewall.sw_allow_{site.interface}=rule && "
+            f"uci set firewall.sw_allow_{site.interface}.src='wan' && "
+            f"uci set firewall.sw_allow_{site.interface}.proto='udp' && "
+            f"uci set firewall.sw_allow_{site.interface}.dest_port='{port}' && "
+            f"uci set firewall.sw_allow_{site.interface}.target='ACCEPT' && uci commit firewall "
+            f"&& /etc/init.d/firewall reload   (or: {APPLY})",
+        )
+    ]
+
+
+def _dump_line(iface: str, peer: WgPeer) -> str:
+    endpoint = str(peer.endpoint) if peer.endpoint else "(none)"
+    ips = ",".join(str(p) for p in peer.allowed_ips) or "(none)"
+    keep = str(peer.keepalive) if peer.keepalive else "off"
+    last = str(peer.latest_handshake or 0)
+    return f"{iface}\t{peer.public_key}\t{endpoint}\t{ips}\t{last}\t{keep}"
+
+
+def _live_peer(live: Live, site: SitePlan, name: str) -> WgPeer | None:
+    """This site's running peer for `name`, matched by the key `name` really has."""
+    iface = live.facts[site.name].wg.interface(site.interface)
+    if iface is None:
+        return None
+    other = live.facts.get(name)
+    key = _actual_key(live, name) if other is not None else None
+    key = key or site.peer(name).public_key
+    return iface.peer(key or "")
+
+
+def _actual_key(live: Live, site: str) -> str | None:
+    facts = live.facts.get(site)
+    if facts is None:
+        return None
+    iface = facts.wg.interface(live.plan.site(site).interface)
+    return iface.public_key if iface is not None else None
+
+
+def check_keepalive(live: Live, site: SitePlan) -> list[Finding]:
+    """4. A dialer without persistent keepalive: the listener cannot start traffic to it."""
+    if site.endpoint is not None:
+        return []  # reachable itself; keepalive is a courtesy here, not a need
+    out = []
+    for peer in site.peers:
+        if peer.kind != "site" or peer.dial is None:
+            continue
+        running = _live_peer(live, site, peer.name)
+        if running is None or running.keepalive:
+            continue
+        out.append(
+            Finding(
+                "dialer-without-keepalive",
+                site.name,
+                f"dials {peer.name} without persistent keepalive from behind a firewall: when "
+                f"it falls silent, {peer.name} cannot reach it again",
+                (
+                    "$ wg show all dump  (keepalive is the last field)",
+                    _dump_line(site.interface, running),
+                ),
+                f"uci set network.{peer_section(peer.name)}.persistent_keepalive='25' && "
+                f"uci commit network && wg set {site.interface} peer {running.public_key} "
+                f"persistent-keepalive 25   (or: {APPLY})",
+            )
+        )
+    return out
+
+
+def check_ddns(live: Live, site: SitePlan) -> list[Finding]:
+    """5. A dialled DNS name whose address is not the listener's current WAN address."""
+    out = []
+    for peer in site.peers:
+        if peer.dial is None or peer.dial.endpoint.kind != "name" or peer.kind != "site":
+            continue
+        theirs = live.probes.get(peer.name)
+        running = _live_peer(live, site, peer.name)
+        if theirs is None or running is None or running.endpoint is None:
+            continue
+        if str(running.endpoint.ip) in theirs.addresses:
+            continue
+        name = peer.dial.endpoint.host
+        resolved = live.probes[site.name].resolved.get(name, ())
+        stale_dns = bool(resolved) and not (set(resolved) & set(theirs.addresses))
+        wan = [a for a in theirs.addresses if not a.startswith(("127.", "::1", "fe80"))]
+        evidence = [
+            "$ wg show all dump  (the endpoint in use)",
+            _dump_line(site.interface, running),
+            f"$ ip -o addr  (on {peer.name})",
+            " ".join(wan),
+            f"$ nslookup {name}  (on {site.name})",
+            " ".join(resolved) or "(no answer)",
+        ]
+        fix = (
+            f"update the DNS record of {name} to {peer.name}'s WAN address"
+            if stale_dns
+            else f"wg set {site.interface} peer {running.public_key} endpoint "
+            f"{peer.dial.endpoint.with_port(peer.dial.endpoint.port or 51820)}   (the "
+            "wireguard_watchdog cron job does this after 150 s without a handshake: "
+            f"check '/etc/init.d/cron enabled' on {site.name}, or {APPLY})"
+        )
+        out.append(
+            Finding(
+                "ddns-stale",
+                site.name,
+                f"talks to {peer.name} at {running.endpoint.ip}, which {peer.name} no longer has"
+                + (f"; {name} still resolves to the old address" if stale_dns else ""),
+                tuple(evidence),
+                fix,
+            )
+        )
+    return out
+
+
+def _routed(facts: DeviceFacts, prefix: IPNetwork, iface: str) -> bool:
+    return any(r.dest == prefix and r.dev == iface for r in facts.routes)
+
+
+def check_routes(live: Live, site: SitePlan) -> list[Finding]:
+    """6. `route_allowed_ips` off: no route to a remote LAN, which leaks to the WAN default."""
+    facts = live.facts[site.name]
+    if facts.wg.interface(site.interface) is None:
+        return []
+    out = []
+    for peer in site.peers:
+        if peer.kind != "site":
+            continue
+        missing = [
+            p
+            for p in peer.allowed_ips
+            if p.prefixlen < p.max_prefixlen and not _routed(facts, p, site.interface)
+        ]
+        if not missing:
+            continue
+        section = facts.network.section(peer_section(peer.name)) if facts.network else None
+        flag = section.options.get("route_allowed_ips") if section is not None else None
+        probe = live.probes[site.name].route_router.get(peer.name, "")
+        evidence = [f"$ ip route show  (no route for {', '.join(map(str, missing))})"]
+        if probe:
+            evidence += [f"$ ip route get {probe.split()[0]}", probe]
+        if section is not None:
+            evidence += [
+                f"$ uci get network.{peer_section(peer.name)}.route_allowed_ips",
+                str(flag or "(unset: 0)"),
+            ]
+        out.append(
+            Finding(
+                "no-route",
+                site.name,
+                f"no route to {', '.join(map(str, missing))} through {site.interface}"
+                + (" (route_allowed_ips is off)" if flag != "1" else "")
+                + ": that traffic leaves through the WAN default route",
+                tuple(evidence),
+                f"uci set network.{peer_section(peer.name)}.route_allowed_ips='1' && "
+                f"uci commit network && ifup {site.interface}   (or: {APPLY})",
+            )
+        )
+    return out
+
+
+def check_keys(live: Live, site: SitePlan) -> list[Finding]:
+    """7. A public key mismatch: this site holds a key for a peer that the peer does not have."""
+    iface = live.facts[site.name].wg.interface(site.interface)
+    if iface is None:
+        return []
+    out = []
+    for peer in site.peers:
+        if peer.kind != "site":
+            continue
+        actual = _actual_key(live, peer.name)
+        if actual is None or iface.peer(actual) is not None:
+            continue
+        held = next((p for p in iface.peers if set(p.allowed_ips) & set(peer.allowed_ips)), None)
+        out.append(
+            Finding(
+                "wrong-key",
+                site.name,
+                f"holds the wrong public key for {peer.name}: no handshake can ever succeed",
+                (
+                    f"$ wg show {site.interface} dump  (on {site.name}: the peer for {peer.name})",
+                    _dump_line(site.interface, held) if held else "(no such peer)",
+                    f"$ wg show {live.plan.site(peer.name).interface} public-key  (on {peer.name})",
+                    actual,
+                ),
+                f"{APPLY}   (it reads each router's real key; or by hand: "
+                f"uci set network.{peer_section(peer.name)}.public_key='{actual}' && "
+                f"uci commit network && ifup {site.interface})",
+            )
+        )
+    return out
+
+
+def _uci_peer(facts: DeviceFacts, name: str) -> Section | None:
+    return facts.network.section(peer_section(name)) if facts.network is not None else None
+
+
+def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
+    """8. A peer change saved in UCI but not running (24.10's `network reload` ignores peers)."""
+    facts = live.facts[site.name]
+    iface = facts.wg.interface(site.interface)
+    if site.platform is not Platform.OPENWRT or iface is None:
+        return []
+    out = []
+    for peer in site.peers:
+        section = _uci_peer(facts, peer.name)
+        if section is None:
+            continue
+        key = str(section.options.get("public_key", ""))
+        running = iface.peer(key)
+        ips = section.options.get("allowed_ips", ())
+        saved = {
+            ipaddress.ip_network(p, strict=False)
+            for p in (ips if isinstance(ips, tuple) else str(ips).split())
+        }
+        if running is not None and set(running.allowed_ips) == saved:
+            continue
+        if running is None and peer.kind == "site" and _actual_key(live, peer.name) != key:
+            continue  # a wrong key: check_keys owns it
+        shown = _dump_line(site.interface, running) if running else "(not running)"
+        out.append(
+            Finding(
+                "saved-not-live",
+                site.name,
+                f"peer {peer.name} in /etc/config/network differs from what {site.interface} "
+                "runs: the change was saved but never applied",
+                (
+                    f"$ uci get network.{peer_section(peer.name)}.allowed_ips",
+                    " ".join(sorted(map(str, saved))),
+                    "$ wg show all dump",
+                    shown,
+                ),
+                f"ifup {site.interface}   (24.10: a network reload ignores peer changes; "
+                f"25.12: ubus call network.interface.{site.interface} renew; or: {APPLY})",
+            )
+        )
+    return out
+
+
+def check_mtu(live: Live, site: SitePlan) -> list[Finding]:
+    """9. An MTU too large for the path: small pings pass, full-size ones with DF do not."""
+    probes = live.probes[site.name]
+    out = []
+    for other, ok in probes.small.items():
+        if ok and probes.large.get(other) is False:
+            size = site.mtu - 28
+            link = next((x for x in live.facts[site.name].links if x.name == site.interface), None)
+            mtu = link.mtu if link is not None else site.mtu
+            out.append(
+                Finding(
+                    "mtu-too-large",
+                    site.name,
+                    f"packets of {site.interface}'s MTU ({mtu}) do not cross to {other}; "
+                    "small ones do",
+                    (
+                        f"$ ping -c 2 {live.plan.site(other).addresses[0].ip}   → ok",
+                        f"$ ping -c 2 -M do -s {size} {live.plan.site(other).addresses[0].ip}"
+                        "   → no reply",
+                    ),
+                    f"lower the MTU on both ends: set mtu = {min(site.mtu, 1420) - 40} under "
+                    f"sites.{site.name} (or wan_mtu / pppoe) and run {APPLY}",
+                )
+            )
+    return out
+
+
+def _covers(outer: IPNetwork, inner: IPNetwork) -> bool:
+    return (
+        outer.version == inner.version
+        and inner.network_address in outer
+        and inner.prefixlen >= outer.prefixlen
+    )
+
+
+def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
+    """1. Tailscale's accepted routes capture a WireGuard-routed prefix (table 52 first)."""
+    facts = live.facts[site.name]
+    probes = live.probes[site.name]
+    out = []
+    for other, line in probes.route_lan.items():
+        if "tailscale0" not in line and " table 52" not in line:
+            continue
+        prefix = live.plan.site(other).lan[0]
+        in52 = [r for r in facts.table52 if _covers(r.dest, prefix)]
+        rule = facts.lookup52
+        router_ok = probes.ping_router.get(other)
+        evidence = [
+            "$ ip rule show",
+            f"{rule}:\tfrom all lookup 52" if rule is not None else "(no lookup 52 rule)",
+            "$ ip route show table 52",
+            *(f"{r.dest} dev {r.dev}" for r in in52),
+            f"$ ip route get <{other} LAN> from {probes.lan_source} iif {probes.lan_device}",
+            line,
+        ]
+        shape = (
+            " (pings from the router itself still get through, over the tailnet: it works from "
+            "the router and fails from the LAN)"
+            if router_ok
+            else ""
+        )
+        out.append(
+            Finding(
+                "tailscale-captures-route",
+                site.name,
+                f"Tailscale's accepted routes capture {prefix}: LAN traffic to {other} goes "
+                f"into tailscale0, not {site.interface}{shape}",
+                tuple(evidence),
+                "tailscale set --accept-routes=false   (or keep them: accept_routes = true under "
+                f"sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
+            )
+        )
+    return out
+
+
+CHECKS = (
+    check_tailscale,
+    check_forwardings,
+    check_port_open,
+    check_keepalive,
+    check_ddns,
+    check_routes,
+    check_keys,
+    check_saved_not_live,
+    check_mtu,
+    check_no_zone,
+)
+
+
+def diagnose(live: Live, sites: Sequence[str] | None = None) -> list[Finding]:
+    out: list[Finding] = []
+    for name in sites or live.plan.site_names:
+        if name not in live.facts:
+            continue
+        site = live.plan.site(name)
+        for check in CHECKS:
+            out += check(live, site)
+    return out
