@@ -159,7 +159,8 @@ def _create(name: str) -> None:
 
 def _configure(name: str, config: str, flavour: str) -> None:
     if flavour == "syncconf":
-        wg("syncconf", name, "/dev/stdin", stdin=config)
+        if not _sync_like_the_kernel(name, config):
+            wg("syncconf", name, "/dev/stdin", stdin=config)
         return
     folder = lab_path("/tmp/wireguard")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -171,6 +172,58 @@ def _configure(name: str, config: str, flavour: str) -> None:
         wg("setconf", name, str(path))
     finally:
         path.unlink(missing_ok=True)
+
+
+ZERO_KEY = "A" * 43 + "="
+
+
+def _sync_like_the_kernel(name: str, config: str) -> bool:
+    """`wg syncconf` on a wireguard-go device, with the kernel module's outcome; False when the
+    plain command already has it (a kernel device, or a port that really changes).
+
+    syncconf always sends the ListenPort. The kernel ignores an unchanged port (netlink.c
+    `set_port`); wireguard-go closes and re-opens its UDP socket, and packets arriving meanwhile
+    are lost, which a router never does. So, for an unchanged port: the peers syncconf would
+    remove go with `wg set ... remove`, the rest as `wg addconf` without the port, each peer
+    with the preshared key and keepalive syncconf would clear (zero key, off) made explicit.
+    """
+    if not (Path(UAPI_DIR) / f"{name}.sock").exists():
+        return False
+    port = next((v for k, _, v in _lines(config) if k == "ListenPort"), None)
+    if port is None or port != wg("show", name, "listen-port").stdout.strip():
+        return False
+    sections: list[list[str]] = []
+    for key, line, _ in _lines(config):
+        if line.startswith("["):
+            sections.append([line])
+        elif key != "ListenPort" and sections:
+            sections[-1].append(line)
+    keys = []
+    for section in sections:
+        present = {line.split("=", 1)[0].strip() for line in section[1:]}
+        if section[0] == "[Interface]":
+            section += [] if "FwMark" in present else ["FwMark=off"]
+            continue
+        keys += [line.split("=", 1)[1].strip() for line in section if line.startswith("PublicKey")]
+        section += [] if "PresharedKey" in present else [f"PresharedKey={ZERO_KEY}"]
+        section += [] if "PersistentKeepalive" in present else ["PersistentKeepalive=off"]
+    log(f"[#] (lab) wg syncconf {name}: ListenPort unchanged, not re-bound (as the kernel does)")
+    gone = [k for k in wg("show", name, "peers").stdout.split() if k not in keys]
+    if gone:
+        wg("set", name, *[w for k in gone for w in ("peer", k, "remove")])
+    wg("addconf", name, "/dev/stdin", stdin="\n".join("\n".join(s) for s in sections) + "\n")
+    return True
+
+
+def _lines(config: str) -> list[tuple[str, str, str]]:
+    """(key, line, value) for each non-empty line of a wg config."""
+    out = []
+    for raw in config.splitlines():
+        line = raw.strip()
+        if line:
+            key, _, value = line.partition("=")
+            out.append((key.strip(), line, value.strip()))
+    return out
 
 
 def _ensure_key(iface: Interface) -> Interface:
