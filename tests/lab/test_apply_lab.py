@@ -60,3 +60,26 @@ def test_seed_from_factory_then_a_second_apply_changes_nothing(
     assert not any("[#]" in line for line in ui2.lines), ui2.text
     assert {s: router(state, s, "cat", "/sys/class/net/wg0/ifindex") for s in ("A", "B")} == ifindex
     assert ping.sent > 50 and ping.lost == 0, (ping.sent, ping.lost)
+
+
+@pytest.mark.lab
+def test_a_preshared_key_lost_on_one_end_is_made_anew(make_lab: MakeLab, tmp_path: Path) -> None:
+    """Keys are hidden from the controller, so only hashes show that the two ends disagree
+    (e.g. a site re-added with its old config, or a key deleted by hand)."""
+    spec_path = write_spec(tmp_path / "network.toml", SEED.read_text())
+    state: LabState = make_lab(spec_from(SEED.read_text()))
+    assert apply_lab(state, spec_path)[0].ok
+    router(state, "B", "sh", "-c", "uci delete network.sw_peer_A.preshared_key; uci commit network")
+
+    outcome, ui = apply_lab(state, spec_path)
+    assert outcome.ok, ui.text
+    assert "B: preshared key with A: made anew on the devices" in ui.lines
+    assert {r.result for r in outcome.sites.values()} == {Result.CONFIRMED}
+    hashes = {
+        site: router(
+            state, site, "sh", "-c", f"uci get network.sw_peer_{peer}.preshared_key | sha256sum"
+        )
+        for site, peer in (("A", "B"), ("B", "A"))
+    }
+    assert hashes["A"] == hashes["B"]
+    assert unreachable(state, spec_path) == []

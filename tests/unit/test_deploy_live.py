@@ -174,10 +174,10 @@ def test_verification_script_and_judgement(plan: Plan) -> None:
     facts = {n: _facts(plan, n, _dump(plan, n)) for n in ("A", "B")}
     script = verify_script(plan, "B", facts, 10)
     assert f"awk -v k={KEYS['A']}" in script
-    assert "ping -c 3 -i 0.2 -W 2 192.168.5.1" in script
+    assert "reach 192.168.5.1 &&" in script
     # A LAN host's packet: not from the router's own address (the kernel refuses that with iif).
     assert "ip route get 192.168.3.1 from 192.168.7.254 iif br-lan" in script
-    assert "-I 192.168.7.1 192.168.3.1" in script
+    assert "reach -I 192.168.7.1 192.168.3.1 &&" in script
 
     good = parse_evidence(
         "hs A ok\nping overlay A ok\nping lan A ok\n"
@@ -191,7 +191,9 @@ def test_verification_script_and_judgement(plan: Plan) -> None:
     [problem] = judge(plan, "B", trapped, {"A"})
     assert "tailscale0 table 52" in problem
     cut = parse_evidence("hs A none\nping overlay A fail\n")
-    assert judge(plan, "B", cut, {"A"}) == ["reaches none of A across the tunnel"]
+    assert judge(plan, "B", cut, {"A"}) == ["cannot reach A across the tunnel"]
+    no_lan = parse_evidence("hs A ok\nping overlay A ok\nping lan A fail\n")
+    assert judge(plan, "B", no_lan, {"A"}) == ["cannot reach the LAN of A from its own LAN address"]
     assert judge(plan, "B", cut, set()) == []  # nobody to judge by: not B's fault
     assert judge(plan, "B", Evidence(), {"A"})[0].startswith("no new SSH connection")
 

@@ -35,7 +35,7 @@ from typing import Protocol, TypeVar
 
 from sitewire.deploy import safety
 from sitewire.deploy.diff import Change, describe, planned_changes
-from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
+from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key, psk_read_command
 from sitewire.deploy.live import (
     Step,
     drift_lines,
@@ -115,6 +115,7 @@ class SiteRun:
     key_before: str | None = None  # the device's public key as found
     key: str | None = None  # and after the key step
     files_before: dict[str, str | None] = field(default_factory=dict)
+    psk_hashes: dict[str, str] = field(default_factory=dict)  # peer -> sha256 on the device, "-"
     cron_missing: bool = False
     changes: list[Change] = field(default_factory=list)
     diff: list[str] = field(default_factory=list)
@@ -228,7 +229,25 @@ def client_keys(ws: Workspace) -> dict[str, str]:
 # --- 1. read --------------------------------------------------------------------------------------
 
 
+def _psk_section(site: SitePlan) -> tuple[str, str]:
+    """`<peer> <sha256 of the preshared key held for it>` (or `-`), computed on the device."""
+    lines = []
+    for peer in site.peers:
+        if peer.kind == "site" and peer.preshared:
+            read = psk_read_command(site.platform, site.interface, peer.name)
+            lines.append(
+                f'_k=$({read}); if [ -n "$_k" ]; then echo "{peer.name} '
+                '$(printf %s "$_k" | sha256sum | cut -d" " -f1)"; '
+                f"else echo '{peer.name} -'; fi"
+            )
+    return ("sw_psk", "\n".join(lines) + "\nreturn 0")
+
+
 def _extra_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
+    return [_psk_section(site), *_key_sections(site, paths)]
+
+
+def _key_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
     iface = site.interface
     if site.platform is Platform.OPENWRT:
         option = shlex.quote(f"network.{iface}.private_key")
@@ -263,6 +282,9 @@ async def _read(run: SiteRun, plan: Plan, creds: Credentials, linux_paths: Seque
         run.session, (*FACT_SECTIONS, *_extra_sections(site, linux_paths))
     )
     run.facts = facts_from_sections(run.name, run.platform, sections)
+    run.psk_hashes = dict(
+        line.split() for line in sections["sw_psk"].stdout.splitlines() if len(line.split()) == 2
+    )
     pubkey = sections["sw_pubkey"].stdout.strip()
     run.key_before = run.key = pubkey if re.fullmatch(r"[A-Za-z0-9+/]{43}=", pubkey) else None
     if run.platform is Platform.OPENWRT:
@@ -698,6 +720,9 @@ def verify_script(
     lines = [
         "now() { cut -d. -f1 /proc/uptime; }",
         f"end=$(( $(now) + {int(timeout)} ))",
+        # Any reply before the deadline counts: a path through a relay may need a second try.
+        'reach() { while :; do ping -c 1 -W 1 "$@" >/dev/null 2>&1 && return 0; '
+        '[ "$(now)" -ge "$end" ] && return 1; done; }',
     ]
     for peer in site.peers:
         if peer.kind != "site" or peer.public_key is None:
@@ -720,8 +745,8 @@ def verify_script(
         other = plan.site(other_name)
         target = str(other.addresses[0].ip)
         lines.append(
-            f"ping -c 3 -i 0.2 -W 2 {target} >/dev/null 2>&1 "
-            f"&& echo 'ping overlay {other_name} ok' || echo 'ping overlay {other_name} fail'"
+            f"reach {target} && echo 'ping overlay {other_name} ok' "
+            f"|| echo 'ping overlay {other_name} fail'"
         )
         remote = next((a for p in other.lan if (a := lan_address(facts.get(other_name), p))), None)
         if local is None or remote is None:
@@ -730,8 +755,8 @@ def verify_script(
         dst = remote[0]
         host = _lan_host(site.lan, src)
         lines.append(
-            f"ping -c 3 -i 0.2 -W 2 -I {src} {dst} >/dev/null 2>&1 "
-            f"&& echo 'ping lan {other_name} ok' || echo 'ping lan {other_name} fail'"
+            f"reach -I {src} {dst} && echo 'ping lan {other_name} ok' "
+            f"|| echo 'ping lan {other_name} fail'"
         )
         lines.append(
             f'echo "route {other_name} '
@@ -777,9 +802,15 @@ def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
     for peer, dev in ev.routes.items():
         if f" dev {iface}" not in f" {dev} ":
             out.append(f"a LAN host's packet to {peer} would not use {iface}: {dev}")
+    # Every site that passed its own checks must answer, on its overlay address and its LAN
+    # address: a site that cannot say the same of itself is not a fair judge of others.
     others = [o for o in plan.site_names if o != name and o in healthy]
-    if others and not any(ev.overlay.get(o) for o in others):
-        out.append(f"reaches none of {', '.join(others)} across the tunnel")
+    lost = [o for o in others if ev.overlay.get(o) is False]
+    if lost:
+        out.append(f"cannot reach {', '.join(lost)} across the tunnel")
+    lan = [o for o in others if o not in lost and ev.lan.get(o) is False]
+    if lan:
+        out.append(f"cannot reach the LAN of {', '.join(lan)} from its own LAN address")
     return out
 
 
@@ -955,6 +986,10 @@ async def _apply(
     draft = plan_with(ws, keys, clients)
     for run in runs.values():
         _diff(draft, run, secrets, placeholders)
+    for a, b in _stale_psks(draft, runs):
+        # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
+        runs[a].diff.append(f"{a}: preshared key with {b}: made anew on the devices")
+        runs[b].diff.append(f"{b}: preshared key with {a}: made anew on the devices")
     for run in runs.values():
         for line in run.diff or [f"{run.name}: no changes"]:
             ui.say(line)
@@ -1049,6 +1084,20 @@ def _evidence_lines(ev: Evidence) -> list[str]:
     out += [
         f"ping {p} LAN from LAN address: {'ok' if ok else 'FAILED'}" for p, ok in ev.lan.items()
     ]
+    return out
+
+
+def _stale_psks(plan: Plan, runs: Mapping[str, SiteRun]) -> list[tuple[str, str]]:
+    """Site pairs whose ends do not hold the same preshared key (or none at all)."""
+    out = []
+    for name in plan.site_names:
+        for peer in plan.site(name).peers:
+            if peer.kind != "site" or not peer.preshared or peer.name < name:
+                continue
+            mine = runs[name].psk_hashes.get(peer.name, "-")
+            theirs = runs[peer.name].psk_hashes.get(name, "-")
+            if mine == "-" or mine != theirs:
+                out.append((name, peer.name))
     return out
 
 

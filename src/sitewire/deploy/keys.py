@@ -79,6 +79,11 @@ def _psk_location(platform: Platform, iface: str, peer: str) -> tuple[str, str]:
     return read, write
 
 
+def psk_read_command(platform: Platform, iface: str, peer: str) -> str:
+    """The device command printing the preshared key held for `peer` (nothing if none)."""
+    return _psk_location(platform, iface, peer)[0]
+
+
 async def _hash(session: Session, platform: Platform, iface: str, peer: str) -> str:
     """sha256 of the PSK held for `peer`, computed on the device; "" when there is none."""
     read, _ = _psk_location(platform, iface, peer)

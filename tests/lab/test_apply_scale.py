@@ -1,0 +1,107 @@
+"""`sitewire apply` from factory on ten sites, most of them reaching each other through relays.
+
+Every fourth site has an endpoint; the others dial those and reach each other through them. Two
+are Linux hosts, which apply reads file by file (their paths rendered with stand-in keys before
+any key exists). 24 pairs share preshared keys, in parallel where the pairs are disjoint.
+
+And a site joining a Linux hub: wg-quick takes preshared keys as [Interface] PostUp lines, yet a
+new one is a peer change, made live; the hub's device is not re-created under its other peers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sitewire.deploy.apply import Result
+from sitewire.lab.state import LabState
+from tests.conftest import spec_from
+from tests.lab.applying import Pinger, apply_lab, router, unreachable, write_spec
+from tests.lab.conftest import MakeLab
+
+
+def relayed(n: int) -> str:
+    """benchmarks/lab_scale.py's networks: listeners s00, s04, s08; s04 and s09 are Linux."""
+    lines = ["[network]", 'name = "relayed"', 'overlay = "10.99.0.0/24"']
+    for i in range(n):
+        lines += [
+            f"[sites.s{i:02d}]",
+            f'platform = "{"linux" if i % 5 == 4 else "openwrt"}"',
+            f'lan = ["10.{i + 1}.0.0/24"]',
+        ]
+        if i % 4 == 0:
+            lines.append(f'endpoint = "s{i:02d}.example.net"')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.lab
+def test_ten_relayed_sites_from_factory(make_lab: MakeLab, tmp_path: Path) -> None:
+    text = relayed(10)
+    spec_path = write_spec(tmp_path / "network.toml", text)
+    state = make_lab(spec_from(text))
+
+    outcome, ui = apply_lab(state, spec_path)
+
+    assert outcome.ok, ui.text
+    assert {n: r.result for n, r in outcome.sites.items()} == dict.fromkeys(
+        (f"s{i:02d}" for i in range(10)), Result.CONFIRMED
+    ), ui.text
+    shared = [line for line in ui.lines if "preshared key made on" in line]
+    assert len(shared) == len(set(shared)) == 24, ui.text
+    assert unreachable(state, spec_path) == []
+
+
+HUB = """
+[network]
+name = "hub"
+overlay = "192.168.5.0/24"
+
+[sites.A]
+platform = "linux"
+lan = ["192.168.3.0/24"]
+endpoint = "a.example.net"
+
+[sites.B]
+platform = "openwrt"
+lan = ["192.168.7.0/24"]
+"""
+
+WITH_C = (
+    HUB
+    + """
+[sites.C]
+platform = "openwrt"
+lan = ["192.168.9.0/24"]
+"""
+)
+
+
+def ifindex(state: LabState, site: str) -> str:
+    return router(state, site, "ip", "-o", "link", "show", "wg0").split(":")[0]
+
+
+@pytest.mark.lab
+def test_a_site_joins_a_linux_hub_without_re_creating_its_device(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    state = make_lab(spec_from(WITH_C))
+    pair = write_spec(tmp_path / "pair.toml", HUB)
+    trio = write_spec(tmp_path / "trio.toml", WITH_C)
+    outcome, ui = apply_lab(state, pair)
+    assert outcome.ok, ui.text
+    before = ifindex(state, "A")
+
+    b_to_a, a_to_b = Pinger(state, "B", "192.168.3.100"), Pinger(state, "A", "192.168.7.100")
+    with b_to_a, a_to_b:
+        outcome, ui = apply_lab(state, trio)
+
+    assert outcome.ok, ui.text
+    assert outcome.sites["A"].result is Result.CONFIRMED, ui.text
+    steps = [line for line in ui.lines if line.startswith("A: [#]")]
+    assert any("wg set" in line for line in steps), ui.text
+    assert not any("wg-quick" in line for line in steps), ui.text
+    assert ifindex(state, "A") == before
+    for ping in (b_to_a, a_to_b):
+        assert ping.sent > 50 and ping.lost == 0, (ping.sent, ping.lost, ui.text)
+    assert unreachable(state, trio) == []
