@@ -38,7 +38,8 @@ from lab_scale import spec_toml  # noqa: E402
 from tests.lab.applying import Pinger, unreachable  # noqa: E402
 
 from sitewire.cli.apply import lab_reach  # noqa: E402
-from sitewire.deploy.apply import Options, Outcome, Result, apply_network  # noqa: E402
+from sitewire.deploy.apply import apply_network  # noqa: E402
+from sitewire.deploy.run import Options, Outcome, Result  # noqa: E402
 from sitewire.lab.state import LabState, lab_names, load_state  # noqa: E402
 from sitewire.pipeline import open_workspace  # noqa: E402
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sitewire.cli.apply import lab_reach
-from sitewire.deploy.apply import Options, Outcome, apply_network
+from sitewire.deploy.apply import apply_network
+from sitewire.deploy.run import Options, Outcome
 from sitewire.lab.host import host_argv, router_argv
 from sitewire.lab.state import LabState
 from sitewire.pipeline import open_workspace

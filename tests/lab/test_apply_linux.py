@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewire.deploy.apply import Result
+from sitewire.deploy.run import Result
 from sitewire.lab.host import lab_move, router_exec
 from sitewire.lab.state import LabState
 from tests.conftest import spec_from

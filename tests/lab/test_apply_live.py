@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewire.deploy.apply import Result
+from sitewire.deploy.run import Result
 from sitewire.lab.state import LabState
 from tests.conftest import spec_from
 from tests.lab import applying

@@ -23,7 +23,7 @@ import pytest
 
 from sitewire.cli.main import run
 from sitewire.deploy import safety
-from sitewire.deploy.apply import Result
+from sitewire.deploy.run import Result
 from sitewire.deploy.ssh import Credentials, Target, connect
 from sitewire.lab.host import lab_down, lab_up, router_exec
 from sitewire.lab.state import LabState

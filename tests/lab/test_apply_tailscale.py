@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from sitewire.cli.main import run
-from sitewire.deploy.apply import Result
+from sitewire.deploy.run import Result
 from sitewire.lab.host import lab_down, lab_move, router_exec
 from sitewire.lab.state import LabState, load_state
 from tests.conftest import SEED, spec_from

@@ -6,14 +6,7 @@ import ipaddress
 
 import pytest
 
-from sitewire.deploy.apply import (
-    Evidence,
-    _lan_host,
-    judge,
-    parse_evidence,
-    placeholder_key,
-    verify_script,
-)
+from sitewire.deploy.apply import placeholder_key
 from sitewire.deploy.diff import Change
 from sitewire.deploy.live import (
     file_diff,
@@ -24,6 +17,7 @@ from sitewire.deploy.live import (
     tailscale_differs,
     tailscale_restore,
 )
+from sitewire.deploy.verify import Evidence, judge, lan_host, parse_evidence, verify_script
 from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import HIDDEN, parse_tailscale_prefs, parse_wg_dump
 from sitewire.keys import generate_private_key, public_key
@@ -200,8 +194,8 @@ def test_verification_script_and_judgement(plan: Plan) -> None:
 
 def test_lan_host_is_never_the_router() -> None:
     lan = ipaddress.ip_network("192.168.3.0/24")
-    assert _lan_host([lan], "192.168.3.1") == "192.168.3.254"
-    assert _lan_host([lan], "192.168.3.254") == "192.168.3.253"
+    assert lan_host([lan], "192.168.3.1") == "192.168.3.254"
+    assert lan_host([lan], "192.168.3.254") == "192.168.3.253"
 
 
 def test_placeholders_are_well_formed_and_distinct() -> None:
@@ -236,7 +230,8 @@ def test_linux_interface_change_restarts_peer_change_does_not(plan: Plan) -> Non
 
 
 def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None:
-    from sitewire.deploy.apply import ApplyError, SiteRun, _preflight
+    from sitewire.deploy.read import preflight
+    from sitewire.deploy.run import ApplyError, SiteRun
     from sitewire.deploy.ssh import Target
     from tests.conftest import SEED, spec_from
 
@@ -251,8 +246,8 @@ def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None
     run = SiteRun("A", Platform.OPENWRT, Target("A", "192.0.2.1"))
     run.facts = facts_from_sections("A", Platform.OPENWRT, sections)
     with pytest.raises(ApplyError, match="priority 1370") as caught:
-        _preflight(run, site)
+        preflight(run, site)
     assert "sites.A.tailscale.pin_priority" in str(caught.value)
     # Where tailscaled's rule sits at its usual 5270, the default pin (5100) is fine.
     run.facts = facts_from_sections("A", Platform.OPENWRT, openwrt_sections(uci_changes=("", 0)))
-    _preflight(run, site)
+    preflight(run, site)

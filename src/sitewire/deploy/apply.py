@@ -22,20 +22,15 @@ import asyncio
 import base64
 import fcntl
 import hashlib
-import ipaddress
 import os
-import re
 import shlex
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from sitewire.deploy import safety
-from sitewire.deploy.diff import Change, describe, planned_changes
-from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key, psk_read_command
+from sitewire.deploy.diff import describe, planned_changes
+from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
 from sitewire.deploy.live import (
     Step,
     drift_lines,
@@ -47,118 +42,42 @@ from sitewire.deploy.live import (
     openwrt_steps,
     tailscale_differs,
 )
-from sitewire.deploy.ssh import Credentials, RemoteError, Session, Target, connect
-from sitewire.diagnose.collect import (
-    FACT_SECTIONS,
-    DeviceFacts,
-    facts_from_sections,
-    run_sections,
+from sitewire.deploy.read import *  # noqa
+from sitewire.deploy.read import linux_paths, read_site, stale_psks
+from sitewire.deploy.run import *  # noqa
+from sitewire.deploy.run import (
+    GUARD_MARGIN,
+    ApplyError,
+    Options,
+    Outcome,
+    Result,
+    SiteRun,
+    T,
+    Ui,
+    guarded,
+    ran_out,
+    seconds_left,
+    timed,
 )
-from sitewire.diagnose.parse import HIDDEN, ScriptSection
+from sitewire.deploy.ssh import Credentials, RemoteError, Target, connect
+from sitewire.deploy.verify import *  # noqa
+from sitewire.deploy.verify import Evidence, evidence_lines, judge, parse_evidence, verify_script
+from sitewire.diagnose.collect import (
+    DeviceFacts,
+)
+from sitewire.diagnose.parse import HIDDEN
 from sitewire.errors import InputError, SitewireError
 from sitewire.pipeline import Workspace
 from sitewire.plan import Plan, plan_network
-from sitewire.plan.model import WATCHDOG_CRON, SitePlan
+from sitewire.plan.model import SitePlan
 from sitewire.render.linux import CONF_DIR, render_linux
 from sitewire.render.model import STAGING, Rendered
 from sitewire.render.openwrt import SECRET_OPTIONS, render_openwrt
 from sitewire.spec.lock import Lock, save_lock
 from sitewire.spec.model import Platform
-from sitewire.spec.types import IPNetwork
-
-T = TypeVar("T")
 
 OPENWRT_BACKUP = ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root")
-STEP_TIMEOUT = 120.0  # one command on a device; package installs get PACKAGE_TIMEOUT
 PACKAGE_TIMEOUT = 600.0
-
-
-class ApplyError(SitewireError):
-    """The apply could not go ahead (nothing was changed), or ended with sites not applied."""
-
-
-class Result(StrEnum):
-    UNCHANGED = "unchanged"
-    CONFIRMED = "confirmed"
-    PENDING = "pending"  # --no-confirm: the router reverts unless `sitewire confirm` runs
-    ROLLED_BACK = "rolled back"
-    REVERTING = "reverting"  # unreachable or slow: the router's own timer puts it back
-    RELEASED = "released"  # armed, then let go before anything changed
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    yes: bool = False
-    dry_run: bool = False
-    confirm: bool = True
-    revert_after: int = 300
-    verify_timeout: float = 30.0
-    env: str = ""  # prefixed to Linux wg-quick commands (the lab: the userspace fallback)
-    reconnect_timeout: float = 30.0
-
-
-class Ui(Protocol):
-    def say(self, line: str) -> None: ...
-
-    def ask(self, question: str) -> bool: ...
-
-
-@dataclass
-class SiteRun:
-    """One site through the apply; the mutable record the stages share."""
-
-    name: str
-    platform: Platform
-    target: Target
-    session: Session | None = None
-    facts: DeviceFacts | None = None
-    key_before: str | None = None  # the device's public key as found
-    key: str | None = None  # and after the key step
-    files_before: dict[str, str | None] = field(default_factory=dict)
-    psk_hashes: dict[str, str] = field(default_factory=dict)  # peer -> sha256 on the device, "-"
-    cron_missing: bool = False
-    changes: list[Change] = field(default_factory=list)
-    diff: list[str] = field(default_factory=list)
-    missing_packages: tuple[str, ...] = ()
-    token: str | None = None
-    deadline: float | None = None  # loop time by which the router reverts unless confirmed
-    steps_left: list[Step] = field(default_factory=list)  # cut off by a dropped session
-    lost: bool = False  # no new connection after the change: only its own timer can act
-    touched: bool = False
-    handler_fresh: bool = False
-    result: Result = Result.UNCHANGED
-    problems: list[str] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)
-    seconds: float = 0.0  # this site's own work (read .. confirm): the apply if it were alone
-
-    @property
-    def device(self) -> safety.Device:
-        return safety.device_for(self.platform)
-
-    @property
-    def needs_change(self) -> bool:
-        return bool(self.diff)
-
-    def must_facts(self) -> DeviceFacts:
-        assert self.facts is not None
-        return self.facts
-
-    def must_session(self) -> Session:
-        assert self.session is not None
-        return self.session
-
-
-@dataclass
-class Outcome:
-    sites: dict[str, SiteRun]
-    lock_changed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return all(
-            r.result in (Result.UNCHANGED, Result.CONFIRMED, Result.PENDING) and not r.problems
-            for r in self.sites.values()
-        )
 
 
 # --- keys: the live ones, and stand-ins for the ones not yet born ---------------------------------
@@ -224,137 +143,6 @@ def client_keys(ws: Workspace) -> dict[str, str]:
     ws.keys_changed |= ws.keys.ensure(need, ())
     public = ws.keys.public_keys()
     return {n: public[n] for n in need}
-
-
-# --- 1. read --------------------------------------------------------------------------------------
-
-
-def _psk_section(site: SitePlan) -> tuple[str, str]:
-    """`<peer> <sha256 of the preshared key held for it>` (or `-`), computed on the device."""
-    lines = []
-    for peer in site.peers:
-        if peer.kind == "site" and peer.preshared:
-            read = psk_read_command(site.platform, site.interface, peer.name)
-            lines.append(
-                f'_k=$({read}); if [ -n "$_k" ]; then echo "{peer.name} '
-                '$(printf %s "$_k" | sha256sum | cut -d" " -f1)"; '
-                f"else echo '{peer.name} -'; fi"
-            )
-    return ("sw_psk", "\n".join(lines) + "\nreturn 0")
-
-
-def _extra_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
-    return [_psk_section(site), *_key_sections(site, paths)]
-
-
-def _key_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
-    iface = site.interface
-    if site.platform is Platform.OPENWRT:
-        option = shlex.quote(f"network.{iface}.private_key")
-        pubkey = (
-            "has wg || return 0\n"
-            f"_k=$(uci -q get {option}) || return 0\n"
-            '[ -n "$_k" ] && printf "%s\\n" "$_k" | wg pubkey'
-        )
-        line = shlex.quote(WATCHDOG_CRON)
-        cron = (
-            f"grep -qxF {line} /etc/crontabs/root 2>/dev/null && echo line\n"
-            "/etc/init.d/cron enabled 2>/dev/null && echo enabled\nreturn 0"
-        )
-        return [("sw_pubkey", pubkey), ("sw_cron", cron)]
-    key = shlex.quote(f"{CONF_DIR}/{iface}.key")
-    out = [("sw_pubkey", f"has wg || return 0\n[ -s {key} ] || return 0\nwg pubkey < {key}")]
-    hide = r"sed -E 's/^([[:space:]]*(PrivateKey|PresharedKey)[[:space:]]*=).*/\1 (hidden)/'"
-    for n, path in enumerate(paths):
-        quoted = shlex.quote(path)
-        out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{hide} {quoted}"))
-    return out
-
-
-def _linux_paths(rendered: Rendered) -> list[str]:
-    return [f.device_path for f in rendered.files if f.device_path is not None]
-
-
-async def _read(run: SiteRun, plan: Plan, creds: Credentials, linux_paths: Sequence[str]) -> None:
-    run.session = await connect(run.target, creds)
-    site = plan.site(run.name)
-    sections = await run_sections(
-        run.session, (*FACT_SECTIONS, *_extra_sections(site, linux_paths))
-    )
-    run.facts = facts_from_sections(run.name, run.platform, sections)
-    run.psk_hashes = dict(
-        line.split() for line in sections["sw_psk"].stdout.splitlines() if len(line.split()) == 2
-    )
-    pubkey = sections["sw_pubkey"].stdout.strip()
-    run.key_before = run.key = pubkey if re.fullmatch(r"[A-Za-z0-9+/]{43}=", pubkey) else None
-    if run.platform is Platform.OPENWRT:
-        cron = sections["sw_cron"].stdout.split()
-        run.cron_missing = site.watchdog and not {"line", "enabled"} <= set(cron)
-    for n, path in enumerate(linux_paths):
-        found: ScriptSection = sections[f"sw_file{n}"]
-        run.files_before[path] = found.stdout if found.rc == 0 else None
-    _preflight(run, site)
-    switch = await safety.status(run.session, device=run.device)
-    if switch.pending is not None:
-        left = switch.pending.seconds_left
-        raise safety.CommitInProgress(
-            f"another apply is in progress (commit {switch.pending.token}, "
-            + (f"reverts in {left} s)" if left is not None else "being armed)"),
-            where=run.name,
-            fix="wait for it to finish, or end it with: sitewire confirm / sitewire rollback",
-            token=switch.pending.token,
-        )
-
-
-def _preflight(run: SiteRun, site: SitePlan) -> None:
-    facts = run.must_facts()
-    if facts.pending_changes:
-        raise ApplyError(
-            f"uci holds {len(facts.pending_changes)} uncommitted change(s)",
-            where=run.name,
-            fix="look at them with 'uci changes' on the router, then 'uci commit' or 'uci revert'",
-        )
-    if run.platform is Platform.OPENWRT:
-        if facts.openwrt is None:
-            raise ApplyError(
-                "is not an OpenWrt router (no /etc/openwrt_release)",
-                where=run.name,
-                fix=f'set sites.{run.name}.platform = "linux" if it is a Linux host',
-            )
-        missing = tuple(p for p in site.packages() if p not in facts.packages)
-        if missing and facts.package_manager is None:
-            raise ApplyError(
-                f"needs {', '.join(missing)} and has no package manager",
-                where=run.name,
-                fix="install WireGuard support on the router by hand (opkg or apk)",
-            )
-        run.missing_packages = missing
-    elif not facts.wireguard_tools:
-        if facts.package_manager is None:
-            raise ApplyError(
-                "has no 'wg' and no package manager sitewire knows",
-                where=run.name,
-                fix="install wireguard-tools on the host by hand",
-            )
-        run.missing_packages = ("wireguard-tools",)
-    pins = site.tailscale.pins if site.tailscale is not None else ()
-    for version, rule52 in ((4, facts.lookup52), (6, facts.lookup52_v6)):
-        if not any(p.version == version for p in pins) or rule52 is None:
-            continue
-        assert site.tailscale is not None
-        if site.tailscale.pin_priority >= rule52:
-            # mwan3 moves tailscaled's rule to 13xx (reference §6.1): a pin behind it does nothing.
-            raise ApplyError(
-                f"pin_priority {site.tailscale.pin_priority} is not below Tailscale's "
-                f"'lookup 52' rule, which runs at priority {rule52} here (IPv{version})",
-                where=run.name,
-                fix=f"set sites.{run.name}.tailscale.pin_priority to less than {rule52}",
-            )
-    if facts.rc_local.runs_tailscale_up:
-        run.problems.append(
-            "warning: /etc/rc.local runs `tailscale up` at every boot and may undo "
-            "`tailscale set`; remove that line"
-        )
 
 
 # --- 2. diff --------------------------------------------------------------------------------------
@@ -435,7 +223,7 @@ def _backup_paths(plan: Plan, run: SiteRun, secrets: _ClientSecrets) -> list[str
     if run.platform is Platform.OPENWRT:
         return list(OPENWRT_BACKUP)
     site = plan.site(run.name)
-    paths = _linux_paths(render_linux(plan, site, secrets))
+    paths = linux_paths(render_linux(plan, site, secrets))
     paths.append(f"{CONF_DIR}/{site.interface}.key")
     paths += [f"{CONF_DIR}/{site.interface}-{p.name}.psk" for p in site.peers if p.preshared]
     return paths
@@ -463,66 +251,6 @@ async def _arm(plan: Plan, run: SiteRun, opts: Options, secrets: _ClientSecrets)
     run.deadline = deadline
 
 
-# A change starts on a device only while this much of its revert timer is left: whatever it
-# writes must be in place before the timer restores the backup, never after.
-GUARD_MARGIN = 5
-
-
-class TimerRanOut(ApplyError):
-    """The site's revert timer fired (or nearly) before the change was made: nothing written."""
-
-
-def _seconds_left(run: SiteRun) -> float:
-    if run.deadline is None:
-        return float("inf")
-    return run.deadline - asyncio.get_running_loop().time()
-
-
-def _ran_out(run: SiteRun, what: str) -> TimerRanOut:
-    return TimerRanOut(
-        f"its revert timer ran out before {what}; nothing more was changed, "
-        "the router restores its backup by itself",
-        where=run.name,
-        fix="run apply again, with a longer --revert-after if the routers are slow",
-    )
-
-
-_GUARD_RC = 97
-
-
-def guard(token: str, margin: int = GUARD_MARGIN) -> str:
-    """Shell that exits 97 unless commit `token` still holds the device's lock, undecided, with
-    more than `margin` s left: prefixed to every command that changes a device after arming."""
-    d = f"{safety.BASE}/{token}"
-    return (
-        f'if [ "$(readlink {safety.BASE}/lock 2>/dev/null)" != pending-{token} ] || '
-        f"[ -L {d}/decision ] || ! sw_dl=$(cat {d}/deadline 2>/dev/null) || "
-        "[ $((sw_dl - $(tr -d . < /proc/uptime | cut -d' ' -f1))) -le "
-        f"{margin * 100} ]; then echo 'commit {token}: no longer pending' >&2; "
-        f"exit {_GUARD_RC}; fi\n"
-    )
-
-
-async def _guarded(run: SiteRun, command: str, what: str | None = None) -> str:
-    """session.check(command), only while the site's commit is pending with time to spare."""
-    shown = command.split()[0]
-    what = what or f"{shown!r} ran"
-    if _seconds_left(run) <= GUARD_MARGIN:
-        raise _ran_out(run, what)
-    assert run.token is not None
-    # Past the deadline the router reverts whatever this does: no use waiting longer.
-    seconds = min(STEP_TIMEOUT, max(_seconds_left(run), 1.0))
-    result = await _timed(
-        run.must_session().run(guard(run.token) + command), seconds, run.name, command
-    )
-    if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
-        raise _ran_out(run, what)
-    if result.rc != 0:
-        detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
-        raise RemoteError(f"{shown} failed: {detail[0]}", where=run.name)
-    return result.stdout
-
-
 _INSTALL = {
     "opkg": "opkg update && opkg install {}",
     "apk": "apk update && apk add {}",
@@ -542,7 +270,7 @@ async def _prepare(run: SiteRun, site: SitePlan, ui: Ui) -> None:
         packages = " ".join(shlex.quote(p) for p in run.missing_packages)
         command = _INSTALL[facts.package_manager.value].format(packages)
         ui.say(f"{run.name}: [#] {command}")
-        result = await _timed(session.run(command), PACKAGE_TIMEOUT, run.name, command)
+        result = await timed(session.run(command), PACKAGE_TIMEOUT, run.name, command)
         if result.rc != 0:
             detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [
                 f"exit {result.rc}"
@@ -563,26 +291,16 @@ async def _prepare(run: SiteRun, site: SitePlan, ui: Ui) -> None:
         # Installed earlier without a network restart since (by hand, or by an apply that was
         # then killed or reverted): netifd scans proto handlers only at its start (ref §1.5).
         # Without the ubus method (older netifd) restart to be sure.
-        loaded = await _timed(
+        loaded = await timed(
             session.run("ubus call network get_proto_handlers"), 30, run.name, "ubus"
         )
         run.handler_fresh = '"wireguard"' not in loaded.stdout
     if run.key is None:
-        await _guarded(run, "true", "its private key was made")
+        await guarded(run, "true", "its private key was made")
         run.touched = True
     run.key = await ensure_private_key(session, run.platform, site.interface)
     if run.key_before is None:
         ui.say(f"{run.name}: private key made on the device; public key {run.key}")
-
-
-async def _timed(work: Awaitable[T], seconds: float, site: str, what: str) -> T:
-    try:
-        return await asyncio.wait_for(work, seconds)
-    except TimeoutError:
-        raise RemoteError(
-            f"no answer within {seconds:.0f} s to {what.split()[0]!r} (connection lost?)",
-            where=site,
-        ) from None
 
 
 # Pairs a device works on at once. One: dropbear 2022.82 to 2024.85 (the lab runs 2022.83) may
@@ -601,8 +319,8 @@ async def _share_psks(plan: Plan, runs: Mapping[str, SiteRun], ui: Ui) -> None:
         first, second = sorted((name, peer))
         async with gates[first], gates[second]:
             for run in (a, b):
-                if _seconds_left(run) <= GUARD_MARGIN:
-                    raise _ran_out(run, f"the preshared key with {(a, b)[run is a].name} was made")
+                if seconds_left(run) <= GUARD_MARGIN:
+                    raise ran_out(run, f"the preshared key with {(a, b)[run is a].name} was made")
             start = asyncio.get_running_loop().time()
             made = await ensure_preshared_key(
                 (a.must_session(), a.platform, plan.site(name).interface, peer),
@@ -644,7 +362,7 @@ async def _configure(
         await session.put(batch, rendered.text("uci-batch"), 0o600)
         errors = f"{STAGING}/uci-batch.err"
         run.touched = True
-        await _guarded(
+        await guarded(
             run,
             f"uci batch < {batch} 2> {errors}; rm -f {batch}; "
             f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi",
@@ -657,7 +375,7 @@ async def _configure(
             cron_missing=run.cron_missing,
         )
     else:
-        await _guarded(run, "true", "its files were written")
+        await guarded(run, "true", "its files were written")
         run.touched = True
         after: dict[str, str] = {}
         for f in rendered.files:
@@ -680,7 +398,7 @@ async def _run_steps(run: SiteRun, steps: Sequence[Step], ui: Ui) -> None:
     for n, step in enumerate(steps):
         ui.say(f"{run.name}: [#] {_shown(step)}  ({step.why})")
         try:
-            await _guarded(run, step.command, f"the step '{step.why}'")
+            await guarded(run, step.command, f"the step '{step.why}'")
         except RemoteError as exc:
             if "connection lost" in exc.message or "no answer" in exc.message:
                 # A restart may cut this session; the verification over a new one decides,
@@ -692,126 +410,6 @@ async def _run_steps(run: SiteRun, steps: Sequence[Step], ui: Ui) -> None:
 
 
 # --- 6. verify ------------------------------------------------------------------------------------
-
-
-def lan_address(facts: DeviceFacts | None, prefix: object) -> tuple[str, str] | None:
-    """(the device's own address in `prefix`, the device it sits on), from its routes."""
-    if facts is None:
-        return None
-    for route in facts.routes:
-        if route.dest == prefix and route.src is not None and route.dev is not None:
-            return str(route.src), route.dev
-    return None
-
-
-def _lan_host(lans: Sequence[IPNetwork], router: str) -> str:
-    """An address in the router's LAN that is not the router's own: a LAN host's packet."""
-    address = ipaddress.ip_address(router)
-    lan = next(p for p in lans if address in p)
-    candidates = [lan.broadcast_address - 1, lan.broadcast_address - 2, lan.network_address + 2]
-    return str(next(c for c in candidates if c != address))
-
-
-def verify_script(
-    plan: Plan, name: str, facts: Mapping[str, DeviceFacts | None], timeout: float
-) -> str:
-    site = plan.site(name)
-    iface = shlex.quote(site.interface)
-    lines = [
-        "now() { cut -d. -f1 /proc/uptime; }",
-        f"end=$(( $(now) + {int(timeout)} ))",
-        # Any reply before the deadline counts: a path through a relay may need a second try.
-        'reach() { while :; do ping -c 1 -W 1 "$@" >/dev/null 2>&1 && return 0; '
-        '[ "$(now)" -ge "$end" ] && return 1; done; }',
-    ]
-    for peer in site.peers:
-        if peer.kind != "site" or peer.public_key is None:
-            continue
-        other = plan.site(peer.name)
-        target = str(other.addresses[0].ip)
-        key = shlex.quote(peer.public_key)
-        lines += [
-            "while :; do",
-            f"  t=$(wg show {iface} latest-handshakes | awk -v k={key} '$1 == k {{ print $2 }}')",
-            f'  if [ -n "$t" ] && [ "$t" != 0 ]; then echo "hs {peer.name} ok"; break; fi',
-            f'  if [ "$(now)" -ge "$end" ]; then echo "hs {peer.name} none"; break; fi',
-            f"  ping -c 1 -W 1 {target} >/dev/null 2>&1 || sleep 1",
-            "done",
-        ]
-    local = next((a for p in site.lan if (a := lan_address(facts.get(name), p))), None)
-    for other_name in plan.site_names:
-        if other_name == name:
-            continue
-        other = plan.site(other_name)
-        target = str(other.addresses[0].ip)
-        lines.append(
-            f"reach {target} && echo 'ping overlay {other_name} ok' "
-            f"|| echo 'ping overlay {other_name} fail'"
-        )
-        remote = next((a for p in other.lan if (a := lan_address(facts.get(other_name), p))), None)
-        if local is None or remote is None:
-            continue
-        src, dev = local
-        dst = remote[0]
-        host = _lan_host(site.lan, src)
-        lines.append(
-            f"reach -I {src} {dst} && echo 'ping lan {other_name} ok' "
-            f"|| echo 'ping lan {other_name} fail'"
-        )
-        lines.append(
-            f'echo "route {other_name} '
-            f'$(ip route get {dst} from {host} iif {dev} 2>&1 | head -n 1)"'
-        )
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Evidence:
-    reached: bool = False  # the new SSH connection worked
-    failed: str | None = None  # reached, but could not be verified (e.g. already reverted)
-    handshakes: dict[str, bool] = field(default_factory=dict)
-    overlay: dict[str, bool] = field(default_factory=dict)
-    lan: dict[str, bool] = field(default_factory=dict)
-    routes: dict[str, str] = field(default_factory=dict)
-
-
-def parse_evidence(stdout: str) -> Evidence:
-    ev = Evidence(reached=True)
-    for line in stdout.splitlines():
-        words = line.split()
-        match words:
-            case ["hs", peer, state]:
-                ev.handshakes[peer] = state == "ok"
-            case ["ping", "overlay", peer, state]:
-                ev.overlay[peer] = state == "ok"
-            case ["ping", "lan", peer, state]:
-                ev.lan[peer] = state == "ok"
-            case ["route", peer, *rest]:
-                ev.routes[peer] = " ".join(rest)
-    return ev
-
-
-def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
-    """What is wrong with `name`, from its own evidence; empty = confirm it."""
-    if not ev.reached:
-        return ["no new SSH connection after the change (locked out?)"]
-    if ev.failed is not None:
-        return [ev.failed]
-    iface = plan.site(name).interface
-    out: list[str] = []
-    for peer, dev in ev.routes.items():
-        if f" dev {iface}" not in f" {dev} ":
-            out.append(f"a LAN host's packet to {peer} would not use {iface}: {dev}")
-    # Every site that passed its own checks must answer, on its overlay address and its LAN
-    # address: a site that cannot say the same of itself is not a fair judge of others.
-    others = [o for o in plan.site_names if o != name and o in healthy]
-    lost = [o for o in others if ev.overlay.get(o) is False]
-    if lost:
-        out.append(f"cannot reach {', '.join(lost)} across the tunnel")
-    lan = [o for o in others if o not in lost and ev.lan.get(o) is False]
-    if lan:
-        out.append(f"cannot reach the LAN of {', '.join(lan)} from its own LAN address")
-    return out
 
 
 async def _verify(
@@ -837,7 +435,7 @@ async def _verify(
         old.abort()  # the old channel may hang on a dead path
     assert run.token is not None
     try:
-        switch = await _timed(safety.status(session, device=run.device), 30, run.name, "status")
+        switch = await timed(safety.status(session, device=run.device), 30, run.name, "status")
     except SitewireError as exc:
         return Evidence(reached=True, failed=f"could not read its revert timer: {exc}")
     state = switch.commits.get(run.token, safety.Outcome.UNKNOWN)
@@ -860,7 +458,7 @@ async def _verify(
         if run.steps_left:
             return Evidence(reached=True, failed="the session dropped again during the change")
     # Verified in time to confirm before the router reverts by itself.
-    budget = min(float(opts.verify_timeout), _seconds_left(run) - 2 * GUARD_MARGIN)
+    budget = min(float(opts.verify_timeout), seconds_left(run) - 2 * GUARD_MARGIN)
     if budget < 3:
         return Evidence(
             reached=True,
@@ -869,8 +467,8 @@ async def _verify(
         )
     try:
         script = verify_script(plan, run.name, facts, budget)
-        result = await _timed(
-            session.run(script), _seconds_left(run) - GUARD_MARGIN, run.name, "verify"
+        result = await timed(
+            session.run(script), seconds_left(run) - GUARD_MARGIN, run.name, "verify"
         )
     except RemoteError:
         return Evidence(reached=True, failed="its verification did not finish before its timer")
@@ -969,13 +567,13 @@ async def _apply(
     stand_in = plan_with(ws, {n: placeholder_key(n) for n in runs}, clients)
     paths = {
         name: (
-            _linux_paths(render_linux(stand_in, stand_in.site(name), secrets))
+            linux_paths(render_linux(stand_in, stand_in.site(name), secrets))
             if run.platform is Platform.LINUX
             else []
         )
         for name, run in runs.items()
     }
-    failed = await _each(list(runs.values()), lambda r: _read(r, first, creds, paths[r.name]))
+    failed = await _each(list(runs.values()), lambda r: read_site(r, first, creds, paths[r.name]))
     if failed:
         raise _first_error(failed)
     for run in runs.values():
@@ -986,7 +584,7 @@ async def _apply(
     draft = plan_with(ws, keys, clients)
     for run in runs.values():
         _diff(draft, run, secrets, placeholders)
-    for a, b in _stale_psks(draft, runs):
+    for a, b in stale_psks(draft, runs):
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
         runs[a].diff.append(f"{a}: preshared key with {b}: made anew on the devices")
         runs[b].diff.append(f"{b}: preshared key with {a}: made anew on the devices")
@@ -1059,7 +657,7 @@ async def _apply(
             continue
         run.problems = [p for p in run.problems if not p.startswith("the session dropped")]
         run.problems += judge(final, run.name, ev, healthy - {run.name})
-        run.evidence = _evidence_lines(ev)
+        run.evidence = evidence_lines(ev)
         for peer, ok in ev.overlay.items():
             if not ok and peer in healthy:
                 run.evidence.append(f"cannot reach {peer}'s overlay address")
@@ -1076,29 +674,6 @@ async def _apply(
         save_keys(ws)
     outcome.lock_changed = save_lock(ws.lock_path, lock)
     return outcome
-
-
-def _evidence_lines(ev: Evidence) -> list[str]:
-    out = [f"handshake with {p}: {'yes' if ok else 'none'}" for p, ok in ev.handshakes.items()]
-    out += [f"ping {p} overlay: {'ok' if ok else 'FAILED'}" for p, ok in ev.overlay.items()]
-    out += [
-        f"ping {p} LAN from LAN address: {'ok' if ok else 'FAILED'}" for p, ok in ev.lan.items()
-    ]
-    return out
-
-
-def _stale_psks(plan: Plan, runs: Mapping[str, SiteRun]) -> list[tuple[str, str]]:
-    """Site pairs whose ends do not hold the same preshared key (or none at all)."""
-    out = []
-    for name in plan.site_names:
-        for peer in plan.site(name).peers:
-            if peer.kind != "site" or not peer.preshared or peer.name < name:
-                continue
-            mine = runs[name].psk_hashes.get(peer.name, "-")
-            theirs = runs[peer.name].psk_hashes.get(name, "-")
-            if mine == "-" or mine != theirs:
-                out.append((name, peer.name))
-    return out
 
 
 def _lock_for(lock: Lock, runs: Mapping[str, SiteRun], kept: set[str]) -> Lock:
@@ -1125,11 +700,11 @@ async def _decide(run: SiteRun, opts: Options, ui: Ui) -> None:
             run.result = Result.REVERTING
             ui.say(
                 f"{run.name}: {run.result.value}: the router restores its backup by itself "
-                f"within {max(0, round(_seconds_left(run)))} s"
+                f"within {max(0, round(seconds_left(run)))} s"
             )
             return
         try:
-            state = await _timed(
+            state = await timed(
                 safety.rollback(run.must_session(), token, device=run.device),
                 safety.ROLLBACK_WAIT + 30,
                 run.name,
@@ -1150,7 +725,7 @@ async def _decide(run: SiteRun, opts: Options, ui: Ui) -> None:
         )
         return
     try:
-        await _timed(
+        await timed(
             safety.confirm(run.must_session(), token, device=run.device), 60, run.name, "confirm"
         )
         run.result = Result.CONFIRMED

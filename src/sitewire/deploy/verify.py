@@ -1,0 +1,143 @@
+"""Pure parts of verifying a site after the change: the script it runs, and the judgement."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sitewire.diagnose.collect import (
+    DeviceFacts,
+)
+from sitewire.plan import Plan
+from sitewire.spec.types import IPNetwork
+
+
+def lan_address(facts: DeviceFacts | None, prefix: object) -> tuple[str, str] | None:
+    """(the device's own address in `prefix`, the device it sits on), from its routes."""
+    if facts is None:
+        return None
+    for route in facts.routes:
+        if route.dest == prefix and route.src is not None and route.dev is not None:
+            return str(route.src), route.dev
+    return None
+
+
+def lan_host(lans: Sequence[IPNetwork], router: str) -> str:
+    """An address in the router's LAN that is not the router's own: a LAN host's packet."""
+    address = ipaddress.ip_address(router)
+    lan = next(p for p in lans if address in p)
+    candidates = [lan.broadcast_address - 1, lan.broadcast_address - 2, lan.network_address + 2]
+    return str(next(c for c in candidates if c != address))
+
+
+def verify_script(
+    plan: Plan, name: str, facts: Mapping[str, DeviceFacts | None], timeout: float
+) -> str:
+    site = plan.site(name)
+    iface = shlex.quote(site.interface)
+    lines = [
+        "now() { cut -d. -f1 /proc/uptime; }",
+        f"end=$(( $(now) + {int(timeout)} ))",
+        # Any reply before the deadline counts: a path through a relay may need a second try.
+        'reach() { while :; do ping -c 1 -W 1 "$@" >/dev/null 2>&1 && return 0; '
+        '[ "$(now)" -ge "$end" ] && return 1; done; }',
+    ]
+    for peer in site.peers:
+        if peer.kind != "site" or peer.public_key is None:
+            continue
+        other = plan.site(peer.name)
+        target = str(other.addresses[0].ip)
+        key = shlex.quote(peer.public_key)
+        lines += [
+            "while :; do",
+            f"  t=$(wg show {iface} latest-handshakes | awk -v k={key} '$1 == k {{ print $2 }}')",
+            f'  if [ -n "$t" ] && [ "$t" != 0 ]; then echo "hs {peer.name} ok"; break; fi',
+            f'  if [ "$(now)" -ge "$end" ]; then echo "hs {peer.name} none"; break; fi',
+            f"  ping -c 1 -W 1 {target} >/dev/null 2>&1 || sleep 1",
+            "done",
+        ]
+    local = next((a for p in site.lan if (a := lan_address(facts.get(name), p))), None)
+    for other_name in plan.site_names:
+        if other_name == name:
+            continue
+        other = plan.site(other_name)
+        target = str(other.addresses[0].ip)
+        lines.append(
+            f"reach {target} && echo 'ping overlay {other_name} ok' "
+            f"|| echo 'ping overlay {other_name} fail'"
+        )
+        remote = next((a for p in other.lan if (a := lan_address(facts.get(other_name), p))), None)
+        if local is None or remote is None:
+            continue
+        src, dev = local
+        dst = remote[0]
+        host = lan_host(site.lan, src)
+        lines.append(
+            f"reach -I {src} {dst} && echo 'ping lan {other_name} ok' "
+            f"|| echo 'ping lan {other_name} fail'"
+        )
+        lines.append(
+            f'echo "route {other_name} '
+            f'$(ip route get {dst} from {host} iif {dev} 2>&1 | head -n 1)"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Evidence:
+    reached: bool = False  # the new SSH connection worked
+    failed: str | None = None  # reached, but could not be verified (e.g. already reverted)
+    handshakes: dict[str, bool] = field(default_factory=dict)
+    overlay: dict[str, bool] = field(default_factory=dict)
+    lan: dict[str, bool] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+
+
+def parse_evidence(stdout: str) -> Evidence:
+    ev = Evidence(reached=True)
+    for line in stdout.splitlines():
+        words = line.split()
+        match words:
+            case ["hs", peer, state]:
+                ev.handshakes[peer] = state == "ok"
+            case ["ping", "overlay", peer, state]:
+                ev.overlay[peer] = state == "ok"
+            case ["ping", "lan", peer, state]:
+                ev.lan[peer] = state == "ok"
+            case ["route", peer, *rest]:
+                ev.routes[peer] = " ".join(rest)
+    return ev
+
+
+def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
+    """What is wrong with `name`, from its own evidence; empty = confirm it."""
+    if not ev.reached:
+        return ["no new SSH connection after the change (locked out?)"]
+    if ev.failed is not None:
+        return [ev.failed]
+    iface = plan.site(name).interface
+    out: list[str] = []
+    for peer, dev in ev.routes.items():
+        if f" dev {iface}" not in f" {dev} ":
+            out.append(f"a LAN host's packet to {peer} would not use {iface}: {dev}")
+    # Every site that passed its own checks must answer, on its overlay address and its LAN
+    # address: a site that cannot say the same of itself is not a fair judge of others.
+    others = [o for o in plan.site_names if o != name and o in healthy]
+    lost = [o for o in others if ev.overlay.get(o) is False]
+    if lost:
+        out.append(f"cannot reach {', '.join(lost)} across the tunnel")
+    lan = [o for o in others if o not in lost and ev.lan.get(o) is False]
+    if lan:
+        out.append(f"cannot reach the LAN of {', '.join(lan)} from its own LAN address")
+    return out
+
+
+def evidence_lines(ev: Evidence) -> list[str]:
+    out = [f"handshake with {p}: {'yes' if ok else 'none'}" for p, ok in ev.handshakes.items()]
+    out += [f"ping {p} overlay: {'ok' if ok else 'FAILED'}" for p, ok in ev.overlay.items()]
+    out += [
+        f"ping {p} LAN from LAN address: {'ok' if ok else 'FAILED'}" for p, ok in ev.lan.items()
+    ]
+    return out
