@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from sitewire.deploy.apply import placeholder_key
+from sitewire.deploy.changes import placeholder_key
 from sitewire.deploy.diff import Change
 from sitewire.deploy.live import (
     file_diff,

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from sitewire.deploy.apply import apply_network, exclusive, plan_with, settle
+from sitewire.deploy.apply import apply_network, exclusive, settle
+from sitewire.deploy.changes import plan_with
 from sitewire.deploy.run import ApplyError, Options, Result
 from sitewire.deploy.ssh import Credentials, Target
 from sitewire.errors import ExitCode, InputError

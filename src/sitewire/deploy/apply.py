@@ -19,32 +19,29 @@ The order (DESIGN.md decisions 2, 5-7):
 from __future__ import annotations
 
 import asyncio
-import base64
 import fcntl
-import hashlib
 import os
-import shlex
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sitewire.deploy import safety
-from sitewire.deploy.diff import describe, planned_changes
-from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
+from sitewire.deploy.changes import (
+    ClientSecrets,
+    client_keys,
+    diff_site,
+    placeholder_key,
+    plan_with,
+    render_for,
+)
 from sitewire.deploy.live import (
     Step,
-    drift_lines,
-    file_diff,
-    linux_revert,
     linux_steps,
     mask_secrets,
-    openwrt_revert,
     openwrt_steps,
-    tailscale_differs,
 )
-from sitewire.deploy.read import *  # noqa
+from sitewire.deploy.prepare import arm_site, prepare_site, share_psks
 from sitewire.deploy.read import linux_paths, read_site, stale_psks
-from sitewire.deploy.run import *  # noqa
 from sitewire.deploy.run import (
     GUARD_MARGIN,
     ApplyError,
@@ -55,307 +52,32 @@ from sitewire.deploy.run import (
     T,
     Ui,
     guarded,
-    ran_out,
     seconds_left,
     timed,
 )
 from sitewire.deploy.ssh import Credentials, RemoteError, Target, connect
-from sitewire.deploy.verify import *  # noqa
 from sitewire.deploy.verify import Evidence, evidence_lines, judge, parse_evidence, verify_script
 from sitewire.diagnose.collect import (
     DeviceFacts,
 )
-from sitewire.diagnose.parse import HIDDEN
-from sitewire.errors import InputError, SitewireError
+from sitewire.errors import SitewireError
 from sitewire.pipeline import Workspace
-from sitewire.plan import Plan, plan_network
-from sitewire.plan.model import SitePlan
+from sitewire.plan import Plan
 from sitewire.render.linux import CONF_DIR, render_linux
-from sitewire.render.model import STAGING, Rendered
-from sitewire.render.openwrt import SECRET_OPTIONS, render_openwrt
+from sitewire.render.model import STAGING
 from sitewire.spec.lock import Lock, save_lock
 from sitewire.spec.model import Platform
-
-OPENWRT_BACKUP = ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root")
-PACKAGE_TIMEOUT = 600.0
-
-
-# --- keys: the live ones, and stand-ins for the ones not yet born ---------------------------------
-
-
-def placeholder_key(site: str) -> str:
-    """A well-formed key standing for one to be made on `site`; shown as such in the diff."""
-    return base64.b64encode(
-        hashlib.sha256(f"sitewire: to be made on {site}".encode()).digest()
-    ).decode()
-
-
-def plan_with(ws: Workspace, keys: Mapping[str, str], clients: Mapping[str, str]) -> Plan:
-    """Plan with the devices' keys, overriding whatever the lock remembered for sites."""
-    lock = ws.lock
-    if lock is not None:
-        sites = {
-            name: entry.model_copy(update={"public_key": keys.get(name)})
-            for name, entry in lock.sites.items()
-        }
-        lock = lock.model_copy(update={"sites": sites})
-    return plan_network(
-        ws.spec,
-        lock,
-        {**clients, **keys},
-        source=str(ws.spec_path),
-        lock_source=str(ws.lock_path),
-    )
-
-
-class _ClientSecrets:
-    """Secrets for apply: sites' keys stay on the devices; only clients' come from --local-keys."""
-
-    def __init__(self, ws: Workspace, plan_clients: Sequence[str]) -> None:
-        self._keys = ws.keys
-        self._clients = set(plan_clients)
-
-    def private_key(self, name: str) -> str | None:
-        return None
-
-    def preshared_key(self, a: str, b: str) -> str | None:
-        if self._keys is None or not ({a, b} & self._clients):
-            return None
-        return self._keys.preshared_key(a, b)
-
-
-def client_keys(ws: Workspace) -> dict[str, str]:
-    """Public keys of clients that made no key of their own, from --local-keys (made if missing)."""
-    need = [n for n, c in ws.spec.clients.items() if c.public_key is None]
-    locked = {
-        n: e.public_key for n, e in (ws.lock.clients.items() if ws.lock else ()) if e.public_key
-    }
-    if ws.keys is None:
-        missing = [n for n in need if n not in locked]
-        if missing:
-            raise InputError(
-                "has no public key, and apply never makes a client's private key unasked",
-                where=f"{ws.spec_path}: clients.{missing[0]}",
-                fix=f"set clients.{missing[0]}.public_key (made on the device), "
-                "or pass --local-keys FILE to keep the client keys there",
-            )
-        return {}
-    ws.keys_changed |= ws.keys.ensure(need, ())
-    public = ws.keys.public_keys()
-    return {n: public[n] for n in need}
-
-
-# --- 2. diff --------------------------------------------------------------------------------------
-
-
-def _render(plan: Plan, run: SiteRun, secrets: _ClientSecrets) -> Rendered:
-    site = plan.site(run.name)
-    if run.platform is Platform.OPENWRT:
-        facts = run.must_facts()
-        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
-        return render_openwrt(plan, site, secrets, current)
-    return render_linux(plan, site, secrets)
-
-
-def _diff(
-    plan: Plan, run: SiteRun, secrets: _ClientSecrets, placeholders: Mapping[str, str]
-) -> None:
-    rendered = _render(plan, run, secrets)
-    facts = run.must_facts()
-    site = plan.site(run.name)
-    lines: list[str] = []
-    if run.missing_packages:
-        lines.append(f"{run.name}: install {', '.join(run.missing_packages)}")
-    if run.key is None:
-        lines.append(f"{run.name}: private key: made on the device (only its public key returns)")
-    if run.platform is Platform.OPENWRT:
-        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
-        try:
-            changes = planned_changes(current, rendered.text("uci-batch"))
-        except SitewireError as exc:
-            raise ApplyError(
-                exc.message, where=run.name, fix="report this with 'uci export network'"
-            ) from None
-        # A secret can't be compared (the device hides it): unchanged unless the section is new.
-        run.changes = [
-            c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN)
-        ]
-        lines += describe(run.name, run.changes) if run.changes else []
-        if run.cron_missing:
-            lines.append(f"{run.name}: cron: wireguard_watchdog every minute")
-    else:
-        for f in rendered.files:
-            if f.device_path is not None:
-                lines += file_diff(
-                    run.name,
-                    f.device_path,
-                    run.files_before.get(f.device_path),
-                    rendered.text(f.path),
-                )
-    if (
-        site.tailscale is not None
-        and facts.tailscale.installed
-        and tailscale_differs(site.tailscale, facts.tailscale.prefs)
-    ):
-        lines.append(f"{run.name}: tailscale: {shlex.join(site.tailscale.command())}")
-    if (
-        facts.tailscale.installed
-        and site.tailscale is None
-        and facts.tailscale.prefs
-        and facts.tailscale.prefs.route_all
-    ):
-        run.problems.append(
-            "warning: Tailscale accepts subnet routes here and the spec says nothing about "
-            "Tailscale for this site; add a tailscale table to the site to have it fixed"
-        )
-    if not lines:
-        # The files agree; the running peers may not (24.10's reload ignores them, or by hand).
-        lines = drift_lines(site, facts)
-    for name, key in placeholders.items():
-        lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
-    run.diff = lines
-
-
-# --- 3-4. arm and prepare -------------------------------------------------------------------------
-
-
-def _backup_paths(plan: Plan, run: SiteRun, secrets: _ClientSecrets) -> list[str]:
-    if run.platform is Platform.OPENWRT:
-        return list(OPENWRT_BACKUP)
-    site = plan.site(run.name)
-    paths = linux_paths(render_linux(plan, site, secrets))
-    paths.append(f"{CONF_DIR}/{site.interface}.key")
-    paths += [f"{CONF_DIR}/{site.interface}-{p.name}.psk" for p in site.peers if p.preshared]
-    return paths
-
-
-async def _arm(plan: Plan, run: SiteRun, opts: Options, secrets: _ClientSecrets) -> None:
-    site = plan.site(run.name)
-    facts = run.must_facts()
-    if run.platform is Platform.OPENWRT:
-        reload_cmds = openwrt_revert(site, facts)
-    else:
-        reload_cmds = linux_revert(site, facts, opts.env)
-    token = safety.new_token()
-    # Taken before the router starts its timer: never later than the router's own deadline.
-    deadline = asyncio.get_running_loop().time() + opts.revert_after
-    await safety.arm(
-        run.must_session(),
-        token,
-        _backup_paths(plan, run, secrets),
-        opts.revert_after,
-        reload_cmds,
-        device=run.device,
-    )
-    run.token = token
-    run.deadline = deadline
-
-
-_INSTALL = {
-    "opkg": "opkg update && opkg install {}",
-    "apk": "apk update && apk add {}",
-    "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
-    "dnf": "dnf install -y {}",
-    "yum": "yum install -y {}",
-    "pacman": "pacman -S --noconfirm {}",
-    "zypper": "zypper --non-interactive install {}",
-}
-
-
-async def _prepare(run: SiteRun, site: SitePlan, ui: Ui) -> None:
-    session = run.must_session()
-    facts = run.must_facts()
-    if run.missing_packages:
-        assert facts.package_manager is not None
-        packages = " ".join(shlex.quote(p) for p in run.missing_packages)
-        command = _INSTALL[facts.package_manager.value].format(packages)
-        ui.say(f"{run.name}: [#] {command}")
-        result = await timed(session.run(command), PACKAGE_TIMEOUT, run.name, command)
-        if result.rc != 0:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [
-                f"exit {result.rc}"
-            ]
-            raise ApplyError(
-                f"could not install {', '.join(run.missing_packages)}: {detail[0]}",
-                where=run.name,
-                fix="check the router's package feeds and free space (df -h /overlay)",
-            )
-        run.handler_fresh = (
-            run.platform is Platform.OPENWRT and "wireguard-tools" in run.missing_packages
-        )
-    if (
-        run.platform is Platform.OPENWRT
-        and not run.handler_fresh
-        and facts.wg.interface(site.interface) is None
-    ):
-        # Installed earlier without a network restart since (by hand, or by an apply that was
-        # then killed or reverted): netifd scans proto handlers only at its start (ref §1.5).
-        # Without the ubus method (older netifd) restart to be sure.
-        loaded = await timed(
-            session.run("ubus call network get_proto_handlers"), 30, run.name, "ubus"
-        )
-        run.handler_fresh = '"wireguard"' not in loaded.stdout
-    if run.key is None:
-        await guarded(run, "true", "its private key was made")
-        run.touched = True
-    run.key = await ensure_private_key(session, run.platform, site.interface)
-    if run.key_before is None:
-        ui.say(f"{run.name}: private key made on the device; public key {run.key}")
-
-
-# Pairs a device works on at once. One: dropbear 2022.82 to 2024.85 (the lab runs 2022.83) may
-# close a session channel opened as another channel's command exits, before its exec request
-# (mkj/dropbear#173, fixed by #326): "Session request failed". Disjoint pairs run in parallel.
-PSK_PAIRS_AT_ONCE = 1
-
-
-async def _share_psks(plan: Plan, runs: Mapping[str, SiteRun], ui: Ui) -> None:
-    """Pairs in parallel, at most PSK_PAIRS_AT_ONCE per device (one after another, the 24 pairs
-    of a 10-site network took 37 s); gates taken in name order, so no two pairs deadlock."""
-    gates = {name: asyncio.Semaphore(PSK_PAIRS_AT_ONCE) for name in runs}
-
-    async def share(name: str, peer: str) -> None:
-        a, b = runs[name], runs[peer]
-        first, second = sorted((name, peer))
-        async with gates[first], gates[second]:
-            for run in (a, b):
-                if seconds_left(run) <= GUARD_MARGIN:
-                    raise ran_out(run, f"the preshared key with {(a, b)[run is a].name} was made")
-            start = asyncio.get_running_loop().time()
-            made = await ensure_preshared_key(
-                (a.must_session(), a.platform, plan.site(name).interface, peer),
-                (b.must_session(), b.platform, plan.site(peer).interface, name),
-            )
-            took = asyncio.get_running_loop().time() - start
-            a.seconds += took
-            b.seconds += took
-        if made:
-            a.touched = b.touched = True
-            ui.say(f"{name}, {peer}: preshared key made on {name}, copied device to device")
-
-    pairs = [
-        (name, peer.name)
-        for name in plan.site_names
-        for peer in plan.site(name).peers
-        if peer.kind == "site" and peer.preshared and peer.name > name and peer.name in runs
-        if runs[name].token is not None and runs[peer.name].token is not None
-    ]
-    results = await asyncio.gather(*(share(*p) for p in pairs), return_exceptions=True)
-    for result in results:  # all finished: none is still writing when the caller rolls back
-        if isinstance(result, BaseException):
-            raise result
-
 
 # --- 5. configure ---------------------------------------------------------------------------------
 
 
 async def _configure(
-    plan: Plan, run: SiteRun, secrets: _ClientSecrets, opts: Options, ui: Ui
+    plan: Plan, run: SiteRun, secrets: ClientSecrets, opts: Options, ui: Ui
 ) -> None:
     session = run.must_session()
     site = plan.site(run.name)
     facts = run.must_facts()
-    rendered = _render(plan, run, secrets)
+    rendered = render_for(plan, run, secrets)
     steps: list[Step]
     if run.platform is Platform.OPENWRT:
         batch = f"{STAGING}/uci-batch"
@@ -538,7 +260,7 @@ async def apply_network(
     runs = {
         name: SiteRun(name, first.site(name).platform, targets[name]) for name in first.site_names
     }
-    secrets = _ClientSecrets(ws, first.client_names)
+    secrets = ClientSecrets(ws, first.client_names)
     try:
         return await _apply(ws, first, runs, clients, secrets, creds, opts, ui)
     finally:
@@ -556,7 +278,7 @@ async def _apply(
     first: Plan,
     runs: dict[str, SiteRun],
     clients: Mapping[str, str],
-    secrets: _ClientSecrets,
+    secrets: ClientSecrets,
     creds: Credentials,
     opts: Options,
     ui: Ui,
@@ -583,7 +305,7 @@ async def _apply(
     keys = {n: r.key or placeholders[n] for n, r in runs.items()}
     draft = plan_with(ws, keys, clients)
     for run in runs.values():
-        _diff(draft, run, secrets, placeholders)
+        diff_site(draft, run, secrets, placeholders)
     for a, b in stale_psks(draft, runs):
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
         runs[a].diff.append(f"{a}: preshared key with {b}: made anew on the devices")
@@ -607,7 +329,7 @@ async def _apply(
             "nothing was changed", where="apply", fix="run again and answer yes, or pass --yes"
         )
     # 3. arm
-    failed = await _each(changed, lambda r: _arm(draft, r, opts, secrets))
+    failed = await _each(changed, lambda r: arm_site(draft, r, opts, secrets))
     if failed:
         await _release([r for r in changed if r.token is not None], ui)
         raise _first_error(failed)
@@ -616,10 +338,10 @@ async def _apply(
             f"{run.name}: backed up; it reverts by itself in {opts.revert_after} s unless confirmed"
         )
     # 4. prepare
-    failed = await _each(changed, lambda r: _prepare(r, first.site(r.name), ui))
+    failed = await _each(changed, lambda r: prepare_site(r, first.site(r.name), ui))
     if not failed:
         try:
-            await _share_psks(first, runs, ui)
+            await share_psks(first, runs, ui)
         except SitewireError as error:
             failed = [(changed[0], error)]
     if failed:
