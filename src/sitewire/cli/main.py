@@ -14,6 +14,7 @@ from sitewire.cli.diagnose import doctor
 from sitewire.cli.lab import lab
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
+from sitewire.cli.status import graph, status
 from sitewire.errors import ExitCode, InputError, SitewireError
 from sitewire.fileio import write_atomic
 from sitewire.pipeline import (
@@ -191,6 +192,8 @@ cli.add_command(apply)
 cli.add_command(confirm)
 cli.add_command(rollback)
 cli.add_command(doctor)
+cli.add_command(status)
+cli.add_command(graph)
 
 
 def main(argv: list[str] | None = None) -> None:
