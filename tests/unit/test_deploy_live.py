@@ -251,3 +251,29 @@ def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None
     # Where tailscaled's rule sits at its usual 5270, the default pin (5100) is fine.
     run.facts = facts_from_sections("A", Platform.OPENWRT, openwrt_sections(uci_changes=("", 0)))
     preflight(run, site)
+
+
+def test_a_wrong_key_peer_is_replaced_without_losing_its_routes(plan: Plan) -> None:
+    # A holds a wrong key for B: the planned B is added, the stranger removed, and the routes
+    # B carries stay (deleting the stranger's routes would delete B's).
+    stranger = public_key(generate_private_key())
+    dump = _dump(plan, "A", drop="B")
+    b = plan.site("A").peer("B")
+    ips = ",".join(str(p) for p in b.allowed_ips)
+    dump += f"wg0\t{stranger}\t{HIDDEN}\t(none)\t{ips}\t0\t0\t0\toff\n"
+    facts = _facts(plan, "A", dump)
+    script = live_peer_script(plan.site("A"), facts.wg.interfaces[0], routes=True)
+    assert script is not None
+    assert f"wg set wg0 peer {stranger} remove" in script
+    assert f"wg set wg0 peer {KEYS['B']}" in script
+    assert "route del" not in script
+    assert script.index("remove") < script.index(f"peer {KEYS['B']}")
+    assert "ip -4 route replace 192.168.7.0/24 dev wg0" in script
+
+
+def test_a_route_allowed_ips_change_restores_the_routes(plan: Plan) -> None:
+    facts = _facts(plan, "B", _dump(plan, "B"))
+    change = Change("network", "sw_peer_A", "peer A", "route_allowed_ips", "0", "1")
+    [step] = openwrt_steps(plan.site("B"), facts, [change], handler_fresh=False, cron_missing=False)
+    assert "wg set" not in step.command  # the peer itself runs as planned
+    assert "ip -4 route replace 192.168.3.0/24 dev wg0" in step.command

@@ -190,7 +190,7 @@ async def _verify(
     try:
         script = verify_script(plan, run.name, facts, budget)
         result = await timed(
-            session.run(script), seconds_left(run) - GUARD_MARGIN, run.name, "verify"
+            session.script(script), seconds_left(run) - GUARD_MARGIN, run.name, "verify"
         )
     except RemoteError:
         return Evidence(reached=True, failed="its verification did not finish before its timer")

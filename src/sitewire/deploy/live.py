@@ -115,9 +115,16 @@ def device_psks(
 
 
 def live_peer_script(
-    site: SitePlan, live: WgInterface, psks: Mapping[str, bool | None] | None = None
+    site: SitePlan,
+    live: WgInterface,
+    psks: Mapping[str, bool | None] | None = None,
+    *,
+    routes: bool = False,
 ) -> str | None:
-    """`wg set` (and routes) for exactly the peers that differ; None when none do.
+    """`wg set` for exactly the peers that differ; None when none do and `routes` is off.
+
+    With `routes`, every planned prefix is also routed through the interface (what
+    route_allowed_ips does on OpenWrt; Linux's wg-quick routes on its own, Table=auto).
 
     Preshared keys go from where the device keeps them into a 0600 file under /tmp and are
     deleted at once; they never appear on a command line or leave the device. Where the device
@@ -126,6 +133,15 @@ def live_peer_script(
     iface = shlex.quote(site.interface)
     lines: list[str] = []
     wanted = {p.public_key for p in site.peers if p.public_key}
+    carried = {prefix for p in site.peers for prefix in p.allowed_ips}
+    # Unplanned peers first (a wrong key, a removed site); a route stays while a planned peer
+    # carries its prefix, whoever held it before.
+    for gone in live.peers:
+        if gone.public_key in wanted:
+            continue
+        lines.append(f"wg set {iface} peer {shlex.quote(gone.public_key)} remove")
+        for old in set(gone.allowed_ips) - carried:
+            lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
     for peer in site.peers:
         assert peer.public_key is not None
         current = live.peer(peer.public_key)
@@ -148,16 +164,15 @@ def live_peer_script(
         if peer.preshared:
             lines.append("rm -f $f")
         if current is not None:
-            for old in set(current.allowed_ips) - set(peer.allowed_ips):
+            for old in set(current.allowed_ips) - carried:
                 lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
-        for prefix in peer.allowed_ips:
+    if not lines and not routes:
+        return None
+    if routes:
+        # Every planned prefix, changed peer or not: `replace` is a no-op on a route that is
+        # there, and restores one that is not (route_allowed_ips was off, or deleted by hand).
+        for prefix in sorted(carried, key=lambda p: (p.version, str(p))):
             lines.append(f"ip -{prefix.version} route replace {prefix} dev {iface}")
-    for gone in live.peers:
-        if gone.public_key in wanted:
-            continue
-        lines.append(f"wg set {iface} peer {shlex.quote(gone.public_key)} remove")
-        for old in gone.allowed_ips:
-            lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
     if not lines:
         return None
     return "set -e; trap 'rm -f /tmp/sitewire-psk.$$' EXIT\n" + "\n".join(
@@ -209,7 +224,7 @@ def openwrt_steps(
                     )
                 )
             else:
-                script = live_peer_script(site, live, psks)
+                script = live_peer_script(site, live, psks, routes=True)
                 if script is not None:
                     steps.append(Step(script, "peer changes, applied live with wg set"))
         if rules_changed:
@@ -340,8 +355,9 @@ def linux_steps(
     elif conf in changed and interface_part(before.get(conf) or "") != interface_part(after[conf]):
         steps.append(Step(restart, "an interface-level setting changed: the device is re-created"))
     else:
-        script = live_peer_script(site, live)
-        if script is not None:
+        if live_peer_script(site, live) is not None:
+            script = live_peer_script(site, live, routes=True)
+            assert script is not None
             steps.append(Step(script, "peer changes, applied live with wg set"))
         nft = next((p for p in after if p.endswith(".nft")), None)
         if nft is not None and nft in changed:

@@ -173,7 +173,7 @@ async def guarded(run: SiteRun, command: str, what: str | None = None) -> str:
     # Past the deadline the router reverts whatever this does: no use waiting longer.
     seconds = min(STEP_TIMEOUT, max(seconds_left(run), 1.0))
     result = await timed(
-        run.must_session().run(guard(run.token) + command), seconds, run.name, command
+        run.must_session().script(guard(run.token) + command), seconds, run.name, command
     )
     if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
         raise ran_out(run, what)

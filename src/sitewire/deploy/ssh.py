@@ -65,15 +65,27 @@ class Session:
         self.target = target
         self._conn = conn
 
-    async def run(self, command: str, stdin: str | None = None) -> RemoteResult:
-        """Run a POSIX sh command. Input is never logged; commands must not contain secrets."""
-        log.info("[#] %s: %s%s", self.target.name, command, " <<(input)" if stdin else "")
+    async def run(
+        self, command: str, stdin: str | None = None, *, shown: str | None = None
+    ) -> RemoteResult:
+        """Run a POSIX sh command. Input is never logged (unless `shown`, a script without
+        secrets); commands must not contain secrets."""
+        text = shown if shown is not None else command + (" <<(input)" if stdin else "")
+        log.info("[#] %s: %s", self.target.name, text)
         try:
             done = await self._conn.run(command, input=stdin, check=False)
         except (OSError, asyncssh.Error) as exc:
             raise RemoteError(f"connection lost: {exc}", where=str(self.target)) from exc
         rc = done.exit_status if done.exit_status is not None else 255
         return RemoteResult(rc, _text(done.stdout), _text(done.stderr))
+
+    async def script(self, text: str) -> RemoteResult:
+        """Run a shell script sent on stdin, not on the command line: dropbear refuses a command
+        over ~9000 bytes, and a hub's scripts grow with its peers. Parsed whole before it runs
+        (one compound command), with /dev/null as its stdin, so no command in it can eat the
+        rest of the script."""
+        body = "{\n" + text.rstrip("\n") + "\n} </dev/null\n"
+        return await self.run("sh -s", body, shown=f"sh -s <<'EOF'\n{body}EOF")
 
     async def check(self, command: str, stdin: str | None = None) -> str:
         result = await self.run(command, stdin)

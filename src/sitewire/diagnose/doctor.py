@@ -73,6 +73,7 @@ class Probes:
     ping_router: dict[str, bool] = field(default_factory=dict)  # from the router's own address
     small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
     large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
+    fits: dict[str, int] = field(default_factory=dict)  # site -> largest DF packet that crossed
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> addresses
     lan_source: str | None = None  # the LAN host address the route checks used
     lan_device: str | None = None
@@ -110,6 +111,13 @@ def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> l
     return out
 
 
+def running_mtu(facts: DeviceFacts | None, site: SitePlan) -> int:
+    """The WireGuard device's MTU as it runs (the plan's when it does not run): the probes
+    test the path with what the device really sends."""
+    links = facts.links if facts is not None else ()
+    return next((x.mtu for x in links if x.name == site.interface), site.mtu)
+
+
 def probe_sections(
     plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]
 ) -> list[tuple[str, str]]:
@@ -121,32 +129,47 @@ def probe_sections(
         src, dev = local
         host = lan_host(next(p for p in me.lan if ipaddress.ip_address(src) in p), src)
         lines.append(f"echo lan {host} {dev}")
-    size = me.mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
+    mtu = running_mtu(facts.get(site), me)
+    size = mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
+    # Smaller DF sizes tried when the full size fails but small pings pass: the largest
+    # that crosses is the MTU to set.
+    smaller = " ".join(str(m - 28) for m in range(mtu - 20, 1279, -20)) or "''"
+    # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
+    lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
+    # One function, then one short background call per target: dropbear drops a connection
+    # whose command exceeds 9000 bytes (MAX_CMD_LEN), so the script must not grow with a
+    # block per site; and the pings to all sites overlap, so a site's probes take as long as
+    # its slowest target, not their sum. Each `echo` is one short write.
+    # probe SITE DST OVERLAY PING: DST the remote router's LAN address (for `ip route get`;
+    # pinged from this router when PING is 1), OVERLAY its tunnel address.
+    route_lan = (
+        f'echo "route_lan $1 $(ip route get $2 from {host} iif {dev} 2>&1 | head -n 1)"'
+        if local is not None
+        else ":"
+    )
+    lines.append(
+        "probe() {\n"
+        'echo "route_router $1 $(ip route get $2 2>&1 | head -n 1)"\n'
+        f"{route_lan}\n"
+        '[ "$4" = 1 ] && { ping -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1 '
+        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
+        'ping -c 2 -i 0.2 -W 2 "$3" >/dev/null 2>&1 '
+        '&& { echo "small $1 ok"; up=1; } || { echo "small $1 fail"; up=0; }\n'
+        'if [ "$df" = 1 ]; then\n'
+        f'if ping -c 2 -i 0.2 -W 2 -M do -s {size} "$3" >/dev/null 2>&1; then '
+        'echo "large $1 ok"; else echo "large $1 fail"\n'
+        f'[ "$up" = 1 ] && for s in {smaller}; do [ -n "$s" ] || break; '
+        'ping -c 1 -W 1 -M do -s "$s" "$3" >/dev/null 2>&1 '
+        '&& { echo "fits $1 $((s + 28))"; break; }; done\n'
+        "fi\n"
+        'else echo "large $1 unknown"; fi\n'
+        "}"
+    )
+    q = shlex.quote
     for t in targets(plan, site, facts):
         dst = t.lan_address or str(t.lan_prefix.network_address + 1)
-        q = shlex.quote
-        lines.append(f'echo "route_router {t.site} $(ip route get {dst} 2>&1 | head -n 1)"')
-        if local is not None:
-            lines.append(
-                f'echo "route_lan {t.site} $(ip route get {dst} from {host} iif {dev} 2>&1 '
-                '| head -n 1)"'
-            )
-        if t.lan_address is not None and local is not None:
-            lines.append(
-                f"ping -c 2 -i 0.2 -W 2 {q(dst)} >/dev/null 2>&1 "
-                f"&& echo 'ping_router {t.site} ok' || echo 'ping_router {t.site} fail'"
-            )
-        lines.append(
-            f"ping -c 2 -i 0.2 -W 2 {t.overlay} >/dev/null 2>&1 "
-            f"&& echo 'small {t.site} ok' || echo 'small {t.site} fail'"
-        )
-        # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
-        lines.append(
-            f"if ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1; then "
-            f"ping -c 2 -i 0.2 -W 2 -M do -s {size} {t.overlay} >/dev/null 2>&1 "
-            f"&& echo 'large {t.site} ok' || echo 'large {t.site} fail'; "
-            f"else echo 'large {t.site} unknown'; fi"
-        )
+        router_ping = int(t.lan_address is not None and local is not None)
+        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
             name = shlex.quote(peer.dial.endpoint.host)
@@ -155,7 +178,7 @@ def probe_sections(
                 "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
                 f"); do echo resolved {name} $a; done"
             )
-    return [("sw_probes", "\n".join(lines) + "\nreturn 0")]
+    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
 
 
 def parse_probes(section: ScriptSection) -> Probes:
@@ -178,6 +201,8 @@ def parse_probes(section: ScriptSection) -> Probes:
                 probes.small[site] = state == "ok"
             case ["large", site, state]:
                 probes.large[site] = None if state == "unknown" else state == "ok"
+            case ["fits", site, size] if size.isdigit():
+                probes.fits[site] = int(size)
             case ["resolved", name, address]:
                 probes.resolved[name] = (*probes.resolved.get(name, ()), address)
     probes.addresses = tuple(addresses)
@@ -207,6 +232,12 @@ def _uci_line(package: str, section: Section) -> str:
 def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
     if facts.firewall is None:
         return None
+    # netifd's `option zone` on the interface also puts it in a zone (reference §2.1).
+    section = facts.network.section(iface) if facts.network is not None else None
+    named = section.options.get("zone") if section is not None else None
+    for zone in facts.firewall.sections_of_type("zone"):
+        if named is not None and zone.options.get("name") == named:
+            return zone
     for zone in facts.firewall.sections_of_type("zone"):
         networks = zone.options.get("network", ())
         devices = zone.options.get("device", ())
@@ -257,7 +288,8 @@ def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
     }
     out = []
     for src, dest in (("lan", name), (name, "lan")):
-        if (src, dest) in have:
+        # fw4 takes `*` for any zone on either side (reference §2.2).
+        if {(src, dest), ("*", dest), (src, "*"), ("*", "*")} & have:
             continue
         shown = [_uci_line("firewall", f) for f in facts.firewall.sections_of_type("forwarding")]
         out.append(
@@ -271,6 +303,8 @@ def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
                     else "the remote LANs cannot reach this LAN"
                 ),
                 ("$ uci show firewall | grep forwarding", *(shown or ["(no forwarding)"])),
+                # Delete first: a disabled sw_fwd section would keep its enabled='0'.
+                f"uci -q delete firewall.sw_fwd_{src}_{dest}; "
                 f"uci set firewall.sw_fwd_{src}_{dest}=forwarding && "
                 f"uci set firewall.sw_fwd_{src}_{dest}.src='{src}' && "
                 f"uci set firewall.sw_fwd_{src}_{dest}.dest='{dest}' && uci commit firewall && "
@@ -282,18 +316,22 @@ def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
 
 def _port_open(facts: DeviceFacts, port: int) -> bool:
     assert facts.firewall is not None
+    # fw4 reads policies and targets case-insensitively; a rule's `src` may be `*` (any
+    # zone, as LuCI writes it) and its proto defaults to `tcpudp` (reference §2.1, §2.3).
     for zone in facts.firewall.sections_of_type("zone"):
-        if zone.options.get("name") == "wan" and zone.options.get("input") == "ACCEPT":
+        if zone.options.get("name") == "wan" and str(zone.options.get("input")).upper() == "ACCEPT":
             return True
     for rule in facts.firewall.sections_of_type("rule"):
         o = rule.options
-        if o.get("enabled", "1") == "0" or o.get("src") != "wan" or o.get("target") != "ACCEPT":
+        if o.get("enabled", "1") == "0" or o.get("src") not in ("wan", "*"):
+            continue
+        if str(o.get("target", "")).upper() != "ACCEPT":
             continue
         if o.get("dest") not in (None, ""):
             continue  # a forward rule, not input
-        proto = o.get("proto", "tcp udp")
+        proto = o.get("proto", "tcpudp")
         protos = proto if isinstance(proto, tuple) else tuple(str(proto).split())
-        if not ({"udp", "all", "any"} & set(protos)):
+        if not ({"udp", "tcpudp", "all", "any"} & {p.lower() for p in protos}):
             continue
         ports = o.get("dest_port")
         if ports is None:
@@ -313,22 +351,29 @@ def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
     if site.firewall.open_port is None or _port_open(facts, site.firewall.open_port):
         return []
     port = site.firewall.open_port
-    rules = [
+    shown = [
+        _uci_line("firewall", z)
+        for z in facts.firewall.sections_of_type("zone")
+        if z.options.get("name") == "wan"
+    ]
+    shown += [
         _uci_line("firewall", r)
         for r in facts.firewall.sections_of_type("rule")
-        if r.options.get("src") == "wan"
+        if r.options.get("src") in ("wan", "*")
     ]
+    rule = f"firewall.sw_allow_{site.interface}"
     return [
         Finding(
             "port-closed",
             site.name,
             f"others dial this site on udp/{port}, but no firewall rule accepts it from wan",
-            ("$ uci show firewall  (rules from wan)", *(rules or ["(none)"])),
-            f"uci set firewall.sw_allow_{site.interface}=rule && "
-            f"uci set firewall.sw_allow_{site.interface}.src='wan' && "
-            f"uci set firewall.sw_allow_{site.interface}.proto='udp' && "
-            f"uci set firewall.sw_allow_{site.interface}.dest_port='{port}' && "
-            f"uci set firewall.sw_allow_{site.interface}.target='ACCEPT' && uci commit firewall "
+            ("$ uci show firewall  (the wan zone and rules from wan)", *(shown or ["(none)"])),
+            # Delete first: a disabled or altered sw_allow section would keep its options.
+            f"uci -q delete {rule}; uci set {rule}=rule && "
+            f"uci set {rule}.name='Allow-sitewire-{site.interface}' && "
+            f"uci set {rule}.src='wan' && uci set {rule}.proto='udp' && "
+            f"uci set {rule}.dest_port='{port}' && uci set {rule}.target='ACCEPT' && "
+            "uci commit firewall "
             f"&& /etc/init.d/firewall reload   (or: {APPLY})",
         )
     ]
@@ -390,8 +435,22 @@ def check_keepalive(live: Live, site: SitePlan) -> list[Finding]:
     return out
 
 
+def _wan4(facts: DeviceFacts | None) -> list[str]:
+    """The router's own IPv4 address(es) on its WAN device, from the connected route."""
+    if facts is None or facts.wan_device is None:
+        return []
+    return [str(r.src) for r in facts.routes if r.dev == facts.wan_device and r.src is not None]
+
+
 def check_ddns(live: Live, site: SitePlan) -> list[Finding]:
-    """5. A dialled DNS name whose address is not the listener's current WAN address."""
+    """5. A dialled DNS name whose address is not the listener's current WAN address.
+
+    Two shapes: WireGuard still sends to an address the listener no longer holds (it resolved
+    the name once; the tunnel is down), and the name itself resolves to none of the listener's
+    addresses while the tunnel runs on the right one (it breaks at the next resolve). A
+    listener behind a port-forwarding router holds neither its public address nor the
+    endpoint; there the name and the working endpoint agree, and nothing is reported.
+    """
     out = []
     for peer in site.peers:
         if peer.dial is None or peer.dial.endpoint.kind != "name" or peer.kind != "site":
@@ -400,11 +459,16 @@ def check_ddns(live: Live, site: SitePlan) -> list[Finding]:
         running = _live_peer(live, site, peer.name)
         if theirs is None or running is None or running.endpoint is None:
             continue
-        if str(running.endpoint.ip) in theirs.addresses:
-            continue
+        endpoint = str(running.endpoint.ip)
+        held = set(theirs.addresses)
         name = peer.dial.endpoint.host
         resolved = live.probes[site.name].resolved.get(name, ())
-        stale_dns = bool(resolved) and not (set(resolved) & set(theirs.addresses))
+        works = live.probes[site.name].small.get(peer.name) is True
+        stale_endpoint = endpoint not in held and not works
+        dns_off = bool(resolved) and not (set(resolved) & held)
+        latent = dns_off and works and endpoint not in resolved
+        if not stale_endpoint and not latent:
+            continue
         wan = [a for a in theirs.addresses if not a.startswith(("127.", "::1", "fe80"))]
         evidence = [
             "$ wg show all dump  (the endpoint in use)",
@@ -414,24 +478,48 @@ def check_ddns(live: Live, site: SitePlan) -> list[Finding]:
             f"$ nslookup {name}  (on {site.name})",
             " ".join(resolved) or "(no answer)",
         ]
-        fix = (
-            f"update the DNS record of {name} to {peer.name}'s WAN address"
-            if stale_dns
-            else f"wg set {site.interface} peer {running.public_key} endpoint "
-            f"{peer.dial.endpoint.with_port(peer.dial.endpoint.port or 51820)}   (the "
-            "wireguard_watchdog cron job does this after 150 s without a handshake: "
-            f"check '/etc/init.d/cron enabled' on {site.name}, or {APPLY})"
+        target = peer.dial.endpoint.with_port(peer.dial.endpoint.port or 51820)
+        reset = f"wg set {site.interface} peer {running.public_key} endpoint {target}"
+        address = ", ".join(_wan4(live.facts.get(peer.name))) or f"{peer.name}'s WAN address"
+        update = (
+            f"update the DNS record of {name} to {address} (if {peer.name} sits behind "
+            "another router that forwards the port, check that forward instead)"
         )
-        out.append(
-            Finding(
-                "ddns-stale",
-                site.name,
-                f"talks to {peer.name} at {running.endpoint.ip}, which {peer.name} no longer has"
-                + (f"; {name} still resolves to the old address" if stale_dns else ""),
-                tuple(evidence),
-                fix,
+        if latent:
+            problem = (
+                f"{name} resolves to {' '.join(resolved)}, which {peer.name} does not have: "
+                f"the tunnel runs on {endpoint} now, but breaks the next time {site.name} "
+                "resolves the name (ifup, reboot, the watchdog)"
             )
-        )
+            fix = update
+        elif dns_off:
+            again = (
+                "still resolves to the old address"
+                if endpoint in resolved
+                else f"resolves to {' '.join(resolved)}, which {peer.name} does not have either"
+            )
+            problem = (
+                f"talks to {peer.name} at {endpoint}, which {peer.name} no longer has; "
+                f"{name} {again}"
+            )
+            fix = f"{update}; then: {reset}"
+        else:
+            problem = (
+                f"talks to {peer.name} at {endpoint}, which {peer.name} no longer has: {name} "
+                "resolves to its new address, but WireGuard resolved the name once and kept "
+                "the old one"
+            )
+            job = (
+                f"the sitewire-reresolve-{site.interface} cron job"
+                if site.platform is Platform.LINUX
+                else f"or: ifup {site.interface}; the wireguard_watchdog cron job"
+            )
+            # Apply compares no resolved endpoint with the plan: it would not change this.
+            fix = (
+                f"{reset}   ({job} does this after 150 s without a handshake: check that "
+                f"cron runs on {site.name})"
+            )
+        out.append(Finding("ddns-stale", site.name, problem, tuple(evidence), fix))
     return out
 
 
@@ -559,30 +647,59 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
     return out
 
 
+def _mtu_fails(live: Live, site: str, other: str) -> bool:
+    probes = live.probes.get(site)
+    return (
+        probes is not None and probes.small.get(other) is True and probes.large.get(other) is False
+    )
+
+
 def check_mtu(live: Live, site: SitePlan) -> list[Finding]:
-    """9. An MTU too large for the path: small pings pass, full-size ones with DF do not."""
+    """9. An MTU too large for the path: small pings pass, full-size ones with DF do not.
+
+    One cause, one finding: a path that drops large packets fails both ends' probes (a ping's
+    reply is as large as its request), so where both ends see it the site first in the plan
+    reports it for the pair.
+    """
     probes = live.probes[site.name]
+    order = list(live.plan.site_names)
     out = []
-    for other, ok in probes.small.items():
-        if ok and probes.large.get(other) is False:
-            size = site.mtu - 28
-            link = next((x for x in live.facts[site.name].links if x.name == site.interface), None)
-            mtu = link.mtu if link is not None else site.mtu
-            out.append(
-                Finding(
-                    "mtu-too-large",
-                    site.name,
-                    f"packets of {site.interface}'s MTU ({mtu}) do not cross to {other}; "
-                    "small ones do",
-                    (
-                        f"$ ping -c 2 {live.plan.site(other).addresses[0].ip}   → ok",
-                        f"$ ping -c 2 -M do -s {size} {live.plan.site(other).addresses[0].ip}"
-                        "   → no reply",
-                    ),
-                    f"lower the MTU on both ends: set mtu = {min(site.mtu, 1420) - 40} under "
-                    f"sites.{site.name} (or wan_mtu / pppoe) and run {APPLY}",
-                )
+    for other in probes.small:
+        if not _mtu_fails(live, site.name, other):
+            continue
+        both = _mtu_fails(live, other, site.name)
+        if both and other in order and order.index(other) < order.index(site.name):
+            continue  # `other` reports this pair
+        mtu = running_mtu(live.facts[site.name], site)
+        size = mtu - 28
+        overlay = live.plan.site(other).addresses[0].ip
+        evidence = [
+            f"$ ping -c 2 {overlay}   → ok",
+            f"$ ping -c 2 -M do -s {size} {overlay}   → no reply",
+        ]
+        fits = probes.fits.get(other)
+        if fits is not None:
+            evidence.append(
+                f"$ ping -c 1 -M do -s {fits - 28} {overlay}   → ok  (the largest that crossed)"
             )
+        if both:
+            evidence.append(f"(and the same from {other} to {site.name})")
+        fix = (
+            f"set mtu = {fits} under sites.{site.name} and sites.{other}, then run {APPLY}"
+            if fits is not None
+            else f"lower the MTU on both ends: set wan_mtu (the WAN's real MTU; pppoe = true "
+            f"for 1492) or mtu under sites.{site.name} and sites.{other}, then run {APPLY}"
+        )
+        out.append(
+            Finding(
+                "mtu-too-large",
+                site.name,
+                f"packets of {site.interface}'s MTU ({mtu}) do not cross to {other}; "
+                "small ones do: the path carries less (and says nothing)",
+                tuple(evidence),
+                fix,
+            )
+        )
     return out
 
 
@@ -611,15 +728,20 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
             f"{rule}:\tfrom all lookup 52" if rule is not None else "(no lookup 52 rule)",
             "$ ip route show table 52",
             *(f"{r.dest} dev {r.dev}" for r in in52),
-            f"$ ip route get <{other} LAN> from {probes.lan_source} iif {probes.lan_device}",
+            f"$ ip route get {line.split()[0]} from {probes.lan_source} iif {probes.lan_device}",
             line,
         ]
+        if router_ok:
+            dst = probes.route_router.get(other, "").split()[:1] or [f"<{other} LAN>"]
+            evidence.append(f"$ ping -c 2 {dst[0]}   → ok  (from the router itself)")
+        path = "the tailnet" if "tailscale0" in probes.route_router.get(other, "") else "WireGuard"
         shape = (
-            " (pings from the router itself still get through, over the tailnet: it works from "
+            f" (pings from the router itself still get through, over {path}: it works from "
             "the router and fails from the LAN)"
             if router_ok
             else ""
         )
+        pinned = site.tailscale is not None and site.tailscale.accept_routes
         out.append(
             Finding(
                 "tailscale-captures-route",
@@ -627,8 +749,12 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
                 f"Tailscale's accepted routes capture {prefix}: LAN traffic to {other} goes "
                 f"into tailscale0, not {site.interface}{shape}",
                 tuple(evidence),
-                "tailscale set --accept-routes=false   (or keep them: accept_routes = true under "
-                f"sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
+                # The spec keeps accepted routes: apply restores the rules that pin the
+                # WireGuard prefixes to main ahead of table 52 (turning them off would fight it).
+                f"{APPLY}   (it puts back the rules that pin {prefix} to main ahead of table 52)"
+                if pinned
+                else "tailscale set --accept-routes=false   (or keep them: accept_routes = true "
+                f"under sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
             )
         )
     return out
