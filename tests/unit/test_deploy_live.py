@@ -17,9 +17,10 @@ from sitewire.deploy.live import (
     tailscale_differs,
     tailscale_restore,
 )
-from sitewire.deploy.verify import Evidence, judge, lan_host, parse_evidence, verify_script
+from sitewire.deploy.verify import Evidence, judge, parse_evidence, verify_script
 from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import HIDDEN, parse_tailscale_prefs, parse_wg_dump
+from sitewire.diagnose.probes import lan_host
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.model import Platform, Spec
@@ -194,8 +195,8 @@ def test_verification_script_and_judgement(plan: Plan) -> None:
 
 def test_lan_host_is_never_the_router() -> None:
     lan = ipaddress.ip_network("192.168.3.0/24")
-    assert lan_host([lan], "192.168.3.1") == "192.168.3.254"
-    assert lan_host([lan], "192.168.3.254") == "192.168.3.253"
+    assert lan_host(lan, "192.168.3.1") == "192.168.3.254"
+    assert lan_host(lan, "192.168.3.254") == "192.168.3.253"
 
 
 def test_placeholders_are_well_formed_and_distinct() -> None:

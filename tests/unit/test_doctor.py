@@ -13,8 +13,9 @@ from collections.abc import Mapping
 import pytest
 
 from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
-from sitewire.diagnose.doctor import Finding, Live, Probes, diagnose
+from sitewire.diagnose.doctor import Finding, Live, diagnose
 from sitewire.diagnose.parse import HIDDEN
+from sitewire.diagnose.probes import Probes
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.model import Platform

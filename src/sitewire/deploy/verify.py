@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sitewire.diagnose.collect import (
     DeviceFacts,
 )
+from sitewire.diagnose.probes import lan_address, lan_host
 from sitewire.plan import Plan
-from sitewire.spec.types import IPNetwork
-
-
-def lan_address(facts: DeviceFacts | None, prefix: object) -> tuple[str, str] | None:
-    """(the device's own address in `prefix`, the device it sits on), from its routes."""
-    if facts is None:
-        return None
-    for route in facts.routes:
-        if route.dest == prefix and route.src is not None and route.dev is not None:
-            return str(route.src), route.dev
-    return None
-
-
-def lan_host(lans: Sequence[IPNetwork], router: str) -> str:
-    """An address in the router's LAN that is not the router's own: a LAN host's packet."""
-    address = ipaddress.ip_address(router)
-    lan = next(p for p in lans if address in p)
-    candidates = [lan.broadcast_address - 1, lan.broadcast_address - 2, lan.network_address + 2]
-    return str(next(c for c in candidates if c != address))
 
 
 def verify_script(
@@ -73,7 +55,7 @@ def verify_script(
             continue
         src, dev = local
         dst = remote[0]
-        host = lan_host(site.lan, src)
+        host = lan_host(next(p for p in site.lan if ipaddress.ip_address(src) in p), src)
         lines.append(
             f"reach -I {src} {dst} && echo 'ping lan {other_name} ok' "
             f"|| echo 'ping lan {other_name} fail'"

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
 from sitewire.diagnose.collect import FACT_SECTIONS, DeviceFacts, facts_from_sections, run_sections
-from sitewire.diagnose.doctor import Live, Probes, parse_probes, probe_sections
+from sitewire.diagnose.doctor import Live
+from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 

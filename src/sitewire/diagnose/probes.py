@@ -1,0 +1,171 @@
+"""What doctor asks each router beyond its facts: routes a LAN host's packet takes, pings
+across the tunnel with and without DF, names resolved, addresses held. Shell out, values in."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.parse import ScriptSection
+from sitewire.plan import Plan
+from sitewire.plan.model import SitePlan
+from sitewire.spec.types import IPNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Another site as seen from one router: where its LAN and overlay answer."""
+
+    site: str
+    overlay: str
+    lan_address: str | None  # the remote router's own LAN address, if known
+    lan_prefix: IPNetwork
+
+
+@dataclass
+class Probes:
+    """What the second round trip saw on one router."""
+
+    addresses: tuple[str, ...] = ()  # every address the router holds (`ip -o addr`)
+    route_lan: dict[str, str] = field(default_factory=dict)  # site -> `ip route get ... iif lan`
+    route_router: dict[str, str] = field(default_factory=dict)  # site -> `ip route get <dst>`
+    ping_router: dict[str, bool] = field(default_factory=dict)  # from the router's own address
+    small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
+    large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
+    fits: dict[str, int] = field(default_factory=dict)  # site -> largest DF packet that crossed
+    resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> addresses
+    lan_source: str | None = None  # the LAN host address the route checks used
+    lan_device: str | None = None
+
+
+def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[str, str] | None:
+    """(the device's own address in `prefix`, its device), from the connected route."""
+    if facts is None:
+        return None
+    for route in facts.routes:
+        if route.dest == prefix and route.src is not None and route.dev is not None:
+            return str(route.src), route.dev
+    return None
+
+
+def lan_host(prefix: IPNetwork, router: str) -> str:
+    """An address in the LAN that is not the router's: stands for a LAN host's packet."""
+    address = ipaddress.ip_address(router)
+    for candidate in (prefix.broadcast_address - 1, prefix.broadcast_address - 2):
+        if candidate != address:
+            return str(candidate)
+    return str(prefix.network_address + 2)
+
+
+def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> list[Target]:
+    out = []
+    for other in plan.sites():
+        if other.name == site or not other.lan:
+            continue
+        prefix = other.lan[0]
+        found = lan_address(facts.get(other.name), prefix)
+        out.append(
+            Target(other.name, str(other.addresses[0].ip), found[0] if found else None, prefix)
+        )
+    return out
+
+
+def running_mtu(facts: DeviceFacts | None, site: SitePlan) -> int:
+    """The WireGuard device's MTU as it runs (the plan's when it does not run): the probes
+    test the path with what the device really sends."""
+    links = facts.links if facts is not None else ()
+    return next((x.mtu for x in links if x.name == site.interface), site.mtu)
+
+
+def probe_sections(
+    plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]
+) -> list[tuple[str, str]]:
+    """Shell sections for diagnose.collect.run_sections: each prints `key value` lines."""
+    me = plan.site(site)
+    local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
+    lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1] }\'']
+    if local is not None:
+        src, dev = local
+        host = lan_host(next(p for p in me.lan if ipaddress.ip_address(src) in p), src)
+        lines.append(f"echo lan {host} {dev}")
+    mtu = running_mtu(facts.get(site), me)
+    size = mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
+    # Smaller DF sizes tried when the full size fails but small pings pass: the largest
+    # that crosses is the MTU to set.
+    smaller = " ".join(str(m - 28) for m in range(mtu - 20, 1279, -20)) or "''"
+    # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
+    lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
+    # One function, then one short background call per target: dropbear drops a connection
+    # whose command exceeds 9000 bytes (MAX_CMD_LEN), so the script must not grow with a
+    # block per site; and the pings to all sites overlap, so a site's probes take as long as
+    # its slowest target, not their sum. Each `echo` is one short write.
+    # probe SITE DST OVERLAY PING: DST the remote router's LAN address (for `ip route get`;
+    # pinged from this router when PING is 1), OVERLAY its tunnel address.
+    route_lan = (
+        f'echo "route_lan $1 $(ip route get $2 from {host} iif {dev} 2>&1 | head -n 1)"'
+        if local is not None
+        else ":"
+    )
+    lines.append(
+        "probe() {\n"
+        'echo "route_router $1 $(ip route get $2 2>&1 | head -n 1)"\n'
+        f"{route_lan}\n"
+        '[ "$4" = 1 ] && { ping -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1 '
+        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
+        'ping -c 2 -i 0.2 -W 2 "$3" >/dev/null 2>&1 '
+        '&& { echo "small $1 ok"; up=1; } || { echo "small $1 fail"; up=0; }\n'
+        'if [ "$df" = 1 ]; then\n'
+        f'if ping -c 2 -i 0.2 -W 2 -M do -s {size} "$3" >/dev/null 2>&1; then '
+        'echo "large $1 ok"; else echo "large $1 fail"\n'
+        f'[ "$up" = 1 ] && for s in {smaller}; do [ -n "$s" ] || break; '
+        'ping -c 1 -W 1 -M do -s "$s" "$3" >/dev/null 2>&1 '
+        '&& { echo "fits $1 $((s + 28))"; break; }; done\n'
+        "fi\n"
+        'else echo "large $1 unknown"; fi\n'
+        "}"
+    )
+    q = shlex.quote
+    for t in targets(plan, site, facts):
+        dst = t.lan_address or str(t.lan_prefix.network_address + 1)
+        router_ping = int(t.lan_address is not None and local is not None)
+        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
+    for peer in me.peers:
+        if peer.dial is not None and peer.dial.endpoint.kind == "name":
+            name = shlex.quote(peer.dial.endpoint.host)
+            lines.append(
+                f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
+                "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
+                f"); do echo resolved {name} $a; done"
+            )
+    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
+
+
+def parse_probes(section: ScriptSection) -> Probes:
+    probes = Probes()
+    addresses: list[str] = []
+    for line in section.stdout.splitlines():
+        words = line.split()
+        match words:
+            case ["addr", address]:
+                addresses.append(address)
+            case ["lan", host, device]:
+                probes.lan_source, probes.lan_device = host, device
+            case ["route_lan", site, *rest]:
+                probes.route_lan[site] = " ".join(rest)
+            case ["route_router", site, *rest]:
+                probes.route_router[site] = " ".join(rest)
+            case ["ping_router", site, state]:
+                probes.ping_router[site] = state == "ok"
+            case ["small", site, state]:
+                probes.small[site] = state == "ok"
+            case ["large", site, state]:
+                probes.large[site] = None if state == "unknown" else state == "ok"
+            case ["fits", site, size] if size.isdigit():
+                probes.fits[site] = int(size)
+            case ["resolved", name, address]:
+                probes.resolved[name] = (*probes.resolved.get(name, ()), address)
+    probes.addresses = tuple(addresses)
+    return probes
