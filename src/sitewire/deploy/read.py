@@ -1,4 +1,10 @@
-"""Reading a site before any change: facts, live keys, hashes of preshared keys, refusals."""
+"""Reading a site before any change: facts, live keys, hashes of preshared keys, refusals.
+
+A Linux host's files come back with their keys hidden twice, by awk on the host before they are
+sent and again here, on every line wg would read as a key (issue 9): wg drops every blank from a
+line, cuts it at `#` and compares `PrivateKey=` and `PresharedKey=` without regard to case. The
+comment is not cut here: a key commented out is still somebody's key.
+"""
 
 from __future__ import annotations
 
@@ -58,11 +64,51 @@ def _key_sections(site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]
         return [("sw_pubkey", pubkey), ("sw_cron", cron)]
     key = shlex.quote(f"{CONF_DIR}/{iface}.key")
     out = [("sw_pubkey", f"has wg || return 0\n[ -s {key} ] || return 0\nwg pubkey < {key}")]
-    hide = r"sed -E 's/^([[:space:]]*(PrivateKey|PresharedKey)[[:space:]]*=).*/\1 (hidden)/'"
     for n, path in enumerate(paths):
         quoted = shlex.quote(path)
-        out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{hide} {quoted}"))
+        out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{_HIDE} {quoted}"))
     return out
+
+
+# wg's blanks (wireguard-tools ctype.h char_is_space) spelled out, not [:space:], which older
+# mawk lacks; a record never holds its \n. awk's tolower is ASCII, as is wg's strncasecmp.
+# The line keeps what comes before its first `=`.
+_HIDE = (
+    r"""awk '{ k = $0; gsub(/[ \t\r\v\f]/, "", k) }"""
+    r""" tolower(k) ~ /(privatekey|presharedkey)=/ { sub(/=.*/, "= (hidden)") } 1'"""
+)
+_BLANKS = re.compile(r"[ \t\n\v\f\r]")
+_KEY_LINE = re.compile(r"(privatekey|presharedkey)=")
+
+
+def hide_secrets(text: str) -> str:
+    """What _HIDE does on the device, again on the controller: a key the device let through
+    is never shown. Lines are split at `\n` only, as awk splits them."""
+    return "\n".join(_hide_line(line) for line in text.split("\n"))
+
+
+def _hide_line(line: str) -> str:
+    if not _KEY_LINE.search(_BLANKS.sub("", line).lower()):
+        return line
+    return f"{line.partition('=')[0]}= (hidden)"
+
+
+def read_files(
+    sections: Mapping[str, ScriptSection], paths: Sequence[str]
+) -> tuple[dict[str, str | None], list[str]]:
+    """Each path's text as the device holds it (keys hidden; None: no such file), and the
+    paths whose keys the device failed to hide."""
+    files: dict[str, str | None] = {}
+    leaked = []
+    for n, path in enumerate(paths):
+        found = sections[f"sw_file{n}"]
+        if found.rc != 0:
+            files[path] = None
+            continue
+        files[path] = hide_secrets(found.stdout)
+        if files[path] != found.stdout:
+            leaked.append(path)
+    return files, leaked
 
 
 def linux_paths(rendered: Rendered) -> list[str]:
@@ -82,9 +128,11 @@ async def read_site(run: SiteRun, plan: Plan, creds: Credentials, paths: Sequenc
     if run.platform is Platform.OPENWRT:
         cron = sections["sw_cron"].stdout.split()
         run.cron_missing = site.watchdog and not {"line", "enabled"} <= set(cron)
-    for n, path in enumerate(paths):
-        found: ScriptSection = sections[f"sw_file{n}"]
-        run.files_before[path] = found.stdout if found.rc == 0 else None
+    files, leaked = read_files(sections, paths)
+    run.files_before.update(files)
+    run.problems += [
+        f"warning: {path} came back with a key in clear; sitewire hid it" for path in leaked
+    ]
     preflight(run, site)
     switch = await safety.status(run.session, device=run.device)
     if switch.pending is not None:

@@ -1,8 +1,11 @@
-"""Pure parts of verifying a site after the change: the script it runs, and the judgement."""
+"""Pure parts of verifying a site after the change: the script it runs, and the judgement.
+
+The script carries other routers' facts (their LAN addresses and devices): each goes in
+shell-quoted, so what one router said is only ever an argument on another (issue 9).
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,8 +20,9 @@ from sitewire.plan import Plan
 def verify_script(
     plan: Plan, name: str, facts: Mapping[str, DeviceFacts | None], timeout: float
 ) -> str:
+    q = shlex.quote
     site = plan.site(name)
-    iface = shlex.quote(site.interface)
+    iface = q(site.interface)
     lines = [
         "now() { cut -d. -f1 /proc/uptime; }",
         f"end=$(( $(now) + {int(timeout)} ))",
@@ -30,8 +34,8 @@ def verify_script(
         if peer.kind != "site" or peer.public_key is None:
             continue
         other = plan.site(peer.name)
-        target = str(other.addresses[0].ip)
-        key = shlex.quote(peer.public_key)
+        target = q(str(other.addresses[0].ip))
+        key = q(peer.public_key)
         lines += [
             "while :; do",
             f"  t=$(wg show {iface} latest-handshakes | awk -v k={key} '$1 == k {{ print $2 }}')",
@@ -45,7 +49,7 @@ def verify_script(
         if other_name == name:
             continue
         other = plan.site(other_name)
-        target = str(other.addresses[0].ip)
+        target = q(str(other.addresses[0].ip))
         lines.append(
             f"reach {target} && echo 'ping overlay {other_name} ok' "
             f"|| echo 'ping overlay {other_name} fail'"
@@ -54,15 +58,15 @@ def verify_script(
         if local is None or remote is None:
             continue
         src, dev = local
-        dst = remote[0]
-        host = lan_host(next(p for p in site.lan if ipaddress.ip_address(src) in p), src)
+        dst = q(str(remote[0]))
+        host = lan_host(next(p for p in site.lan if src in p), src)
         lines.append(
-            f"reach -I {src} {dst} && echo 'ping lan {other_name} ok' "
+            f"reach -I {q(str(src))} {dst} && echo 'ping lan {other_name} ok' "
             f"|| echo 'ping lan {other_name} fail'"
         )
         lines.append(
             f'echo "route {other_name} '
-            f'$(ip route get {dst} from {host} iif {dev} 2>&1 | head -n 1)"'
+            f'$(ip route get {dst} from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
         )
     return "\n".join(lines) + "\n"
 

@@ -37,6 +37,7 @@ from sitewire.diagnose.parse import (
     parse_handler,
     parse_ip_links,
     parse_ip_rules,
+    parse_number,
     parse_openwrt_release,
     parse_opkg_installed,
     parse_os_release,
@@ -428,11 +429,9 @@ class _Reader:
             ) from None
 
 
-def _clock(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise UnexpectedOutput(f"{text.strip()!r} is not a time") from None
+def _clock(text: str) -> int | None:
+    """`date +%s`; anything else is no clock, and ages are then counted on the controller's."""
+    return parse_number(text.strip())
 
 
 def _read_openwrt(reader: _Reader, platform: Platform) -> OpenWrtRelease | None:

@@ -9,12 +9,12 @@ per cause (the lab tests break a healthy network one way at a time and expect ex
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sitewire import strict
 from sitewire.diagnose.collect import DeviceFacts
-from sitewire.diagnose.parse import WgPeer
+from sitewire.diagnose.parse import WgPeer, parse_number
 from sitewire.diagnose.probes import (
     Probes,
     running_mtu,
@@ -24,7 +24,7 @@ from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import peer_section
 from sitewire.render.uci import Section
 from sitewire.spec.model import Platform
-from sitewire.spec.types import IPNetwork
+from sitewire.strict import IPNetwork
 
 APPLY = "sitewire apply"
 
@@ -182,7 +182,8 @@ def _port_open(facts: DeviceFacts, port: int) -> bool:
             return True
         for item in ports if isinstance(ports, tuple) else str(ports).split():
             low, _, high = item.replace(":", "-").partition("-")
-            if low.isdigit() and int(low) <= port <= int(high or low):
+            first, last = parse_number(low), parse_number(high or low)
+            if first is not None and last is not None and first <= port <= last:
                 return True
     return False
 
@@ -463,10 +464,7 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
         key = str(section.options.get("public_key", ""))
         running = iface.peer(key)
         ips = section.options.get("allowed_ips", ())
-        saved = {
-            ipaddress.ip_network(p, strict=False)
-            for p in (ips if isinstance(ips, tuple) else str(ips).split())
-        }
+        saved = _prefixes(ips if isinstance(ips, tuple) else str(ips).split())
         if running is not None and set(running.allowed_ips) == saved:
             continue
         if running is None and peer.kind == "site" and _actual_key(live, peer.name) != key:
@@ -488,6 +486,17 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
                 f"25.12: ubus call network.interface.{site.interface} renew; or: {APPLY})",
             )
         )
+    return out
+
+
+def _prefixes(items: Sequence[str]) -> set[IPNetwork | str]:
+    """uci's allowed_ips as prefixes; what does not read as one stays text, and so differs."""
+    out: set[IPNetwork | str] = set()
+    for item in items:
+        try:
+            out.add(strict.network(item, strict=False))
+        except ValueError:
+            out.add(item)
     return out
 
 

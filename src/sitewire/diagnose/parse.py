@@ -1,21 +1,24 @@
 """Device output as typed values: wg dumps, ip rules/routes/links, Tailscale prefs, releases.
 
 Pure: text in, frozen values out. Nothing here keeps a private or preshared key; a dump line
-that carries one is read for everything else and the key is dropped on the spot.
+that carries one is read for everything else and the key is dropped on the spot. Router output
+is hostile until read (issue 9): addresses go through sitewire.strict (no zone IDs, only the
+characters an address is written with), numbers are ASCII digits, JSON is depth-bounded, and
+anything else raises UnexpectedOutput, never another exception.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import TypeGuard
 
+from sitewire import strict
 from sitewire.errors import SitewireError
-from sitewire.spec.types import IPAddress, IPNetwork
+from sitewire.strict import IPAddress, IPNetwork
 
 NONE = "(none)"
 # What the fact-gathering script puts on the router in place of a key before anything is sent.
@@ -23,8 +26,11 @@ HIDDEN = "(hidden)"
 MARK = "@@sitewire"
 
 _KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
-_V4_DEFAULT = ipaddress.ip_network("0.0.0.0/0")
-_V6_DEFAULT = ipaddress.ip_network("::/0")
+_V4_DEFAULT = strict.network("0.0.0.0/0")
+_V6_DEFAULT = strict.network("::/0")
+# A link-local endpoint's zone as getnameinfo prints it: an interface name (IFNAMSIZ).
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]{1,16}")
 
 
 class UnexpectedOutput(SitewireError):
@@ -33,6 +39,12 @@ class UnexpectedOutput(SitewireError):
     Messages name the line number and what was wrong, never the line itself: a dump line
     may carry a key.
     """
+
+
+def parse_number(text: str) -> int | None:
+    """ASCII digits, at most 20 (a u64), as an int; else None. `'²'.isdigit()` is True but
+    `int('²')` raises; `int()` takes `1_000`, `٣` and ` 3 `, and refuses 5,000 digits."""
+    return strict.digits(text) if len(text) <= 20 else None
 
 
 # --- script sections -------------------------------------------------------------------------
@@ -72,10 +84,10 @@ def parse_sections(text: str) -> dict[str, ScriptSection]:
         if stdout is None or stderr is None:
             raise UnexpectedOutput(f"section {name!r} is cut short")
         body, end = stderr
-        rc_text = end.removeprefix(f"{MARK} end {name} ").strip()
-        if not rc_text.isdigit():
+        rc = parse_number(end.removeprefix(f"{MARK} end {name} ").strip())
+        if rc is None:
             raise UnexpectedOutput(f"section {name!r} ends without an exit status")
-        sections[name] = ScriptSection(name, int(rc_text), stdout[0], body)
+        sections[name] = ScriptSection(name, rc, stdout[0], body)
     return sections
 
 
@@ -103,11 +115,15 @@ class SecretState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SocketAddress:
-    ip: IPAddress
+    ip: IPAddress  # never with a zone: that is `zone`, checked to be an interface name
     port: int
+    zone: str | None = None  # the interface of a link-local IPv6 endpoint (`fe80::1%eth0`)
 
     def __str__(self) -> str:
-        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+        if self.ip.version == 4:
+            return f"{self.ip}:{self.port}"
+        zone = f"%{self.zone}" if self.zone else ""
+        return f"[{self.ip}{zone}]:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +220,8 @@ def _wg_interface(
     return (
         _secret(private),
         None if public == NONE else _public_key(public, number),
-        _int(port, number, "listen port"),
-        None if fwmark == "off" else _int(fwmark, number, "fwmark", base=16),
+        _port(port, number, "listen port"),
+        None if fwmark == "off" else _hex(fwmark, number, "fwmark"),
     )
 
 
@@ -238,32 +254,49 @@ def _public_key(field: str, number: int) -> str:
 
 def _socket(field: str, number: int) -> SocketAddress:
     host, sep, port = field.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    text, percent, zone = host.partition("%")
     try:
-        if not sep:
+        ip = strict.address(text)
+        if not sep or (percent and (ip.version != 6 or not _ZONE.fullmatch(zone))):
             raise ValueError(field)
-        return SocketAddress(ipaddress.ip_address(host.strip("[]")), int(port))
     except ValueError:
         raise UnexpectedOutput(f"line {number}: endpoint {field!r} is not ip:port") from None
+    return SocketAddress(ip, _port(port, number, "endpoint port"), zone if percent else None)
 
 
 def _networks(items: Sequence[str], number: int) -> tuple[IPNetwork, ...]:
     try:
-        return tuple(ipaddress.ip_network(i.strip(), strict=False) for i in items if i.strip())
+        return tuple(strict.network(i.strip(), strict=False) for i in items if i.strip())
     except ValueError as exc:
         raise UnexpectedOutput(f"line {number}: {exc}") from None
 
 
-def _int(field: str, number: int, what: str, base: int = 10) -> int:
-    try:
-        return int(field, base)
-    except ValueError:
-        raise UnexpectedOutput(f"line {number}: {what} {field!r} is not a number") from None
+def _int(field: str, number: int, what: str) -> int:
+    value = parse_number(field)
+    if value is None:
+        raise UnexpectedOutput(f"line {number}: {what} {field!r} is not a number")
+    return value
+
+
+def _port(field: str, number: int, what: str) -> int:
+    value = _int(field, number, what)
+    if value > 65535:
+        raise UnexpectedOutput(f"line {number}: {what} {value} is not a port")
+    return value
+
+
+def _hex(field: str, number: int, what: str) -> int:
+    if not _HEX.fullmatch(field):
+        raise UnexpectedOutput(f"line {number}: {what} {field!r} is not a hex number")
+    return int(field, 16)
 
 
 # --- ip rule ---------------------------------------------------------------------------------
 
 _RULE_ACTIONS = frozenset({"unreachable", "blackhole", "prohibit", "nop"})
-_RULE = re.compile(r"(\d+):\s*(.*)")
+_RULE = re.compile(r"([0-9]+):\s*(.*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,9 +324,10 @@ def parse_ip_rules(text: str) -> list[IpRule]:
         if not line.strip():
             continue
         match = _RULE.fullmatch(line.strip())
-        if match is None:
+        priority = parse_number(match[1]) if match is not None else None
+        if match is None or priority is None:
             raise UnexpectedOutput(f"line {number}: {line.strip()!r} does not start with 'N:'")
-        rules.append(_rule(int(match[1]), match[2].split()))
+        rules.append(_rule(priority, match[2].split()))
     return rules
 
 
@@ -393,7 +427,7 @@ def _route(words: list[str], family: int, number: int) -> Route:
         if dest_text == "default":
             dest: IPNetwork = _V6_DEFAULT if family == 6 else _V4_DEFAULT
         else:
-            dest = ipaddress.ip_network(dest_text, strict=False)
+            dest = strict.network(dest_text, strict=False)
     except ValueError:
         raise UnexpectedOutput(f"line {number}: {dest_text!r} is not a destination") from None
     fields: dict[str, str] = {}
@@ -411,20 +445,22 @@ def _route(words: list[str], family: int, number: int) -> Route:
         else:
             extra.append((word, value))
     try:
-        return Route(
-            dest=dest,
-            type=kind,
-            dev=fields.get("dev"),
-            via=ipaddress.ip_address(fields["via"]) if "via" in fields else None,
-            proto=fields.get("proto"),
-            scope=fields.get("scope"),
-            src=ipaddress.ip_address(fields["src"]) if "src" in fields else None,
-            metric=int(fields["metric"]) if "metric" in fields else None,
-            table=fields.get("table"),
-            extra=tuple(extra),
-        )
+        via = strict.address(fields["via"]) if "via" in fields else None
+        src = strict.address(fields["src"]) if "src" in fields else None
     except ValueError as exc:
         raise UnexpectedOutput(f"line {number}: {exc}") from None
+    return Route(
+        dest=dest,
+        type=kind,
+        dev=fields.get("dev"),
+        via=via,
+        proto=fields.get("proto"),
+        scope=fields.get("scope"),
+        src=src,
+        metric=_int(fields["metric"], number, "metric") if "metric" in fields else None,
+        table=fields.get("table"),
+        extra=tuple(extra),
+    )
 
 
 def default_route(routes: Sequence[Route]) -> Route | None:
@@ -435,7 +471,7 @@ def default_route(routes: Sequence[Route]) -> Route | None:
 
 # --- ip link ---------------------------------------------------------------------------------
 
-_LINK = re.compile(r"(\d+):\s+([^:\s]+?)(?:@([^:\s]+))?:\s+<([^>]*)>(.*)")
+_LINK = re.compile(r"([0-9]+):\s+([^:\s]+?)(?:@([^:\s]+))?:\s+<([^>]*)>(.*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,14 +500,15 @@ def parse_ip_links(text: str) -> list[Link]:
             raise UnexpectedOutput(f"line {number}: not an `ip -o link` line")
         words = match[5].replace("\\", " ").split()
         following = dict(zip(words, [*words[1:], ""], strict=True))
-        if not following.get("mtu", "").isdigit():
+        mtu = parse_number(following.get("mtu", ""))
+        if mtu is None:
             raise UnexpectedOutput(f"line {number}: {match[2]} has no mtu")
         link_type = next((w.split("/", 1)[1] for w in words if w.startswith("link/")), None)
         links.append(
             Link(
-                index=int(match[1]),
+                index=_int(match[1], number, "index"),
                 name=match[2],
-                mtu=int(following["mtu"]),
+                mtu=mtu,
                 flags=frozenset(f for f in match[4].split(",") if f),
                 state=following.get("state"),
                 link_type=link_type,
@@ -483,28 +520,49 @@ def parse_ip_links(text: str) -> list[Link]:
 
 def parse_ip_links_json(text: str) -> list[Link]:
     """`ip -j link show` (iproute2 only; BusyBox `ip` has no JSON)."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UnexpectedOutput(f"not JSON: {exc}") from None
+    data = _json(text)
     if not isinstance(data, list):
         raise UnexpectedOutput("expected a JSON list of links")
     links = []
-    for item in data:
-        if not isinstance(item, dict) or not isinstance(item.get("mtu"), int):
-            raise UnexpectedOutput("a link without ifname or mtu")
+    for number, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            raise UnexpectedOutput(f"link {number} is not a JSON object")
+        index, name, mtu = item.get("ifindex", 0), item.get("ifname"), item.get("mtu")
+        flags = item.get("flags", [])
+        if not (_json_int(index) and _json_int(mtu) and isinstance(name, str)):
+            raise UnexpectedOutput(f"link {number} without an ifindex, ifname or mtu")
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise UnexpectedOutput(f"link {number}: flags are not a list of words")
         links.append(
             Link(
-                index=int(item.get("ifindex", 0)),
-                name=str(item["ifname"]),
-                mtu=int(item["mtu"]),
-                flags=frozenset(str(f) for f in item.get("flags", [])),
-                state=item.get("operstate"),
-                link_type=item.get("link_type"),
-                parent=item.get("link"),
+                index=index,
+                name=name,
+                mtu=mtu,
+                flags=frozenset(flags),
+                state=_json_text(item, "operstate", number),
+                link_type=_json_text(item, "link_type", number),
+                parent=_json_text(item, "link", number),
             )
         )
     return links
+
+
+def _json(text: str) -> object:
+    try:
+        return strict.loads_json(text)
+    except ValueError as exc:  # also nesting past strict.MAX_DEPTH and 5,000-digit numbers
+        raise UnexpectedOutput(f"not JSON: {exc}") from None
+
+
+def _json_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_text(item: dict[str, object], key: str, number: int) -> str | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UnexpectedOutput(f"link {number}: {key} is not text")
+    return value
 
 
 # --- tailscale debug prefs -------------------------------------------------------------------
@@ -544,28 +602,32 @@ class TailscalePrefs:
 def parse_tailscale_prefs(json_text: str) -> TailscalePrefs:
     """`tailscale debug prefs`: JSON of ipn.Prefs, keys already stripped by tailscale."""
     start = json_text.find("{")
-    try:
-        data = json.loads(json_text[start:]) if start >= 0 else None
-    except ValueError as exc:
-        raise UnexpectedOutput(f"not JSON: {exc}") from None
+    data = _json(json_text[start:]) if start >= 0 else None
     if not isinstance(data, dict) or "RouteAll" not in data:
         raise UnexpectedOutput("no RouteAll in the prefs")
     routes = data.get("AdvertiseRoutes") or []
     mode = data.get("NetfilterMode", NetfilterMode.ON)
+    exit_id = data.get("ExitNodeID") or None
     exit_ip = data.get("ExitNodeIP") or None
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise UnexpectedOutput("prefs: AdvertiseRoutes is not a list of prefixes")
+    if not isinstance(exit_id, str | None) or not isinstance(exit_ip, str | None):
+        raise UnexpectedOutput("prefs: ExitNodeID or ExitNodeIP is not text")
+    if not _json_int(mode) or mode not in set(NetfilterMode):
+        raise UnexpectedOutput(f"prefs: NetfilterMode {mode!r} is not 0, 1 or 2")
     try:
         return TailscalePrefs(
             route_all=_bool(data, "RouteAll"),
-            advertise_routes=tuple(ipaddress.ip_network(str(r), strict=False) for r in routes),
-            exit_node_id=str(data.get("ExitNodeID") or "") or None,
-            exit_node_ip=ipaddress.ip_address(str(exit_ip)) if exit_ip else None,
+            advertise_routes=tuple(strict.network(r, strict=False) for r in routes),
+            exit_node_id=exit_id,
+            exit_node_ip=strict.address(exit_ip) if exit_ip else None,
             exit_node_allow_lan_access=_bool(data, "ExitNodeAllowLANAccess"),
             netfilter_mode=NetfilterMode(mode),
             no_snat=_bool(data, "NoSNAT"),
             want_running=_bool(data, "WantRunning"),
             shields_up=_bool(data, "ShieldsUp"),
         )
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         raise UnexpectedOutput(f"prefs: {exc}") from None
 
 
@@ -591,7 +653,8 @@ class OpenWrtRelease:
     def series(self) -> str:
         """24.10 for 24.10.2; SNAPSHOT stays SNAPSHOT."""
         parts = self.release.split(".")
-        return ".".join(parts[:2]) if len(parts) >= 2 and parts[0].isdigit() else self.release
+        numbered = len(parts) >= 2 and parse_number(parts[0]) is not None
+        return ".".join(parts[:2]) if numbered else self.release
 
 
 @dataclass(frozen=True, slots=True)
@@ -737,9 +800,10 @@ def parse_rc_local_probe(text: str) -> RcLocal:
         words = line.split()
         if not words:
             continue
-        if not words[0].isdigit():
+        line_number = parse_number(words[0])
+        if line_number is None:
             raise UnexpectedOutput(f"line {number}: expected a line number")
-        up.append(int(words[0]))
+        up.append(line_number)
         if "accept-routes" in words[1:]:
-            accept.append(int(words[0]))
+            accept.append(line_number)
     return RcLocal(tuple(up), tuple(accept))

@@ -1,18 +1,22 @@
 """What doctor asks each router beyond its facts: routes a LAN host's packet takes, pings
-across the tunnel with and without DF, names resolved, addresses held. Shell out, values in."""
+across the tunnel with and without DF, names resolved, addresses held. Shell out, values in.
+
+Every value in a probe script is shell-quoted, even those parse.py has already read as plain
+addresses: a router's facts end up in another router's script (issue 9).
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sitewire import strict
 from sitewire.diagnose.collect import DeviceFacts
-from sitewire.diagnose.parse import ScriptSection
+from sitewire.diagnose.parse import ScriptSection, parse_number
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
-from sitewire.spec.types import IPNetwork
+from sitewire.strict import IPAddress, IPNetwork
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +45,19 @@ class Probes:
     lan_device: str | None = None
 
 
-def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[str, str] | None:
+def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
     """(the device's own address in `prefix`, its device), from the connected route."""
     if facts is None:
         return None
     for route in facts.routes:
         if route.dest == prefix and route.src is not None and route.dev is not None:
-            return str(route.src), route.dev
+            return route.src, route.dev
     return None
 
 
-def lan_host(prefix: IPNetwork, router: str) -> str:
+def lan_host(prefix: IPNetwork, router: IPAddress | str) -> str:
     """An address in the LAN that is not the router's: stands for a LAN host's packet."""
-    address = ipaddress.ip_address(router)
+    address = router if not isinstance(router, str) else strict.address(router)
     for candidate in (prefix.broadcast_address - 1, prefix.broadcast_address - 2):
         if candidate != address:
             return str(candidate)
@@ -68,7 +72,7 @@ def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> l
         prefix = other.lan[0]
         found = lan_address(facts.get(other.name), prefix)
         out.append(
-            Target(other.name, str(other.addresses[0].ip), found[0] if found else None, prefix)
+            Target(other.name, str(other.addresses[0].ip), str(found[0]) if found else None, prefix)
         )
     return out
 
@@ -84,13 +88,14 @@ def probe_sections(
     plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]
 ) -> list[tuple[str, str]]:
     """Shell sections for diagnose.collect.run_sections: each prints `key value` lines."""
+    q = shlex.quote
     me = plan.site(site)
     local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
     lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1] }\'']
     if local is not None:
         src, dev = local
-        host = lan_host(next(p for p in me.lan if ipaddress.ip_address(src) in p), src)
-        lines.append(f"echo lan {host} {dev}")
+        host = lan_host(next(p for p in me.lan if src in p), src)
+        lines.append(f"echo lan {q(host)} {q(dev)}")
     mtu = running_mtu(facts.get(site), me)
     size = mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
     # Smaller DF sizes tried when the full size fails but small pings pass: the largest
@@ -105,13 +110,13 @@ def probe_sections(
     # probe SITE DST OVERLAY PING: DST the remote router's LAN address (for `ip route get`;
     # pinged from this router when PING is 1), OVERLAY its tunnel address.
     route_lan = (
-        f'echo "route_lan $1 $(ip route get $2 from {host} iif {dev} 2>&1 | head -n 1)"'
+        f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
         if local is not None
         else ":"
     )
     lines.append(
         "probe() {\n"
-        'echo "route_router $1 $(ip route get $2 2>&1 | head -n 1)"\n'
+        'echo "route_router $1 $(ip route get "$2" 2>&1 | head -n 1)"\n'
         f"{route_lan}\n"
         '[ "$4" = 1 ] && { ping -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1 '
         '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
@@ -127,14 +132,13 @@ def probe_sections(
         'else echo "large $1 unknown"; fi\n'
         "}"
     )
-    q = shlex.quote
     for t in targets(plan, site, facts):
         dst = t.lan_address or str(t.lan_prefix.network_address + 1)
         router_ping = int(t.lan_address is not None and local is not None)
         lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
-            name = shlex.quote(peer.dial.endpoint.host)
+            name = q(peer.dial.endpoint.host)
             lines.append(
                 f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
                 "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
@@ -144,12 +148,14 @@ def probe_sections(
 
 
 def parse_probes(section: ScriptSection) -> Probes:
+    """The probes' `key value` lines; a line that does not read as one is skipped, and so is an
+    address with anything in it an address is not written with."""
     probes = Probes()
     addresses: list[str] = []
     for line in section.stdout.splitlines():
         words = line.split()
         match words:
-            case ["addr", address]:
+            case ["addr", address] if _plain(address):
                 addresses.append(address)
             case ["lan", host, device]:
                 probes.lan_source, probes.lan_device = host, device
@@ -163,9 +169,17 @@ def parse_probes(section: ScriptSection) -> Probes:
                 probes.small[site] = state == "ok"
             case ["large", site, state]:
                 probes.large[site] = None if state == "unknown" else state == "ok"
-            case ["fits", site, size] if size.isdigit():
-                probes.fits[site] = int(size)
-            case ["resolved", name, address]:
+            case ["fits", site, size] if (fits := parse_number(size)) is not None:
+                probes.fits[site] = fits
+            case ["resolved", name, address] if _plain(address):
                 probes.resolved[name] = (*probes.resolved.get(name, ()), address)
     probes.addresses = tuple(addresses)
     return probes
+
+
+def _plain(text: str) -> bool:
+    try:
+        strict.address(text)
+    except ValueError:
+        return False
+    return True

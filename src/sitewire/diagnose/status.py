@@ -6,13 +6,13 @@ then pings across the tunnel, LAN to LAN and over the tailnet. Not the whole of
 diagnose.collect: status has no use for uci or packages, and on a busy router they are the slow
 part. Each pair is measured from one of its two sites (alternating, so no router pings everyone),
 and every ping of one router runs at the same time. Everything but `gather_status` is pure.
+What one router said reaches another router's ping script only as a shell-quoted argument.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
+import math
 import re
 import shlex
 import time
@@ -23,6 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
+from sitewire import strict
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
 from sitewire.diagnose.collect import COMMANDS, FACT_SECTIONS, FactsError, run_sections
 from sitewire.diagnose.parse import (
@@ -33,6 +34,7 @@ from sitewire.diagnose.parse import (
     WgDump,
     WgPeer,
     parse_ip_links,
+    parse_number,
     parse_routes,
     parse_tailscale_prefs,
     parse_wg_dump,
@@ -40,7 +42,7 @@ from sitewire.diagnose.parse import (
 from sitewire.errors import InputError, SitewireError
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
-from sitewire.spec.types import IPNetwork
+from sitewire.strict import IPNetwork
 
 T = TypeVar("T")
 
@@ -199,13 +201,14 @@ def ping_sections(plan: Plan, site: str, seen: Mapping[str, Seen]) -> list[tuple
         if site not in (a, b) or prober(plan, a, b, seen) != site:
             continue
         other = b if site == a else a
-        lines.append(f"m {q(f'{other} {Over.WIREGUARD}')} {plan.site(other).addresses[0].ip} &")
+        overlay = str(plan.site(other).addresses[0].ip)
+        lines.append(f"m {q(f'{other} {Over.WIREGUARD}')} {q(overlay)} &")
         there = seen.get(other)
         if there is None:
             continue
         theirs = there.lan_address(plan.site(other).lan)
         if mine is not None and theirs is not None:
-            lines.append(f"m {q(f'{other} {Over.LAN}')} -I {mine} {theirs} &")
+            lines.append(f"m {q(f'{other} {Over.LAN}')} -I {q(mine)} {q(theirs)} &")
         if here.running and there.tailnet.running and there.tailnet.ip:
             lines.append(f"m {q(f'{other} {Over.TAILNET}')} {q(there.tailnet.ip)} &")
     if not lines:
@@ -213,7 +216,7 @@ def ping_sections(plan: Plan, site: str, seen: Mapping[str, Seen]) -> list[tuple
     return [("sw_rtt", _PING + "\n".join(lines) + "\nwait\nreturn 0")]
 
 
-_AVERAGE = re.compile(r"=\s*[\d.]+/([\d.]+)/")
+_AVERAGE = re.compile(r"=\s*[0-9.]+/([0-9.]+)/")
 
 
 def parse_pings(section: ScriptSection) -> dict[tuple[str, str], float | None]:
@@ -226,7 +229,10 @@ def parse_pings(section: ScriptSection) -> dict[tuple[str, str], float | None]:
         # iputils: "rtt min/avg/max/mdev = 0.036/0.048/0.063/0.010 ms";
         # BusyBox: "round-trip min/avg/max = 0.050/0.064/0.082 ms".
         found = _AVERAGE.search(words[3])
-        out[(words[1], words[2])] = float(found[1]) if found else None
+        average = strict.decimal(found[1]) if found else None
+        out[(words[1], words[2])] = (
+            average if average is not None and math.isfinite(average) else None
+        )
     return out
 
 
@@ -246,11 +252,10 @@ def read_sections(site: str, sections: Mapping[str, ScriptSection]) -> Seen:
                 fix="run it on the router; if it looks normal, report it to sitewire",
             ) from None
 
-    clock = sections["clock"].stdout.strip()
     wg = sections["wg"]
     v6 = sections["routes6"].ok  # a router without IPv6 says so on stderr
     return Seen(
-        int(clock) if clock.isdigit() else None,
+        parse_number(sections["clock"].stdout.strip()),
         # 127: no wg command, so no WireGuard interface either.
         parse("wg", parse_wg_dump) if wg.rc != 127 else WgDump(()),
         (
@@ -271,8 +276,8 @@ def parse_tailnet(prefs: ScriptSection, status: ScriptSection | None) -> Tailnet
     except UnexpectedOutput:
         accept = None  # status shows it unknown; doctor names the cause
     try:
-        data = json.loads(status.stdout) if status is not None and status.ok else None
-    except ValueError:
+        data = strict.loads_json(status.stdout) if status is not None and status.ok else None
+    except ValueError:  # also nesting past strict.MAX_DEPTH
         data = None
     if not isinstance(data, dict):
         return TailnetState(installed=True, accept_routes=accept)
@@ -292,7 +297,7 @@ def parse_tailnet(prefs: ScriptSection, status: ScriptSection | None) -> Tailnet
 def _ipv4(value: object) -> bool:
     """Only an address goes into another router's ping command line."""
     try:
-        return isinstance(value, str) and ipaddress.ip_address(value).version == 4
+        return strict.address(value).version == 4
     except ValueError:
         return False
 
@@ -496,7 +501,7 @@ def status_from_json(text: str, where: str) -> NetworkStatus:
     """The saved status back as values; a file from another version is refused with the fix."""
     fix = "run `sitewire status` again to replace it"
     try:
-        data = json.loads(text)
+        data = strict.loads_json(text)
         if data.get("version") != VERSION:
             raise InputError(
                 f"status version {data.get('version')!r}, not {VERSION}", where=where, fix=fix
