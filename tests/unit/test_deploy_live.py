@@ -104,9 +104,11 @@ def test_interface_option_change_recreates_but_peer_change_does_not(plan: Plan) 
     phone = site.peer("phone")
     assert f"wg set wg0 peer {phone.public_key}" in step.command
     assert "ip -4 route replace 192.168.5.3/32 dev wg0" in step.command
-    # The preshared key goes from uci to a 0600 temp file on the router, never into the text.
-    assert "uci -q get network.sw_peer_phone.preshared_key > $f" in step.command
-    assert "umask 077" in step.command and "rm -f $f" in step.command
+    # The preshared key goes from uci through a pipe into wg, never into the text or a file.
+    assert "sw_k=$(uci -q get network.sw_peer_phone.preshared_key) || sw_k=" in step.command
+    pipe = f'echo "$sw_k" | wg set wg0 peer {phone.public_key} preshared-key /proc/self/fd/0 '
+    assert pipe in step.command
+    assert "/tmp" not in step.command
     # B's peer is live and as planned: left alone.
     assert site.peer("B").public_key not in step.command
 

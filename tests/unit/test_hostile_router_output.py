@@ -44,7 +44,7 @@ from sitewire.diagnose.parse import (
     parse_tailscale_prefs,
     parse_wg_dump,
 )
-from sitewire.diagnose.probes import parse_probes, probe_sections
+from sitewire.diagnose.probes import lan_address, parse_probes, probe_sections
 from sitewire.diagnose.status import (
     Seen,
     TailnetState,
@@ -464,3 +464,14 @@ def test_doctor_reads_odd_saved_allowed_ips_as_a_difference() -> None:
     [finding] = check_saved_not_live(live, plan.site("A"))
     assert finding.check == "saved-not-live"
     assert "²" in finding.evidence[1]
+
+
+def test_a_lan_route_whose_src_is_outside_the_lan_gives_no_lan_address(six: Plan) -> None:
+    """Found by the fuzz tier: verify and probe scripts raised StopIteration on it."""
+    site = six.site("A")
+    prefix = site.lan[0]
+    routes = f"{prefix} dev br-lan proto kernel scope link src 10.1.2.3\n"
+    facts = doctor_facts(six, "A", routes4=(routes, 0))
+    assert lan_address(facts, prefix) is None
+    verify_script(six, "B", {"A": facts, "B": None}, 10)
+    probe_sections(six, "A", {"A": facts})

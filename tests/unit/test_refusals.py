@@ -93,7 +93,7 @@ CASES = [
     ),
     (
         {"tail": '[clients.phone]\nvia = "A"\npublic_key = "not-a-key"\n'},
-        "clients.phone.public_key: 'not-a-key' is not a WireGuard key",
+        "clients.phone.public_key: the value is not a WireGuard key",
         None,
     ),
     (

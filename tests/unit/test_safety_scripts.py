@@ -420,3 +420,46 @@ def test_status_lines_parse() -> None:
     assert status.commits["11ff00ff00ff00ff"] is Outcome.REVERTED
     arming = safety.parse_status("lock pending 00ff00ff00ff00ff -\nok status\n")
     assert arming.pending == safety.PendingCommit("00ff00ff00ff00ff", None)
+
+
+@pytest.mark.parametrize("kind", ["world-writable", "someone-elses", "symlink"])
+def test_a_commit_dir_that_is_not_roots_alone_is_refused(box: Box, kind: str) -> None:
+    """Issue 9: another local user who made /tmp/sitewire first could swap revert.sh (run as
+    root by the timer) or plant `.guard` as a symlink that the lock's redirect truncates."""
+    base = box.root / "tmp/sitewire"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    elsewhere = box.root / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if kind == "world-writable":
+        base.mkdir()
+        base.chmod(0o1777)
+    elif kind == "someone-elses":
+        base.mkdir(mode=0o700)
+        os.chown(base, 65534, 65534)
+    else:
+        base.symlink_to(elsewhere)
+    planted = box.root / "etc/passwd-standin"
+    planted.write_text("root:x:0:0\n")
+    if kind != "symlink":
+        (base / ".guard").symlink_to(planted)
+    before = box.snapshot()
+    token = safety.new_token()
+    done = box.run(safety.backup_and_arm_script(token, PATHS, 5, ["true"], box.device))
+    answer = safety.parse_answer(done.stdout)
+    assert answer is not None and not answer.ok and answer.words[0] == "unsafe", done.stdout
+    error = safety.error_for(answer, RemoteResult(3, done.stdout, ""), "B", "arm")
+    assert str(error).startswith(f"B: {box.root}/tmp/sitewire is not a directory only this user")
+    assert "ls -ld" in str(error)
+    assert box.snapshot() == before
+    assert planted.read_text() == "root:x:0:0\n"
+    assert not (base / token).exists() and not (base / "lock").exists()
+    assert list(elsewhere.iterdir()) == []
+    assert box.timer_pid() is None
+
+
+def test_a_fresh_commit_dir_is_made_private(box: Box) -> None:
+    token = safety.new_token()
+    arm(box, token, seconds=30)
+    base = box.root / "tmp/sitewire"
+    assert base.stat().st_mode & 0o777 == 0o700 and base.stat().st_uid == os.getuid()
+    assert box.ok(safety.confirm_script(token, box.device)) == ["confirmed", token]

@@ -64,11 +64,13 @@ from sitewire.errors import SitewireError
 from sitewire.pipeline import Workspace
 from sitewire.plan import Plan
 from sitewire.render.linux import CONF_DIR, render_linux
-from sitewire.render.model import STAGING
 from sitewire.spec.lock import Lock, save_lock
 from sitewire.spec.model import Platform
 
 # --- 5. configure ---------------------------------------------------------------------------------
+
+# uci batch reads stdin; a bad line shows only on its stderr, which fails the step.
+UCI_BATCH = 'uci batch 2>&1 >/dev/null | (if read -r l; then { echo "$l"; cat; } >&2; exit 1; fi)'
 
 
 async def _configure(
@@ -80,15 +82,10 @@ async def _configure(
     rendered = render_for(plan, run, secrets)
     steps: list[Step]
     if run.platform is Platform.OPENWRT:
-        batch = f"{STAGING}/uci-batch"
-        await session.put(batch, rendered.text("uci-batch"), 0o600)
-        errors = f"{STAGING}/uci-batch.err"
         run.touched = True
-        await guarded(
-            run,
-            f"uci batch < {batch} 2> {errors}; rm -f {batch}; "
-            f"if [ -s {errors} ]; then cat {errors} >&2; exit 1; fi",
-        )
+        # On stdin, never in a file: no other local user can read or swap it (issue 9), and a
+        # dropped session leaves no key behind in /tmp.
+        await guarded(run, UCI_BATCH, "uci batch ran", stdin=rendered.text("uci-batch"))
         steps = openwrt_steps(
             site,
             facts,

@@ -88,6 +88,10 @@ def peer_differs(want: PeerPlan, live: WgPeer | None, psk: bool | None = None) -
     return want.dial is not None and live.endpoint is None
 
 
+# wg opens the `preshared-key` path as a file: its own stdin, the pipe from the key's source.
+PSK_PIPE = "/proc/self/fd/0"
+
+
 def _psk_source(site: SitePlan, peer: PeerPlan) -> str:
     if site.platform is Platform.OPENWRT:
         option = shlex.quote(f"network.{peer_section(peer.name)}.preshared_key")
@@ -126,11 +130,13 @@ def live_peer_script(
     With `routes`, every planned prefix is also routed through the interface (what
     route_allowed_ips does on OpenWrt; Linux's wg-quick routes on its own, Table=auto).
 
-    Preshared keys go from where the device keeps them into a 0600 file under /tmp and are
-    deleted at once; they never appear on a command line or leave the device. Where the device
-    has none (a client whose key was never given), the empty file leaves the peer without one.
+    Preshared keys go from where the device keeps them through a pipe into `wg set` (its
+    `preshared-key` file is the pipe); they never touch a file, a command line or the network.
+    Where the device has none (a client whose key was never given), the empty input leaves the
+    peer without one. Every value is shell-quoted, whatever the spec's types already refused.
     """
-    iface = shlex.quote(site.interface)
+    q = shlex.quote
+    iface = q(site.interface)
     lines: list[str] = []
     wanted = {p.public_key for p in site.peers if p.public_key}
     carried = {prefix for p in site.peers for prefix in p.allowed_ips}
@@ -139,43 +145,45 @@ def live_peer_script(
     for gone in live.peers:
         if gone.public_key in wanted:
             continue
-        lines.append(f"wg set {iface} peer {shlex.quote(gone.public_key)} remove")
+        lines.append(f"wg set {iface} peer {q(gone.public_key)} remove")
         for old in set(gone.allowed_ips) - carried:
-            lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
+            lines.append(f"ip -{old.version} route del {q(str(old))} dev {iface} 2>/dev/null")
     for peer in site.peers:
         assert peer.public_key is not None
         current = live.peer(peer.public_key)
         if not peer_differs(peer, current, None if psks is None else psks.get(peer.name)):
             continue
-        key = shlex.quote(peer.public_key)
-        args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips) or "''"]
+        args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips)]
         if peer.dial is not None:
             args += ["endpoint", peer.dial.endpoint.with_port(peer.dial.endpoint.port or 0)]
             args += ["persistent-keepalive", str(peer.dial.keepalive)]
         else:
             args += ["persistent-keepalive", "off"]
-        psk = " preshared-key /dev/null"
+        set_peer = f"wg set {iface} peer {q(peer.public_key)} preshared-key"
+        words = " ".join(q(a) for a in args)
         if peer.preshared:
+            # No key on the device: /dev/null, as wg refuses an empty pipe ("Invalid length").
+            # `echo` is the shell's own, so the key is on no process's command line.
             lines.append(
-                f"umask 077; f=/tmp/sitewire-psk.$$; {_psk_source(site, peer)} > $f || true"
+                f"sw_k=$({_psk_source(site, peer)}) || sw_k=; "
+                f'if [ -n "$sw_k" ]; then echo "$sw_k" | {set_peer} {PSK_PIPE} {words}; '
+                f"else {set_peer} /dev/null {words}; fi; sw_k="
             )
-            psk = " preshared-key $f"
-        lines.append(f"wg set {iface} peer {key}{psk} {' '.join(args)}")
-        if peer.preshared:
-            lines.append("rm -f $f")
+        else:
+            lines.append(f"{set_peer} /dev/null {words}")
         if current is not None:
             for old in set(current.allowed_ips) - carried:
-                lines.append(f"ip -{old.version} route del {old} dev {iface} 2>/dev/null")
+                lines.append(f"ip -{old.version} route del {q(str(old))} dev {iface} 2>/dev/null")
     if not lines and not routes:
         return None
     if routes:
         # Every planned prefix, changed peer or not: `replace` is a no-op on a route that is
         # there, and restores one that is not (route_allowed_ips was off, or deleted by hand).
         for prefix in sorted(carried, key=lambda p: (p.version, str(p))):
-            lines.append(f"ip -{prefix.version} route replace {prefix} dev {iface}")
+            lines.append(f"ip -{prefix.version} route replace {q(str(prefix))} dev {iface}")
     if not lines:
         return None
-    return "set -e; trap 'rm -f /tmp/sitewire-psk.$$' EXIT\n" + "\n".join(
+    return "set -e\n" + "\n".join(
         line if " 2>/dev/null" not in line else f"{line} || true" for line in lines
     )
 

@@ -163,8 +163,12 @@ def guard(token: str, margin: int = GUARD_MARGIN) -> str:
     )
 
 
-async def guarded(run: SiteRun, command: str, what: str | None = None) -> str:
-    """session.check(command), only while the site's commit is pending with time to spare."""
+async def guarded(
+    run: SiteRun, command: str, what: str | None = None, *, stdin: str | None = None
+) -> str:
+    """session.check(command), only while the site's commit is pending with time to spare.
+    With `stdin` (which may hold secrets, and is never logged) the command goes on the command
+    line and `stdin` is its input; else the command is a script sent on stdin."""
     shown = command.split()[0]
     what = what or f"{shown!r} ran"
     if seconds_left(run) <= GUARD_MARGIN:
@@ -172,9 +176,13 @@ async def guarded(run: SiteRun, command: str, what: str | None = None) -> str:
     assert run.token is not None
     # Past the deadline the router reverts whatever this does: no use waiting longer.
     seconds = min(STEP_TIMEOUT, max(seconds_left(run), 1.0))
-    result = await timed(
-        run.must_session().script(guard(run.token) + command), seconds, run.name, command
+    session = run.must_session()
+    work = (
+        session.script(guard(run.token) + command)
+        if stdin is None
+        else session.run(guard(run.token) + command, stdin)
     )
+    result = await timed(work, seconds, run.name, command)
     if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
         raise ran_out(run, what)
     if result.rc != 0:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from sitewire import strict
 from sitewire.deploy.ssh import RemoteResult, Target
 from sitewire.errors import SitewireError
 from sitewire.spec.model import Platform
@@ -167,6 +168,14 @@ left() {
 	echo "$sl"
 }
 release() { [ "$(lock_token)" = "$T" ] && rm -f "$L"; return 0; }
+# A directory, not a symlink, owned by this user and open to nobody else: what another local
+# user made first could hold a revert.sh of theirs, or a .guard that points at /etc/passwd.
+private_dir() {
+	[ -d "$1" ] && [ ! -L "$1" ] || return 1
+	set -- $(ls -ldn "$1" 2>/dev/null)
+	case ${1:-} in drwx------*) ;; *) return 1 ;; esac
+	[ "${3:-}" = "$(id -u 2>/dev/null || echo 0)" ]
+}
 """
 
 _LAUNCH = {
@@ -250,6 +259,7 @@ if command -v uci >/dev/null 2>&1; then
 	[ -z "$changes" ] || fail uci-changes $(echo "$changes" | sed 's/^-//; s/[.=].*//' | sort -u)
 fi
 mkdir -p "$S" 2>/dev/null || fail space cannot create "$S"
+private_dir "$S" || fail unsafe "$S"
 [ ! -e "$D" ] || fail exists "$T"
 guarded take_lock
 prune
@@ -551,7 +561,7 @@ def parse_status(stdout: str) -> SwitchStatus:
         words = line.split()
         match words:
             case ["lock", "pending", token, left]:
-                pending = PendingCommit(token, int(left) if left.isdigit() else None)
+                pending = PendingCommit(token, strict.digits(left))
             case ["lock", "stale", token]:
                 stale = None if token == "-" else token
             case ["commit", token, state] if state in _OUTCOMES:
@@ -575,7 +585,7 @@ def error_for(answer: Answer | None, result: RemoteResult, site: str, step: str)
         what = rest[2] if len(rest) > 2 else ""
         if what == "revert":
             state = "being reverted"
-        elif left.isdigit():
+        elif strict.digits(left) is not None:
             state = f"reverts in {left} s"
         else:
             state = "being armed"
@@ -595,6 +605,12 @@ def error_for(answer: Answer | None, result: RemoteResult, site: str, step: str)
         "space": (
             f"cannot back up {text}: no space or no write access in {BASE}",
             "free space in the router's /tmp; check with: df -h /tmp",
+        ),
+        "unsafe": (
+            f"{text} is not a directory only this user can use (a symlink, another owner, or"
+            " open to others), so nothing was changed",
+            f"look with 'ls -ld {text}' on the router; if nothing of yours is in it, remove it"
+            " and run apply again",
         ),
         "notfile": (f"{text!r} is a directory, not a file", "report this as a sitewire bug"),
         "exists": (f"commit {text} already exists", "run again (a new token is drawn)"),

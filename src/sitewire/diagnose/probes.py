@@ -46,11 +46,14 @@ class Probes:
 
 
 def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
-    """(the device's own address in `prefix`, its device), from the connected route."""
+    """(the device's own address in `prefix`, its device), from the connected route; a route
+    whose src lies outside the prefix says nothing about it."""
     if facts is None:
         return None
     for route in facts.routes:
-        if route.dest == prefix and route.src is not None and route.dev is not None:
+        if route.dest != prefix or route.src is None or route.dev is None:
+            continue
+        if route.src in prefix:
             return route.src, route.dev
     return None
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sitewire.errors import InputError
 from sitewire.spec.model import SiteSpec, Spec
-from sitewire.spec.types import IPAddress, IPNetwork
+from sitewire.strict import IPAddress, IPNetwork
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 

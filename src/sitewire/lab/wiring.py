@@ -22,7 +22,7 @@ from sitewire.lab.layout import (
 )
 from sitewire.lab.netns import LabError, in_netns, ip, link_exists, netns_add, run, sysctl
 from sitewire.lab.state import LabState
-from sitewire.spec.types import IPNetwork
+from sitewire.strict import IPNetwork
 
 # A namespace's devices take its defaults when they appear there, so these come first. DAD off:
 # every lab address is unique by construction, and a tentative address would fail the first ping.

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sitewire.errors import PlanError
-from sitewire.spec.types import IPAddress, IPNetwork
+from sitewire.strict import IPAddress, IPNetwork
 
 
 @dataclass(frozen=True, slots=True)

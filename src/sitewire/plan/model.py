@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sitewire.spec.model import Platform, Tunnel
-from sitewire.spec.types import Endpoint, IPAddress, IPNetwork
+from sitewire.spec.types import Endpoint
+from sitewire.strict import IPAddress, IPNetwork
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NodeKind = Literal["site", "client"]

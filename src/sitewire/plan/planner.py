@@ -13,7 +13,7 @@ from sitewire.plan.topology import Node, Topology
 from sitewire.plan.validate import check_spec
 from sitewire.spec.lock import Lock, LockEntry
 from sitewire.spec.model import Platform, Spec, Tunnel
-from sitewire.spec.types import IPAddress, IPNetwork
+from sitewire.strict import IPAddress, IPNetwork
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from sitewire.plan.model import (
 )
 from sitewire.plan.validate import find_overlap
 from sitewire.spec.model import Spec, Tunnel
-from sitewire.spec.types import Endpoint, IPAddress, IPNetwork
+from sitewire.spec.types import Endpoint
+from sitewire.strict import IPAddress, IPNetwork
 
 _ANY4 = ipaddress.ip_network("0.0.0.0/0")
 _ANY6 = ipaddress.ip_network("::/0")

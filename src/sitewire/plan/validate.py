@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from sitewire.errors import PlanError
 from sitewire.spec.model import Spec
-from sitewire.spec.types import IPNetwork
+from sitewire.strict import IPNetwork
 
 T = TypeVar("T")
 
@@ -126,6 +126,7 @@ def _check_prefixes(spec: Spec, source: str) -> None:
         labelled.extend((net, f"sites.{name}.lan[{i}]") for i, net in enumerate(site.lan))
     clash = find_overlap(labelled)
     if clash is None:
+        _check_cover(labelled, source)
         return
     (net_a, label_a), (net_b, label_b) = clash
     if label_a.startswith("network."):
@@ -140,3 +141,21 @@ def _check_prefixes(spec: Spec, source: str) -> None:
         where=f"{source}: {label_b}",
         fix="list each LAN subnet once" if same_site else "give each site its own LAN subnet",
     )
+
+
+def _check_cover(labelled: list[tuple[IPNetwork, str]], source: str) -> None:
+    """Refuse LANs that together hold every address of a family: each is routed into the tunnel
+    on every peer, so even a split client would send all its traffic there. The prefixes are
+    disjoint by now, so their sizes add up exactly."""
+    for version, bits in ((4, 32), (6, 128)):
+        lans = [(net, label) for net, label in labelled if net.version == version]
+        if sum(net.num_addresses for net, _ in lans) < 2**bits:
+            continue
+        default = "0.0.0.0/0" if version == 4 else "::/0"
+        named = ", ".join(f"{label} '{net}'" for net, label in lans if ".lan[" in label)
+        raise PlanError(
+            f"{named} cover every IPv{version} address ({default}): every peer would route all "
+            "its traffic into the tunnel",
+            where=f"{source}: {lans[-1][1]}",
+            fix="list only the LAN subnets themselves; a full tunnel is a client's tunnel = 'full'",
+        )

@@ -9,6 +9,7 @@ import segno
 from sitewire.plan import Plan
 from sitewire.plan.model import ClientPlan
 from sitewire.render.model import Rendered, RenderedFile, Secrets, require_key
+from sitewire.render.quote import wg_quick, wg_quick_comment
 
 _QR_SCALE = 6
 
@@ -30,26 +31,32 @@ def client_config(plan: Plan, client: ClientPlan, secrets: Secrets) -> tuple[str
         "run 'sitewire apply' to create keys on the routers, or render with --local-keys FILE",
     )
     lines = [
-        f"# sitewire: network '{plan.name}', client {client.name} via {client.via} "
-        f"({client.tunnel.value} tunnel). Generated.",
+        wg_quick_comment(
+            f"sitewire: network '{plan.name}', client {client.name} via {client.via} "
+            f"({client.tunnel.value} tunnel). Generated."
+        ),
         "[Interface]",
-        f"PrivateKey = {private}" if private else "# PrivateKey: the key this device made",
-        f"Address = {', '.join(str(a) for a in client.addresses)}",
+        _line("PrivateKey", private) if private else "# PrivateKey: the key this device made",
+        _line("Address", ", ".join(str(a) for a in client.addresses)),
     ]
     if client.dns:
-        lines.append(f"DNS = {', '.join(str(d) for d in client.dns)}")
+        lines.append(_line("DNS", ", ".join(str(d) for d in client.dns)))
     if client.mtu:
-        lines.append(f"MTU = {client.mtu}")
-    lines += ["", "[Peer]", f"PublicKey = {server}"]
+        lines.append(_line("MTU", client.mtu))
+    lines += ["", "[Peer]", _line("PublicKey", server)]
     psk = secrets.preshared_key(client.name, client.via) if client.preshared else None
     if psk:
-        lines.append(f"PresharedKey = {psk}")
+        lines.append(_line("PresharedKey", psk))
     lines += [
-        f"AllowedIPs = {', '.join(str(p) for p in client.allowed_ips)}",
-        f"Endpoint = {client.endpoint}",
-        f"PersistentKeepalive = {client.keepalive}",
+        _line("AllowedIPs", ", ".join(str(p) for p in client.allowed_ips)),
+        _line("Endpoint", client.endpoint),
+        _line("PersistentKeepalive", client.keepalive),
     ]
     return "\n".join(lines) + "\n", private is not None or psk is not None
+
+
+def _line(key: str, value: object) -> str:
+    return f"{key} = {wg_quick(value)}"
 
 
 def qr_code(config: str) -> segno.QRCode:

@@ -13,6 +13,7 @@ import shlex
 
 from sitewire.plan import Plan
 from sitewire.plan.model import PeerPlan, SitePlan
+from sitewire.render import quote
 from sitewire.render.model import (
     SECRET_SLOT,
     PeerTexts,
@@ -22,6 +23,7 @@ from sitewire.render.model import (
     commands_script,
     peer_public_key,
 )
+from sitewire.render.quote import nft_word, wg_quick, wg_quick_comment
 
 CONF_DIR = "/etc/wireguard"
 NFT_DIR = "/etc/sitewire"
@@ -110,29 +112,29 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
     private = secrets.private_key(site.name)
     iface = site.interface
     head = [
-        f"# sitewire: network '{plan.name}', site {site.name} (linux). Generated.",
-        f"# Start: wg-quick up {iface}. Peer changes without dropping sessions:",
-        f"#   wg syncconf {iface} <(wg-quick strip {iface})",
-        f"# MTU {site.mtu}: {site.mtu_reason}",
+        wg_quick_comment(f"sitewire: network '{plan.name}', site {site.name} (linux). Generated."),
+        wg_quick_comment(f"Start: wg-quick up {iface}. Peer changes without dropping sessions:"),
+        wg_quick_comment(f"  wg syncconf {iface} <(wg-quick strip {iface})"),
+        wg_quick_comment(f"MTU {site.mtu}: {site.mtu_reason}"),
         "[Interface]",
-        f"Address = {', '.join(str(a) for a in site.addresses)}",
-        f"ListenPort = {site.listen_port}",
-        f"MTU = {site.mtu}",
+        _line("Address", ", ".join(str(a) for a in site.addresses)),
+        _line("ListenPort", site.listen_port),
+        _line("MTU", site.mtu),
     ]
-    post_up: list[str] = []
+    post_up: list[list[str]] = []
     if private is None:
         # Born on the host at apply time; it never leaves it.
-        post_up.append(f"wg set %i private-key {CONF_DIR}/{iface}.key")
+        post_up.append(["wg", "set", "%i", "private-key", f"{CONF_DIR}/{iface}.key"])
     else:
-        head.append(f"PrivateKey = {private}")
-    post_up.append(f"nft -f {NFT_DIR}/{iface}.nft")
-    post_down = [f"nft delete table inet {nft_table(site)}"]
+        head.append(_line("PrivateKey", private))
+    post_up.append(["nft", "-f", f"{NFT_DIR}/{iface}.nft"])
+    post_down = [["nft", "delete", "table", "inet", nft_table(site)]]
     if site.tailscale is not None:
-        priority = site.tailscale.pin_priority
+        priority = str(site.tailscale.pin_priority)
         for prefix in site.tailscale.pins:
-            rule = f"ip -{prefix.version} rule {{}} to {prefix} lookup main priority {priority}"
-            post_up.append(rule.format("add"))
-            post_down.append(rule.format("del"))
+            for verb, commands in (("add", post_up), ("del", post_down)):
+                to = ["to", str(prefix), "lookup", "main", "priority", priority]
+                commands.append(["ip", f"-{prefix.version}", "rule", verb, *to])
     blocks = []
     has_secret = private is not None
     texts = {psk: PeerTexts(plan, ("linux", str(psk))) for psk in (False, True)}
@@ -141,9 +143,22 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
         blocks.append(block)
         has_secret = has_secret or peer_secret
         if psk_file:
-            post_up.append(f"wg set %i peer {peer.public_key} preshared-key {psk_file}")
-    head += [f"PostUp = {c}" for c in post_up] + [f"PostDown = {c}" for c in post_down]
+            post_up.append(
+                ["wg", "set", "%i", "peer", str(peer.public_key), "preshared-key", psk_file]
+            )
+    head += [_line("PostUp", _command(c)) for c in post_up]
+    head += [_line("PostDown", _command(c)) for c in post_down]
     return "\n".join(head) + "\n" + "".join(blocks), has_secret
+
+
+def _line(key: str, value: object) -> str:
+    return f"{key} = {wg_quick(value)}"
+
+
+def _command(words: list[str]) -> str:
+    """A PostUp/PostDown command: wg-quick hands the line to bash after replacing %i, so every
+    word is quoted but %i, which stands for the interface name wg-quick was given."""
+    return " ".join(w if w == "%i" else quote.sh(w) for w in words)
 
 
 def _peer(
@@ -162,22 +177,22 @@ def _peer_block(peer: PeerPlan, psk: str | None) -> str:
     via = f"; also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
     lines = [
         "",
-        f"# {peer.name} ({peer.kind}{'; we dial it' if peer.dial else ''}{via})",
+        wg_quick_comment(f"{peer.name} ({peer.kind}{'; we dial it' if peer.dial else ''}{via})"),
         "[Peer]",
-        f"PublicKey = {key}",
+        _line("PublicKey", key),
     ]
     if psk is not None:
-        lines.append(f"PresharedKey = {SECRET_SLOT}")
-    lines.append(f"AllowedIPs = {', '.join(str(p) for p in peer.allowed_ips)}")
+        lines.append(f"PresharedKey = {SECRET_SLOT}")  # the slot holds NULs; a key goes in
+    lines.append(_line("AllowedIPs", ", ".join(str(p) for p in peer.allowed_ips)))
     if peer.dial:
-        lines.append(f"Endpoint = {peer.dial.endpoint}")
-        lines.append(f"PersistentKeepalive = {peer.dial.keepalive}")
+        lines.append(_line("Endpoint", peer.dial.endpoint))
+        lines.append(_line("PersistentKeepalive", peer.dial.keepalive))
     return "\n".join(lines) + "\n"
 
 
 def _nftables(plan: Plan, site: SitePlan) -> str:
-    iface = site.interface
-    table = nft_table(site)
+    iface = nft_word(site.interface)
+    table = nft_word(nft_table(site))
     # A table of its own, replaced whole on every load. Its accepts cannot override a drop in
     # another table (every table sees every packet); a host firewall with drop policies must
     # admit the listen port and wg traffic itself — `sitewire doctor` checks for that.
@@ -190,7 +205,8 @@ def _nftables(plan: Plan, site: SitePlan) -> str:
         "\t\ttype filter hook input priority filter - 5; policy accept;",
     ]
     if site.firewall.open_port is not None:
-        out.append(f'\t\tudp dport {site.firewall.open_port} counter accept comment "WireGuard"')
+        port = nft_word(site.firewall.open_port)
+        out.append(f'\t\tudp dport {port} counter accept comment "WireGuard"')
     out += [
         f'\t\tiifname "{iface}" counter accept',
         "\t}",
@@ -210,7 +226,7 @@ def _nftables(plan: Plan, site: SitePlan) -> str:
         ]
         for prefix in masq:
             family = "ip" if prefix.version == 4 else "ip6"
-            out.append(f'\t\toifname != "{iface}" {family} saddr {prefix} masquerade')
+            out.append(f'\t\toifname != "{iface}" {family} saddr {nft_word(prefix)} masquerade')
         out.append("\t}")
     out.append("}")
     return "\n".join(out) + "\n"

@@ -17,6 +17,7 @@ from sitewire.render.model import (
     commands_script,
     peer_public_key,
 )
+from sitewire.render.quote import uci_comment, uci_value
 from sitewire.render.uci import Package, quote
 
 OWNED_PREFIX = "sw_"  # every section sitewire owns, except the interface (its name is the netdev)
@@ -246,6 +247,11 @@ def _pin_section(prefix: str) -> str:
     return OWNED_PREFIX + "pin_" + "".join(c if c.isalnum() else "_" for c in prefix)
 
 
+def _value(value: str) -> str:
+    """A value for the batch; the secret slot (NULs, a key replaces it later) goes in as it is."""
+    return quote(value) if value == SECRET_SLOT else uci_value(value)
+
+
 class _Batch:
     """Accumulates uci batch lines; knows which sections it wrote and whether a secret is in it."""
 
@@ -262,7 +268,7 @@ class _Batch:
         self.lines.append(text.removesuffix("\n"))
 
     def comment(self, text: str) -> None:
-        self.lines.append(f"# {text}")
+        self.lines.append(uci_comment(text))
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -308,9 +314,9 @@ class _Batch:
                     # Clearing first makes add_list converge instead of growing on every run.
                     self.line(f"set {path}=''")
                 for item in value or ():
-                    self.line(f"add_list {path}={quote(item)}")
+                    self.line(f"add_list {path}={_value(item)}")
             elif value is None:
                 self.line(f"set {path}=''")
             else:
                 assert isinstance(value, str)
-                self.line(f"set {path}={quote(value)}")
+                self.line(f"set {path}={_value(value)}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from sitewire.errors import InputError, SpecError
 from sitewire.spec.model import Spec
+from sitewire.strict import loads_toml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,7 +45,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read: {exc}", where=str(path)) from exc
     try:
-        return tomllib.loads(text)
+        return loads_toml(text)
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_POSITION.match(str(exc))
         if match:

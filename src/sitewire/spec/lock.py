@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from sitewire.errors import LockError
 from sitewire.fileio import write_atomic
 from sitewire.spec.load import parse_model
-from sitewire.spec.types import Address, WgKey
+from sitewire.spec.types import Address, Name, WgKey
+from sitewire.strict import loads_json
 
 LOCK_VERSION = 1
 _SECRET_FIELDS = ("private_key", "preshared_key", "privatekey", "presharedkey")
@@ -29,13 +30,13 @@ class Lock(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: Literal[1] = 1
-    network: str
-    sites: dict[str, LockEntry] = {}
-    clients: dict[str, LockEntry] = {}
+    network: Name
+    sites: dict[Name, LockEntry] = {}
+    clients: dict[Name, LockEntry] = {}
     # Nodes removed from the spec: their addresses stay reserved (a revoked phone's address is
     # not handed to the next device) and every render deletes their peer sections. Delete an
     # entry here by hand to free its address for good.
-    retired: dict[str, LockEntry] = {}
+    retired: dict[Name, LockEntry] = {}
 
     def entry(self, name: str) -> LockEntry:
         return (
@@ -55,10 +56,16 @@ def load_lock(path: Path) -> Lock | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise LockError(f"cannot read: {exc}", where=str(path)) from exc
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except json.JSONDecodeError as exc:
         raise LockError(
             f"not valid JSON ({exc.msg} at line {exc.lineno})",
+            where=str(path),
+            fix="restore it from version control, or delete it to re-allocate addresses",
+        ) from None
+    except ValueError as exc:
+        raise LockError(
+            f"not a lock file: {exc}",
             where=str(path),
             fix="restore it from version control, or delete it to re-allocate addresses",
         ) from None

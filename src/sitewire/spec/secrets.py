@@ -13,6 +13,7 @@ from sitewire.errors import KeyFileError
 from sitewire.fileio import write_atomic
 from sitewire.keys import generate_preshared_key, generate_private_key, public_key
 from sitewire.spec.types import parse_wg_key
+from sitewire.strict import loads_json
 
 KEYS_VERSION = 1
 
@@ -80,11 +81,15 @@ def load_local_keys(path: Path) -> tuple[LocalKeys, list[str]]:
 
 def _parse(text: str, source: str) -> LocalKeys:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except json.JSONDecodeError as exc:
         # The decoder's message can quote the document; keep the secret file's contents out of it.
         raise KeyFileError(
             f"not valid JSON (line {exc.lineno})", where=source, fix="restore it from a backup"
+        ) from None
+    except ValueError as exc:
+        raise KeyFileError(
+            f"not a sitewire key file: {exc}", where=source, fix="restore it from a backup"
         ) from None
     if not isinstance(data, dict) or data.get("version") != KEYS_VERSION:
         raise KeyFileError(

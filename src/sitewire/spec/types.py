@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from sitewire import strict
+from sitewire.strict import IPAddress, IPNetwork
 
 TAILSCALE_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 TAILSCALE_ULA = ipaddress.ip_network("fd7a:115c:a1e0::/48")
@@ -21,7 +21,10 @@ TAILSCALE_PORT = 41641
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _IFNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-_SSH = re.compile(r"(?:[A-Za-z0-9._-]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+_SSH = re.compile(
+    r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*))(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 def _parse_name(value: Any) -> str:
@@ -44,18 +47,28 @@ def _parse_ifname(value: Any) -> str:
     return value
 
 
+def _refuse_zone(value: str) -> None:
+    # ipaddress takes anything after '%' as a zone ID and str() gives it back verbatim (issue 9).
+    if "%" in value:
+        raise ValueError(
+            f"{value!r} has a zone ID after '%', which sitewire never uses "
+            "(write it without the '%…' part)"
+        )
+
+
 def parse_prefix(value: Any) -> IPNetwork:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
+        return strict.network(value)
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a prefix (write it as a string like '192.168.3.0/24')")
+    _refuse_zone(value)
     if "/" not in value:
         raise ValueError(f"{value!r} has no prefix length (write it like '192.168.3.0/24')")
     try:
-        return ipaddress.ip_network(value, strict=True)
+        return strict.network(value, strict=True)
     except ValueError as exc:
         try:
-            loose = ipaddress.ip_network(value, strict=False)
+            loose = strict.network(value, strict=False)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not an IPv4 or IPv6 prefix (write it like '192.168.3.0/24')"
@@ -69,11 +82,12 @@ def _parse_prefix_list(value: Any) -> Any:
 
 def _parse_address(value: Any) -> IPAddress:
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return value
+        return strict.address(value)
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not an address (write it as a string like '192.168.5.1')")
+    _refuse_zone(value)
     try:
-        return ipaddress.ip_address(value)
+        return strict.address(value)
     except ValueError as exc:
         raise ValueError(
             f"{value!r} is not an IPv4 or IPv6 address (write it like '192.168.5.1', no /len)"
@@ -96,9 +110,9 @@ def parse_wg_key(value: Any) -> str:
                 return value
         except (binascii.Error, ValueError):
             pass
-    shown = value if not isinstance(value, str) or len(value) < 12 else value[:6] + "…"
+    # No part of the value is shown: it may be a private key pasted into the wrong field.
     raise ValueError(
-        f"{shown!r} is not a WireGuard key (expected 44 base64 characters, as 'wg pubkey' prints)"
+        "the value is not a WireGuard key (expected 44 base64 characters, as 'wg pubkey' prints)"
     )
 
 
@@ -112,9 +126,13 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         try:
-            kind = "ipv4" if ipaddress.ip_address(self.host).version == 4 else "ipv6"
+            kind = "ipv4" if strict.address(self.host).version == 4 else "ipv6"
         except ValueError:
+            if not _is_dns_name(self.host):
+                raise ValueError(f"{self.host!r} is neither an address nor a DNS name") from None
             kind = "name"
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ValueError(f"{self.port!r} is not a port")
         object.__setattr__(self, "kind", kind)
 
     def with_port(self, port: int) -> str:
@@ -135,8 +153,9 @@ def parse_endpoint(value: Any) -> Endpoint:
     host, port = _split_host_port(value)
     if port is not None:
         _parse_port(port)
+    _refuse_zone(host)
     try:
-        ipaddress.ip_address(host)
+        strict.address(host)
     except ValueError:
         if not _is_dns_name(host):
             raise ValueError(
@@ -159,9 +178,10 @@ def _split_host_port(value: str) -> tuple[str, int | None]:
 
 
 def _port_digits(whole: str, text: str) -> int:
-    if not text.isdigit():
+    port = strict.digits(text)
+    if port is None:
         raise ValueError(f"{whole!r} has a bad port {text!r} (use a number from 1 to 65535)")
-    return int(text)
+    return port
 
 
 def _is_dns_name(host: str) -> bool:
@@ -170,9 +190,18 @@ def _is_dns_name(host: str) -> bool:
 
 
 def _parse_ssh(value: Any) -> str:
-    if not isinstance(value, str) or not _SSH.fullmatch(value):
+    match = _SSH.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise ValueError(f"{value!r} is not an SSH target (write 'user@host' or 'user@host:port')")
-    return value
+    port = strict.digits(match["port"]) if match["port"] else 22
+    if port is None or not 1 <= port <= 65535:
+        raise ValueError(f"{value!r} has port {match['port']} (use a number from 1 to 65535)")
+    if match["v6"] is not None:
+        try:
+            strict.address(match["v6"])
+        except ValueError:
+            raise ValueError(f"{value!r}: [{match['v6']}] is not an IPv6 address") from None
+    return match[0]
 
 
 def _refuse_tailscale_overlay(net: IPNetwork) -> IPNetwork:
