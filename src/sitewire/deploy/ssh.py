@@ -141,26 +141,52 @@ def _text(value: str | bytes | None) -> str:
     return value if isinstance(value, str) else value.decode(errors="replace")
 
 
-async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> Session:
-    """Open a connection with strict host-key checking; failures name the fix."""
+def _options(target: Target, creds: Credentials, timeout: float) -> dict[str, object]:
     options: dict[str, object] = {
         "username": target.user,
         "port": target.port,
         "connect_timeout": timeout,
         "config": () if creds.use_user_config else None,
+        # A router is not trusted with the person's agent, whatever ~/.ssh/config says.
+        "agent_forwarding": False,
     }
     if creds.client_keys is not None:
         options["client_keys"] = [str(k) for k in creds.client_keys]
         options["agent_path"] = None
     if creds.known_hosts is not None:
         options["known_hosts"] = str(creds.known_hosts)
-        if not _known(creds.known_hosts, target):
-            # asyncssh would only report a lost connection; say what is wrong and the fix.
-            raise RemoteError(
-                "host key not in known_hosts",
-                where=f"{target.name} ({target})",
-                fix=f"run: ssh-keyscan -p {target.port} {target.host} >> {creds.known_hosts}",
-            )
+    return options
+
+
+def client_options(
+    target: Target, creds: Credentials, timeout: float = 10.0
+) -> asyncssh.SSHClientConnectionOptions:
+    """What asyncssh will use for `target`, ~/.ssh/config read as it reads it; refused when
+    that leaves no host keys to check (`UserKnownHostsFile none`): sitewire never connects to
+    a router it cannot tell from an impostor."""
+    kwargs = _options(target, creds, timeout)
+    options = asyncssh.SSHClientConnectionOptions(host=target.host, **kwargs)
+    if options.known_hosts is None:
+        raise RemoteError(
+            "your ssh config turns off host keys for this host (UserKnownHostsFile none), "
+            "and sitewire never connects without checking them",
+            where=f"{target.name} ({target})",
+            fix="remove UserKnownHostsFile none for this host from ~/.ssh/config",
+        )
+    return options
+
+
+async def connect(target: Target, creds: Credentials, timeout: float = 10.0) -> Session:
+    """Open a connection with strict host-key checking; failures name the fix."""
+    client_options(target, creds, timeout)
+    options = _options(target, creds, timeout)
+    if creds.known_hosts is not None and not _known(creds.known_hosts, target):
+        # asyncssh would only report a lost connection; say what is wrong and the fix.
+        raise RemoteError(
+            "host key not in known_hosts",
+            where=f"{target.name} ({target})",
+            fix=f"run: ssh-keyscan -p {target.port} {target.host} >> {creds.known_hosts}",
+        )
     try:
         conn = await asyncssh.connect(target.host, **options)
     except asyncssh.HostKeyNotVerifiable:
