@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from sitewire.cli.out import echo
 from sitewire.deploy.apply import apply_network, exclusive, settle
 from sitewire.deploy.changes import plan_with
 from sitewire.deploy.run import ApplyError, Options, Result
@@ -106,7 +107,7 @@ def lab_reach(state: LabState, sites: Iterable[str]) -> Reach:
 
 class _Ui:
     def say(self, line: str) -> None:
-        click.echo(line)
+        echo(line)
 
     def ask(self, question: str) -> bool:
         if not sys.stdin.isatty():
@@ -171,15 +172,15 @@ def apply(
     changed = [r for r in outcome.sites.values() if r.result is not Result.UNCHANGED]
     if changed:
         width = max(len(r.name) for r in changed)
-        click.echo("summary:")
+        echo("summary:")
         for run in changed:
-            click.echo(f"  {run.name:<{width}}  {run.result.value}")
+            echo(f"  {run.name:<{width}}  {run.result.value}")
     if outcome.lock_changed:
-        click.echo(f"{ws.lock_path} updated (commit it with the spec)", err=True)
+        echo(f"{ws.lock_path} updated (commit it with the spec)", err=True)
     if not outcome.ok:
         # Rolled back, or (unreachable) left to revert by its own timer: say which.
         failed = [f"{r.name} ({r.result.value})" for r in outcome.sites.values() if r.problems]
-        click.echo(
+        echo(
             f"sitewire: apply: {', '.join(failed)} not applied; "
             "the other sites keep their new state",
             err=True,
@@ -207,7 +208,7 @@ def _settle_command(verb: str, doc: str) -> click.Command:
         plan = plan_with(ws, {}, {})  # which sites and platforms; keys play no part
         with exclusive(spec):
             done = asyncio.run(settle(plan, where.targets, where.creds, verb, _Ui()))
-        click.echo(f"{done} site(s) {'confirmed' if verb == 'confirm' else 'rolled back'}")
+        echo(f"{done} site(s) {'confirmed' if verb == 'confirm' else 'rolled back'}")
         return ExitCode.OK
 
     return command

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from sitewire.cli.apply import _common, reach
+from sitewire.cli.out import echo
 from sitewire.diagnose.doctor import Finding, diagnose
 from sitewire.diagnose.gather import gather_network
 from sitewire.errors import ExitCode
@@ -42,7 +43,7 @@ def doctor(
     ]
     findings += diagnose(gathered.live)
     if as_json:
-        click.echo(
+        echo(
             json.dumps(
                 {
                     "findings": [f.as_json() for f in findings],
@@ -54,9 +55,9 @@ def doctor(
         )
     else:
         for finding in findings:
-            click.echo(finding.text())
+            echo(finding.text())
         sites = len(gathered.live.facts)
-        click.echo(
+        echo(
             f"{len(findings) or 'no'} finding{'s' if len(findings) != 1 else ''} "
             f"on {sites} site{'s' if sites != 1 else ''} in {gathered.seconds:.1f}s"
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from sitewire.cli.out import echo
 from sitewire.cli.show import count
 from sitewire.errors import ExitCode, InputError
 from sitewire.lab.host import (
@@ -41,7 +42,7 @@ _SPEC_OPTION = click.option(
 
 class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(self.format(record), err=True)
+        echo(self.format(record), err=True)
 
 
 @click.group()
@@ -86,8 +87,8 @@ def up(
     then = functools.partial(after_up, configured=configured, accept_routes=tailscale_accept_routes)
     state = lab_up(plan, name or plan.name, openwrt, spec_path=str(spec.resolve()), then=then)
     seconds = time.monotonic() - started
-    click.echo(f"lab {state.name} up in {seconds:.1f}s")
-    click.echo(status_text(lab_status(state.name)[0]), nl=False)
+    echo(f"lab {state.name} up in {seconds:.1f}s")
+    echo(status_text(lab_status(state.name)[0]), nl=False)
     return ExitCode.OK
 
 
@@ -99,7 +100,7 @@ def down(spec: Path | None, name: str | None) -> int:
     require_root()
     lab_name = pick_lab(spec, name)
     lab_down(lab_name)
-    click.echo(f"lab {lab_name} down")
+    echo(f"lab {lab_name} down")
     return ExitCode.OK
 
 
@@ -112,9 +113,9 @@ def status(spec: Path | None, name: str | None) -> int:
     lab_name = name or (load_spec(spec).network.name if spec else None)
     summaries = lab_status(lab_name)
     if not summaries:
-        click.echo("no lab is up")
+        echo("no lab is up")
     for summary in summaries:
-        click.echo(status_text(summary), nl=False)
+        echo(status_text(summary), nl=False)
     return ExitCode.OK
 
 
@@ -153,16 +154,14 @@ def test_(spec: Path | None, name: str | None) -> int:
     plan = lab_plan(state)
     started = time.monotonic()
     for link in await_handshakes(state, plan):
-        click.echo(f"sitewire: lab: no handshake yet on {link}", err=True)
+        echo(f"sitewire: lab: no handshake yet on {link}", err=True)
     outcomes = asyncio.run(run_probes(list(probes(state, plan))))
-    click.echo(matrix(outcomes, columns(state, plan)), nl=False)
+    echo(matrix(outcomes, columns(state, plan)), nl=False)
     failed = [o for o in outcomes if o.failed]
     seconds = time.monotonic() - started
-    click.echo(
-        f"{len(outcomes) - len(failed)}/{len(outcomes)} reachable as planned in {seconds:.1f}s"
-    )
+    echo(f"{len(outcomes) - len(failed)}/{len(outcomes)} reachable as planned in {seconds:.1f}s")
     for o in failed:
-        click.echo(f"sitewire: lab: {o.probe.source} cannot reach {o.probe.target}", err=True)
+        echo(f"sitewire: lab: {o.probe.source} cannot reach {o.probe.target}", err=True)
     return ExitCode.FAILURE if failed else ExitCode.OK
 
 
@@ -175,11 +174,9 @@ def move(site: str, name: str | None, spec: Path | None) -> int:
     require_root()
     state = load_state(pick_lab(spec, name))
     old, new = lab_move(state, site)
-    click.echo(f"{site}: wan {old.wan4} => {new.wan4}, {old.wan6} => {new.wan6}")
+    echo(f"{site}: wan {old.wan4} => {new.wan4}, {old.wan6} => {new.wan6}")
     if new.dns_name:
-        click.echo(
-            f"{new.dns_name} now resolves to {new.wan4.ip} and {new.wan6.ip} in every router"
-        )
+        echo(f"{new.dns_name} now resolves to {new.wan4.ip} and {new.wan6.ip} in every router")
     return ExitCode.OK
 
 

@@ -12,6 +12,7 @@ from sitewire import __version__
 from sitewire.cli.apply import apply, confirm, dry_run, rollback
 from sitewire.cli.diagnose import doctor
 from sitewire.cli.lab import lab
+from sitewire.cli.out import echo, error
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
 from sitewire.cli.status import graph, status
@@ -49,12 +50,12 @@ _KEYS = click.option(
 
 
 def _warn(text: str) -> None:
-    click.echo(f"sitewire: warning: {text}", err=True)
+    echo(f"sitewire: warning: {text}", err=True)
 
 
 def _notes(plan: Plan) -> None:
     for note in plan.notes:
-        click.echo(f"sitewire: note: {note}", err=True)
+        echo(f"sitewire: note: {note}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +72,7 @@ def init(path: Path, force: bool) -> int:
     if path.exists() and not force:
         raise InputError("already exists", where=str(path), fix="pick another path or use --force")
     write_atomic(path, STARTER_SPEC)
-    click.echo(f"wrote {path}; edit it, then run: sitewire plan {path}")
+    echo(f"wrote {path}; edit it, then run: sitewire plan {path}")
     return ExitCode.OK
 
 
@@ -84,7 +85,7 @@ def validate(spec: Path, lock_path: Path | None) -> int:
     plan = make_plan(ws)
     _notes(plan)
     peers = sum(len(site.peers) for site in plan.sites())
-    click.echo(
+    echo(
         f"{spec}: ok: {count(len(plan.site_names), 'site')}, "
         f"{count(len(plan.client_names), 'client')}, {count(peers, 'peer')}, "
         "AllowedIPs disjoint on every interface"
@@ -117,9 +118,9 @@ def plan(
     ws = open_workspace(spec, lock_path)
     the_plan = make_plan(ws)
     if as_json:
-        click.echo(json.dumps(plan_json(the_plan), indent=2))
+        echo(json.dumps(plan_json(the_plan), indent=2))
     else:
-        click.echo(plan_text(the_plan), nl=False)
+        echo(plan_text(the_plan), nl=False)
     if save_state(ws, the_plan):
         _warn(f"{ws.lock_path} updated (commit it with the spec)")
     return ExitCode.OK
@@ -149,7 +150,7 @@ def render(spec: Path, out: Path, lock_path: Path | None, keys_path: Path | None
     written = write_tree(out, render_all(the_plan, ws.secrets))
     save_state(ws, the_plan)
     for path in written:
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
     return ExitCode.OK
 
 
@@ -176,14 +177,14 @@ def qr(spec: Path, client: str, lock_path: Path | None, keys_path: Path | None) 
     the_plan = make_plan(ws)
     config, _ = client_config(the_plan, the_plan.client(client), ws.secrets)
     save_state(ws, the_plan)
-    click.echo(qr_terminal(config), nl=False)
+    echo(qr_terminal(config), nl=False)
     return ExitCode.OK
 
 
 @cli.command()
 def schema() -> int:
     """Print the JSON Schema of network.toml (for editor completion)."""
-    click.echo(json.dumps(Spec.json_schema(), indent=2))
+    echo(json.dumps(Spec.json_schema(), indent=2))
     return ExitCode.OK
 
 
@@ -210,17 +211,17 @@ def run(argv: list[str] | None = None) -> int:
         exc.show()
         return ExitCode.USAGE
     except click.exceptions.Abort:
-        click.echo("sitewire: aborted", err=True)
+        echo("sitewire: aborted", err=True)
         return ExitCode.FAILURE
     except SitewireError as exc:
-        click.echo(f"sitewire: {exc}", err=True)
+        error(f"sitewire: {exc}")
         return exc.exit_code
     except OSError as exc:
         # The disk, not the input: a full disk, a read-only path, a directory in the way.
         where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"sitewire: {where}{exc.strerror or exc}", err=True)
+        echo(f"sitewire: {where}{exc.strerror or exc}", err=True)
         return ExitCode.FAILURE
     except KeyboardInterrupt:
-        click.echo("sitewire: interrupted", err=True)
+        echo("sitewire: interrupted", err=True)
         return 130
     return int(result) if isinstance(result, int) else ExitCode.OK

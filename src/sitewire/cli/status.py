@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sitewire.cli.apply import _common, reach
+from sitewire.cli.out import echo
 from sitewire.diagnose.graph import graph_format, network_graph, render_graph
 from sitewire.diagnose.status import (
     Health,
@@ -33,6 +34,7 @@ from sitewire.diagnose.status import (
 from sitewire.errors import ExitCode, InputError
 from sitewire.fileio import write_atomic
 from sitewire.pipeline import make_plan, open_workspace
+from sitewire.strict import printable
 
 _SPEC = click.argument(
     "spec", type=click.Path(path_type=Path, dir_okay=False, exists=True), default="network.toml"
@@ -113,22 +115,23 @@ def site_cells(site: SiteStatus) -> tuple[str, ...]:
 
 
 def status_tables(status: NetworkStatus) -> Group:
-    """The pairs, then the sites; every cell a Text, so `[fd00::1]:51820` is not rich markup."""
+    """The pairs, then the sites; every cell a Text, so `[fd00::1]:51820` is not rich markup,
+    and printable, so what a router said cannot drive the terminal (issue 9)."""
     links = Table(*LINK_COLUMNS, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for link in status.links:
         style = STYLES[link.health]
-        cells = [Text(c) for c in link_cells(link)]
+        cells = [Text(printable(c)) for c in link_cells(link)]
         cells[0].stylize(style)
         cells[2].stylize(style)
         links.add_row(*cells)
     sites = Table(*SITE_COLUMNS, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for site in status.sites:
-        cells = [Text(c) for c in site_cells(site)]
+        cells = [Text(printable(c)) for c in site_cells(site)]
         if not (site.reachable and site.interface_up):
             cells[0].stylize("red")
         sites.add_row(*cells)
     pairs = f"{len(status.links)} site pair{'s' if len(status.links) != 1 else ''}"
-    title = Text(f"{status.network}: {pairs}, read in {status.seconds:.1f} s", "bold")
+    title = Text(f"{printable(status.network)}: {pairs}, read in {status.seconds:.1f} s", "bold")
     return Group(title, links, Text(""), sites)
 
 
@@ -182,14 +185,14 @@ def status(
     current = read()
     if not watch:
         if as_json:
-            click.echo(json.dumps(status_json(current), indent=2))
+            echo(json.dumps(status_json(current), indent=2))
         else:
             wide.print(status_tables(current))
         return ExitCode.OK if current.healthy else ExitCode.FAILURE
     try:
         if as_json:  # one JSON object per line, one line per reading
             while True:
-                click.echo(json.dumps(status_json(current)))
+                echo(json.dumps(status_json(current)))
                 time.sleep(interval)
                 current = read()
         with Live(_watched(current, interval), console=wide, auto_refresh=False) as live:
@@ -246,11 +249,11 @@ def graph(
                 fix="run `sitewire status` for this spec first",
             )
     else:
-        click.echo(
+        echo(
             f"sitewire: note: no status saved yet ({source}): every link is drawn grey; "
             "run `sitewire status` first to colour them",
             err=True,
         )
     write_atomic(output, render_graph(network_graph(plan, last), fmt))
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")
     return ExitCode.OK
