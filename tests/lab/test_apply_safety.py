@@ -331,8 +331,9 @@ def test_bad_devices_are_refused_in_one_line_and_nothing_is_half_applied(
         router(state, "A", "mv", "-f", "/usr/bin/opkg.real", "/usr/bin/opkg")
 
     # (c) a full /tmp: no room for the backup (one page: the first copy fits, the second not).
+    # A tmpfs is 1777 unless told otherwise, which the switch rightly refuses as not private.
     mounted = router_exec(
-        state, "A", ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", safety.BASE]
+        state, "A", ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", safety.BASE]
     )
     assert mounted.returncode == 0, mounted.stderr
     try:

@@ -350,7 +350,9 @@ def test_linux_router_reverts_and_confirms_the_same_way(lab: Lab) -> None:
 def test_no_room_for_the_backup_refuses_to_arm_and_leaves_nothing(lab: Lab) -> None:
     state = lab("seed")
     # One page: the first copy fits, the second does not.
-    full = router_exec(state, "B", ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", BASE])
+    full = router_exec(
+        state, "B", ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", BASE]
+    )
     assert full.returncode == 0, full.stderr
     try:
 

@@ -422,7 +422,7 @@ def test_status_lines_parse() -> None:
     assert arming.pending == safety.PendingCommit("00ff00ff00ff00ff", None)
 
 
-@pytest.mark.parametrize("kind", ["world-writable", "someone-elses", "symlink"])
+@pytest.mark.parametrize("kind", ["world-writable", "group-writable", "someone-elses", "symlink"])
 def test_a_commit_dir_that_is_not_roots_alone_is_refused(box: Box, kind: str) -> None:
     """Issue 9: another local user who made /tmp/sitewire first could swap revert.sh (run as
     root by the timer) or plant `.guard` as a symlink that the lock's redirect truncates."""
@@ -430,9 +430,9 @@ def test_a_commit_dir_that_is_not_roots_alone_is_refused(box: Box, kind: str) ->
     base.parent.mkdir(parents=True, exist_ok=True)
     elsewhere = box.root / "elsewhere"
     elsewhere.mkdir(mode=0o700)
-    if kind == "world-writable":
+    if kind in ("world-writable", "group-writable"):
         base.mkdir()
-        base.chmod(0o1777)
+        base.chmod(0o1777 if kind == "world-writable" else 0o775)
     elif kind == "someone-elses":
         base.mkdir(mode=0o700)
         os.chown(base, 65534, 65534)
@@ -448,7 +448,9 @@ def test_a_commit_dir_that_is_not_roots_alone_is_refused(box: Box, kind: str) ->
     answer = safety.parse_answer(done.stdout)
     assert answer is not None and not answer.ok and answer.words[0] == "unsafe", done.stdout
     error = safety.error_for(answer, RemoteResult(3, done.stdout, ""), "B", "arm")
-    assert str(error).startswith(f"B: {box.root}/tmp/sitewire is not a directory only this user")
+    assert str(error).startswith(
+        f"B: {box.root}/tmp/sitewire is not a directory only this user can write"
+    )
     assert "ls -ld" in str(error)
     assert box.snapshot() == before
     assert planted.read_text() == "root:x:0:0\n"
@@ -457,7 +459,12 @@ def test_a_commit_dir_that_is_not_roots_alone_is_refused(box: Box, kind: str) ->
     assert box.timer_pid() is None
 
 
-def test_a_fresh_commit_dir_is_made_private(box: Box) -> None:
+@pytest.mark.parametrize("mode", [None, 0o755])
+def test_a_commit_dir_of_ours_is_made_private(box: Box, mode: int | None) -> None:
+    """None: made by the backup; 0755: left by an older sitewire or a hand-run commands.sh."""
+    if mode is not None:
+        (box.root / "tmp/sitewire").mkdir(parents=True)
+        (box.root / "tmp/sitewire").chmod(mode)
     token = safety.new_token()
     arm(box, token, seconds=30)
     base = box.root / "tmp/sitewire"

@@ -168,13 +168,15 @@ left() {
 	echo "$sl"
 }
 release() { [ "$(lock_token)" = "$T" ] && rm -f "$L"; return 0; }
-# A directory, not a symlink, owned by this user and open to nobody else: what another local
-# user made first could hold a revert.sh of theirs, or a .guard that points at /etc/passwd.
+# A directory, not a symlink, owned by this user and writable by nobody else: what another
+# local user made first could hold a revert.sh of theirs, or a .guard pointing at /etc/passwd.
+# One of ours left 0755 (older sitewire, a hand-run commands.sh) is made 0700 again.
 private_dir() {
 	[ -d "$1" ] && [ ! -L "$1" ] || return 1
-	set -- $(ls -ldn "$1" 2>/dev/null)
-	case ${1:-} in drwx------*) ;; *) return 1 ;; esac
-	[ "${3:-}" = "$(id -u 2>/dev/null || echo 0)" ]
+	set -- "$1" $(ls -ldn "$1" 2>/dev/null)
+	[ "${4:-}" = "$(id -u 2>/dev/null || echo 0)" ] || return 1
+	case ${2:-} in d????-??-? | d????-??-?.) ;; *) return 1 ;; esac
+	chmod 700 "$1"
 }
 """
 
@@ -607,8 +609,8 @@ def error_for(answer: Answer | None, result: RemoteResult, site: str, step: str)
             "free space in the router's /tmp; check with: df -h /tmp",
         ),
         "unsafe": (
-            f"{text} is not a directory only this user can use (a symlink, another owner, or"
-            " open to others), so nothing was changed",
+            f"{text} is not a directory only this user can write (a symlink, another owner, or"
+            " writable by others), so nothing was changed",
             f"look with 'ls -ld {text}' on the router; if nothing of yours is in it, remove it"
             " and run apply again",
         ),
