@@ -28,8 +28,8 @@ MAX_DEPTH = 32
 
 _ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
 _NETWORK_CHARS = re.compile(r"[0-9A-Fa-f:.]+(?:/[0-9]{1,3})?")
-_DIGITS = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]{1,64}")
+_DECIMAL = re.compile(r"[0-9]{1,64}(?:\.[0-9]{1,64})?")
 # C0 controls but tab and newline, DEL, and C1 controls: what a terminal may act on.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -102,6 +102,10 @@ def loads_toml(text: str) -> dict[str, Any]:
         data = tomllib.loads(text)
     except RecursionError:
         raise tomllib.TOMLDecodeError("nested too deeply") from None
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError:  # an integer past Python's 4300-digit limit for int()
+        raise tomllib.TOMLDecodeError("a number has more digits than Python reads") from None
     try:
         check_depth(data)
     except ValueError as exc:

@@ -379,6 +379,8 @@ DEEP = '{"a": ' * 100_000 + "1" + "}" * 100_000
         (lambda t: parse_routes(t, 4), "10.0.0.0/8 dev wg0 metric ²\n"),
         (parse_wg_dump, f"wg0\t(none)\t{KEY}\t{'9' * 5000}\toff\n"),
         (parse_wg_dump, f"wg0\t(none)\t{KEY}\t5_1820\toff\n"),
+        # found by the 10,000-case fuzz run: a link line with nothing after its flags
+        (parse_ip_links, "2: wan@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> \n"),
     ],
 )
 def test_odd_output_is_unexpected_output_not_a_traceback(

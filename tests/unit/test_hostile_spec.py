@@ -160,6 +160,15 @@ def test_a_deeply_nested_spec_is_a_spec_error(tmp_path: Path) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_a_number_too_long_for_python_is_a_spec_error(tmp_path: Path) -> None:
+    # found by the 10,000-case fuzz run: tomllib raises a plain ValueError past 4300 digits
+    spec = tmp_path / "network.toml"
+    spec.write_text(SEED.read_text().replace("port = 51820", "port = " + "9" * 5000, 1))
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    assert "\n" not in str(caught.value)
+
+
 def test_a_deeply_nested_lock_is_a_lock_error(tmp_path: Path) -> None:
     lock = tmp_path / "network.lock"
     lock.write_text('{"version": 1, "sites": ' + _nested(100_000) + "}")

@@ -9,6 +9,7 @@ anything else raises UnexpectedOutput, never another exception.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from collections.abc import Iterator, Sequence
@@ -499,7 +500,7 @@ def parse_ip_links(text: str) -> list[Link]:
         if match is None:
             raise UnexpectedOutput(f"line {number}: not an `ip -o link` line")
         words = match[5].replace("\\", " ").split()
-        following = dict(zip(words, [*words[1:], ""], strict=True))
+        following = dict(itertools.zip_longest(words, words[1:], fillvalue=""))
         mtu = parse_number(following.get("mtu", ""))
         if mtu is None:
             raise UnexpectedOutput(f"line {number}: {match[2]} has no mtu")
