@@ -227,21 +227,19 @@ def _check_name(name: str, where: str, what: str) -> None:
 
 
 def set_option(section: Section, option: str, value: str) -> bool:
-    """uci_set on an option: an equal string is left alone, anything else is replaced at the end."""
+    """uci_set on an option: an equal string is left alone, anything else replaced where it is."""
     if section.options.get(option) == value:
         return False
-    section.options.pop(option, None)
     section.options[option] = value
     return True
 
 
 def add_list_item(section: Section, option: str, value: str) -> None:
-    """uci_add_list: a plain option becomes a list (moved to the end), a list grows in place."""
+    """uci_add_list: a plain option becomes a list where it stands, a list grows in place."""
     current = section.options.get(option)
     if isinstance(current, tuple):
         section.options[option] = (*current, value)
         return
-    section.options.pop(option, None)
     section.options[option] = (value,) if current is None else (current, value)
 
 

@@ -31,11 +31,44 @@ from sitewire.render.uci import (
 )
 
 _SPACE = " \t\n\v\f\r"
-_USAGE = (
-    "Usage: uci [<options>] <command> [<arguments>]\n"
-    "Commands: batch export changes commit add add_list del_list show get set delete rename"
-    " revert reorder\n"
-)
+# cli.c uci_usage() as a router prints it (argv[0] "uci", the default directories compiled in).
+_USAGE = """\
+Usage: uci [<options>] <command> [<arguments>]
+
+Commands:
+\tbatch
+\texport     [<config>]
+\timport     [<config>]
+\tchanges    [<config>]
+\tcommit     [<config>]
+\tadd        <config> <section-type>
+\tadd_list   <config>.<section>.<option>=<string>
+\tdel_list   <config>.<section>.<option>=<string>
+\tshow       [<config>[.<section>[.<option>]]]
+\tget        <config>.<section>[.<option>]
+\tset        <config>.<section>[.<option>]=<value>
+\tdelete     <config>[.<section>[[.<option>][=<id>]]]
+\trename     <config>.<section>[.<option>]=<name>
+\trevert     <config>[.<section>[.<option>]]
+\treorder    <config>.<section>=<position>
+
+Options:
+\t-c <path>  set the search path for config files (default: /etc/config)
+\t-C <path>  set the search path for config override files (default: /var/run/uci)
+\t-d <str>   set the delimiter for list values in uci show
+\t-f <file>  use <file> as input instead of stdin
+\t-m         when importing, merge data into an existing package
+\t-n         name unnamed sections on export (default)
+\t-N         don't name unnamed sections
+\t-p <path>  add a search path for config change files
+\t-P <path>  add a search path for config change files and use as default
+\t-t <path>  set save path for config change files
+\t-q         quiet mode (don't print error messages)
+\t-s         force strict mode (stop on parser errors, default)
+\t-S         disable strict mode
+\t-X         do not use extended syntax on 'show'
+
+"""
 
 
 class _Err(IntEnum):
@@ -194,10 +227,18 @@ class _Live:
             self._append(Section(address.value, address.section))
             self._record(_Op.CHANGE, address.section, None, address.value)
         elif address.option is None:
-            entry.section.type = address.value
-            self._record(_Op.CHANGE, entry.name, None, address.value)
+            self._retype(entry, address.value)
         elif set_option(entry.section, address.option, address.value):
             self._record(_Op.CHANGE, entry.name, address.option, address.value)
+
+    def _retype(self, entry: _Entry, section_type: str) -> None:
+        if entry.section.type == section_type:
+            return
+        if len(entry.section.type) != len(section_type):
+            # uci_set reallocates the section under the name it is known by: no longer anonymous.
+            entry.section.name = entry.name
+        entry.section.type = section_type
+        self._record(_Op.CHANGE, entry.name, None, section_type)
 
     def delete(self, target: _Target) -> None:
         entry, option, index = target.entry, target.address.option, target.address.value
@@ -262,9 +303,13 @@ class _Live:
         if entry is None or value is None:
             raise _Fail(_Err.NOTFOUND)
         position = _position(value)
-        self.entries = [e for e in self.entries if e is not entry]
-        self.entries.insert(max(0, min(position, len(self.entries))), entry)
-        self._record(_Op.REORDER, entry.name, None, str(position))
+        old = self.entries.index(entry)
+        self.entries.remove(entry)
+        new = max(0, min(position, len(self.entries)))
+        self.entries.insert(new, entry)
+        # uci_reorder_section records the move only when the section's neighbour changed.
+        if new != old:
+            self._record(_Op.REORDER, entry.name, None, str(position))
 
     def add(self, section_type: str) -> str:
         entry = self._append(Section(section_type))
@@ -280,10 +325,9 @@ class _Live:
         self.applied += 1
 
     def _replay(self, delta: _Delta) -> None:
-        address = Address(self.name, delta.section, delta.option, delta.value)
-        # uci re-reads every delta line with uci_parse_ptr, so what would not read back is lost.
-        if address.extended or not _replayable(delta) or parse_address(str(address)) != address:
+        if not _parses(self.name, delta):
             raise _Fail(_Err.INVAL)
+        address = Address(self.name, delta.section, delta.option, delta.value)
         _REPLAY[delta.op](self, self.target(address))
         if delta.op is _Op.ADD and delta.option is None:
             self._mark_anonymous(delta.section)
@@ -304,6 +348,12 @@ class _Live:
     ) -> None:
         if self.recording:
             self.recorded.append(_Delta(op, section, option, value))
+
+
+def _parses(package: str, delta: _Delta) -> bool:
+    """uci re-reads every delta line with uci_parse_ptr, so what would not read back is lost."""
+    address = Address(package, delta.section, delta.option, delta.value)
+    return not address.extended and _replayable(delta) and parse_address(str(address)) == address
 
 
 def _replayable(delta: _Delta) -> bool:
@@ -338,7 +388,7 @@ _SECTION_COMMANDS = {"get", "revert", *_EDITS}
 _PACKAGE_COMMANDS = {"show", "changes", "export", "commit"}
 _FLAGS = set("qXnNs")
 # These name directories or change how files are parsed; the store has neither to change.
-_UNMODELLED = set("cfLmpPSt")
+_UNMODELLED = set("cCfmpPSt")
 
 
 class UciStore:
@@ -424,7 +474,8 @@ class UciStore:
         self._deltas[name] = [d for d in self._deltas[name] if not reverted(d)]
 
     def _changes(self, name: str) -> str:
-        return "".join(d.change_line(name) for d in self._deltas[name])
+        # uci changes lists what read back from the delta file, whether or not it then applied.
+        return "".join(d.change_line(name) for d in self._deltas[name] if _parses(name, d))
 
 
 class _Cli:
@@ -439,6 +490,8 @@ class _Cli:
         self.export_names = False
         self.delimiter = " "
         self.batch_line: int | None = None
+        self.loaded_at = 0
+        self.error_info = ""
 
     def main(self, argv: list[str], stdin: str) -> int:
         args = self._options(argv)
@@ -494,16 +547,18 @@ class _Cli:
 
     def _batch(self, text: str) -> int:
         """`uci batch`: errors go to stderr and the exit status stays 0."""
+        self.batch_line = 0
         for line, item in iter_batch(text):
+            self.batch_line = line
             if isinstance(item, UciParseError):
-                self._error(f"uci: {item.uci_message}\n")
+                where = f" ({item.reason}) at line {self._line()}, byte {item.byte}"
+                self._perror(_Fail(_Err.PARSE, where))
                 break
             if isinstance(item, UciError):
                 self._error("Too many arguments\n")
                 continue
             if item[0].lower() == "exit":
                 break
-            self.batch_line = line
             if self.command(item, "") == 255:
                 self._error("Unknown command\n")
         return 0
@@ -512,7 +567,7 @@ class _Cli:
         """The address, its loaded package and what it points at, or the exit code of a failure."""
         try:
             address = _address(arg)
-            live = self.store._load(address.package)
+            live = self._load(address.package)
             return address, live, live.target(address)
         except _Fail as fail:
             return self._perror(fail)
@@ -552,7 +607,7 @@ class _Cli:
 
     def _add(self, package: str, section_type: str) -> int:
         try:
-            live = self.store._load(package)
+            live = self._load(package)
         except _Fail as fail:
             self._perror(fail)
             return int(fail.code)
@@ -608,12 +663,26 @@ class _Cli:
             lines.extend(_show_section(live.name, ref, section, self.delimiter))
         return lines
 
+    def _load(self, name: str) -> _Live:
+        if self.batch_line is not None and name in self.store._files:
+            # Reading a file replaces libuci's parse context, and with it the batch's line count.
+            self.loaded_at = self.batch_line
+        return self.store._load(name)
+
+    def _line(self) -> int:
+        """The line libuci's batch parse context is at: counted since a file was last read."""
+        return (self.batch_line or 0) - self.loaded_at
+
     def _perror(self, fail: _Fail) -> int:
-        detail = fail.detail
-        if fail.code is _Err.PARSE and not detail and self.batch_line is not None:
-            # In batch mode libuci still holds the batch's parse context and reports it.
-            detail = f" (unknown) at line {self.batch_line}, byte 0"
-        self._error(f"uci: {_MESSAGES[fail.code]}{detail}\n")
+        if self.quiet:
+            return 1
+        if fail.code is _Err.PARSE and (fail.detail or self.batch_line is not None):
+            # A parse error names the parse context's position; a batch always has one.
+            self.error_info = fail.detail or f" (unknown) at line {self._line()}, byte 0"
+        # uci_perror keeps this text in a static buffer and appends the newline to it, so each
+        # later error of the same process ends in one more blank line (uci 66127cd).
+        self.error_info += "\n"
+        self.err.append(f"uci: {_MESSAGES[fail.code]}{self.error_info}")
         return 1
 
     def _error(self, text: str) -> None:
