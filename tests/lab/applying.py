@@ -116,3 +116,26 @@ def unreachable(state: LabState, spec_path: Path) -> list[str]:
     await_handshakes(state, plan)
     outcomes = asyncio.run(run_probes(list(probes(state, plan))))
     return [f"{o.probe.source} -> {o.probe.target}" for o in outcomes if o.failed]
+
+
+def settled(state: LabState, site: str, iface: str = "wg0", seconds: float = 20.0) -> None:
+    """Wait until netifd has IFACE up on an OpenWrt router: `ifup` and `network restart` return
+    once netifd has the request, and the handler re-creates the device after that."""
+    import json
+    import time
+
+    from sitewire.lab.host import router_exec
+
+    deadline = time.monotonic() + seconds
+    while True:
+        done = router_exec(state, site, ["ubus", "call", f"network.interface.{iface}", "status"])
+        try:
+            status = json.loads(done.stdout) if done.returncode == 0 else {}
+        except ValueError:
+            status = {}
+        device = router_exec(state, site, ["test", "-e", f"/sys/class/net/{iface}"])
+        if status.get("up") is True and device.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{site}: {iface} not up {seconds:g} s after ifup: {status}")
+        time.sleep(0.1)

@@ -103,5 +103,5 @@ def test_a_site_joins_a_linux_hub_without_re_creating_its_device(
     assert not any("wg-quick" in line for line in steps), ui.text
     assert ifindex(state, "A") == before
     for ping in (b_to_a, a_to_b):
-        assert ping.sent > 50 and ping.lost == 0, (ping.sent, ping.lost, ui.text)
+        assert ping.sent > 20 and ping.lost == 0, (ping.sent, ping.lost, ui.text)
     assert unreachable(state, trio) == []

@@ -30,7 +30,7 @@ from sitewire.lab.router import write_router_file
 from sitewire.lab.state import LabState, load_state
 from sitewire.pipeline import make_plan, open_workspace
 from tests.conftest import SEED
-from tests.lab.applying import apply_lab, router, write_spec
+from tests.lab.applying import apply_lab, router, settled, write_spec
 from tests.lab.conftest import unique_name
 
 NAME = "a.example.net"  # A's DDNS name in the seed; B dials it
@@ -116,7 +116,10 @@ def fix_command(finding: Finding) -> str:
 
 
 def sh(seed: Seed, site: str, command: str) -> None:
+    """A command as a person types it on the router; after an ifup, until netifd is done."""
     router(seed.state, site, "sh", "-c", command)
+    if "ifup wg0" in command:
+        settled(seed.state, site)
 
 
 def lan_ping(seed: Seed, site: str, address: str) -> bool:

@@ -28,7 +28,7 @@ from sitewire.lab.host import host_exec, lab_down, router_exec
 from sitewire.lab.state import LabState, load_state
 from sitewire.pipeline import make_plan, open_workspace
 from tests.conftest import SEED, spec_from
-from tests.lab.applying import apply_lab, router, write_spec
+from tests.lab.applying import apply_lab, router, settled, write_spec
 from tests.lab.conftest import MakeLab, unique_name
 
 A_LAN_HOST = "192.168.3.100"
@@ -120,7 +120,11 @@ def fix_command(finding: Finding) -> str:
 
 
 def sh(seed: Seed, site: str, command: str) -> str:
-    return router(seed.state, site, "sh", "-c", command)
+    """A command as a person types it on the router; after an ifup, until netifd is done."""
+    out = router(seed.state, site, "sh", "-c", command)
+    if "ifup wg0" in command:
+        settled(seed.state, site)
+    return out
 
 
 def lan_ping(seed: Seed, site: str, address: str) -> bool:

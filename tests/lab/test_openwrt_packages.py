@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewire.lab.openwrt import cron, initd, opkg
+from sitewire.lab.openwrt import cron, initd, opkg, userland
 from sitewire.lab.openwrt.env import Release
 from sitewire.lab.openwrt.provision import release_text
 
@@ -33,8 +33,12 @@ def test_opkg_needs_lists_then_installs_with_dependencies(
     out = capsys.readouterr().out
     assert out.index("Installing kmod-wireguard") < out.index("Installing wireguard-tools")
     assert (router / "usr/bin/wg").stat().st_mode & 0o111
-    handler = (router / "lib/netifd/proto/wireguard.sh").read_text()
-    assert "classic" in handler and "syncconf" not in handler
+    # The release's own handler from openwrt/openwrt: 24.10's re-creates the link, no renew.
+    handler = (router / "lib/netifd/proto/wireguard.sh").read_bytes()
+    assert handler == (userland.upstream("24.10") / "lib/netifd/proto/wireguard.sh").read_bytes()
+    assert b"ip link add dev" in handler and b"renew" not in handler
+    watchdog = (router / "usr/bin/wireguard_watchdog").read_bytes()
+    assert watchdog == (userland.upstream("24.10") / "usr/bin/wireguard_watchdog").read_bytes()
     assert opkg.opkg_main(["install", "wireguard-tools"]) == 0
     assert "installed in root is up to date" in capsys.readouterr().out
     assert opkg.opkg_main(["list-installed", "wireguard-*"]) == 0
@@ -49,7 +53,8 @@ def test_apk_adds_the_syncconf_handler_and_refuses_unknown_names(
     assert "nonsense (no such package)" in capsys.readouterr().err
     assert opkg.apk_main(["add", "luci-proto-wireguard"]) == 0
     assert "(3/3) Installing luci-proto-wireguard" in capsys.readouterr().out
-    assert "syncconf" in (router / "lib/netifd/proto/wireguard.sh").read_text()
+    handler = (router / "lib/netifd/proto/wireguard.sh").read_text()
+    assert "renew_handler=1" in handler and "{WG} syncconf" in handler
     assert (router / "etc/apk/world").read_text() == "luci-proto-wireguard\n"
     assert opkg.apk_main(["list", "--installed", "wireguard-tools"]) == 0
     assert "[installed]" in capsys.readouterr().out

@@ -41,6 +41,7 @@ from sitewire.lab.netns import (
     run,
     unmount,
 )
+from sitewire.lab.openwrt import userland
 from sitewire.lab.state import (
     LabState,
     lab_dir,
@@ -51,6 +52,7 @@ from sitewire.lab.state import (
 )
 from sitewire.lab.wiring import build_backbone, move_wan, wire_router
 from sitewire.plan import Plan
+from sitewire.spec.model import Platform
 
 RELEASES = ("24.10", "25.12")
 TOOLS = (
@@ -77,6 +79,8 @@ def lab_up(
     """
     check_lab_name(lab_name)
     _check_host(openwrt_release)
+    if any(site.platform == Platform.OPENWRT for site in plan.topology.spec.sites.values()):
+        userland.userland(openwrt_release)  # refused here, before anything is made
     layout = compute_layout(plan.topology.spec, lab_name, _free_number())
     make_lab_dir(lab_name)
     state = LabState(layout, openwrt_release, spec_path)

@@ -30,7 +30,8 @@ TAILNET_PORT = 41641
 # How people let their phones into the LAN over Tailscale on OpenWrt (reference §6.6): a zone
 # for tailscale0 that may forward into the LAN. Nothing forwards from the LAN into the tailnet,
 # so when accepted routes capture a remote LAN the router still reaches it and its LAN hosts
-# do not: the hand-made setup's symptom.
+# do not: the hand-made setup's symptom. The WAN rule stands in for what lets a real tailnet's
+# packets in (NAT traversal, DERP): the stand-in's nodes dial each other's WAN port directly.
 TAILSCALE_ZONE = """\
 set firewall.lab_tailscale=zone
 set firewall.lab_tailscale.name='tailscale'
@@ -41,6 +42,12 @@ add_list firewall.lab_tailscale.device='tailscale0'
 set firewall.lab_tailscale_lan=forwarding
 set firewall.lab_tailscale_lan.src='tailscale'
 set firewall.lab_tailscale_lan.dest='lan'
+set firewall.lab_tailscale_wan=rule
+set firewall.lab_tailscale_wan.name='lab-tailnet'
+set firewall.lab_tailscale_wan.src='wan'
+set firewall.lab_tailscale_wan.proto='udp'
+set firewall.lab_tailscale_wan.dest_port='41641'
+set firewall.lab_tailscale_wan.target='ACCEPT'
 commit firewall
 """
 

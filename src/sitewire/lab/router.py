@@ -18,6 +18,7 @@ import sitewire
 from sitewire.fileio import write_atomic
 from sitewire.lab.layout import GATEWAY4, GATEWAY6, MGMT, WAN, RouterLayout, hosts_text
 from sitewire.lab.netns import LabError, in_router, log, router_env, run, unescape_mount_point
+from sitewire.lab.openwrt import userland
 from sitewire.lab.state import LabState
 from sitewire.lab.wiring import wan_onlink
 
@@ -139,7 +140,11 @@ def make_mount_ns(state: LabState, router: RouterLayout) -> None:
     site = router.site
     run(site, ["unshare", f"--mount={mnt}", "--propagation", "private", "true"])
     for name in OVERLAID:
-        options = f"lowerdir=/{name},upperdir={top}/{name}.up,workdir={top}/{name}.work"
+        lower = f"/{name}"
+        if name == "usr" and router.platform == "openwrt":
+            # The real OpenWrt userland of the release lies under the router's own files.
+            lower = f"{userland.rootfs_usr(openwrt_series(state.openwrt_release))}:/usr"
+        options = f"lowerdir={lower},upperdir={top}/{name}.up,workdir={top}/{name}.work"
         _in_mnt(site, mnt, ["mount", "-t", "overlay", "overlay", "-o", options, f"/{name}"])
     _in_mnt(site, mnt, ["mount", "--bind", str(state.shared), "/etc/lab"])
     copied = inherited_mounts(_in_mnt(site, mnt, ["cat", "/proc/self/mountinfo"]))
@@ -196,6 +201,11 @@ def inherited_mounts(mountinfo: str) -> list[str]:
         if point == "/run" or point.startswith("/run/") or fstype == "nsfs":
             points.append(point)
     return [p for p in points if not any(p.startswith(q + "/") for q in points)]
+
+
+def openwrt_series(release: str) -> str:
+    """`24.10.0` or `24.10` -> `24.10`."""
+    return ".".join(release.split(".")[:2])
 
 
 def write_router_file(state: LabState, site: str, path: str, text: str) -> None:

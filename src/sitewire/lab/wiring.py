@@ -104,20 +104,41 @@ def wire_router(state: LabState, router: RouterLayout) -> None:
     layout = state.layout
     ns = router.netns
     make_netns(state, ns, *_FORWARDING)
-    _port(ns, WAN, router.inet_port, layout.inet_netns, INET_BRIDGE)
+    _port(ns, WAN, router.inet_port, layout.inet_netns, INET_BRIDGE, port_index(router, 0))
     for address in (router.wan4, router.wan6):
         add_address(ns, WAN, address)
     _wan_routes(layout, router)
-    _port(ns, MGMT, router.mgmt_port, layout.mgmt_netns, MGMT_BRIDGE)
+    _port(ns, MGMT, router.mgmt_port, layout.mgmt_netns, MGMT_BRIDGE, port_index(router, 1))
     add_address(ns, MGMT, router.mgmt)
-    for lan in router.lans:
-        _lan(state, router, lan)
+    for number, lan in enumerate(router.lans):
+        _lan(state, router, lan, port_index(router, 2 + number))
     if router.firewalled:
         nft(ns, upstream_ruleset())
 
 
-def _port(netns: str, device: str, peer: str, peer_netns: str, bridge: str) -> None:
-    ip(netns, "link", "add", device, "type", "veth", "peer", "name", peer, "netns", peer_netns)
+# Both ends of a router's veth get one interface index, unique in the lab: netifd takes a link
+# whose iflink (the peer's index, in the other namespace) differs from its own for a child of
+# the device holding that index here (system_if_get_parent) and clears that one's addresses.
+# A router port has 16 indexes from PORT_BASE + 16 * router index: wan, mgmt, then its LANs.
+PORT_BASE = 1000
+PORTS_PER_ROUTER = 16
+
+
+def port_index(router: RouterLayout, port: int) -> int:
+    if port >= PORTS_PER_ROUTER:
+        raise LabError(f"more than {PORTS_PER_ROUTER - 2} LANs", where=router.site)
+    return PORT_BASE + PORTS_PER_ROUTER * router.index + port
+
+
+def _veth(netns: str, device: str, peer: str, peer_netns: str, index: int) -> None:
+    ip(
+        *(netns, "link", "add", device, "index", str(index), "type", "veth"),
+        *("peer", "name", peer, "index", str(index), "netns", peer_netns),
+    )
+
+
+def _port(netns: str, device: str, peer: str, peer_netns: str, bridge: str, index: int) -> None:
+    _veth(netns, device, peer, peer_netns, index)
     ip(peer_netns, "link", "set", peer, "master", bridge, "up")
     ip(netns, "link", "set", device, "up")
 
@@ -139,22 +160,10 @@ def _wan_routes(layout: LabLayout, router: RouterLayout) -> None:
     ip(ns, "-6", "route", "add", "default", "via", str(GATEWAY6), "dev", WAN)
 
 
-def _lan(state: LabState, router: RouterLayout, lan: LanLayout) -> None:
+def _lan(state: LabState, router: RouterLayout, lan: LanLayout, index: int) -> None:
     host = lan.host_netns
     make_netns(state, host)
-    ip(
-        router.netns,
-        "link",
-        "add",
-        lan.device,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        HOST_DEVICE,
-        "netns",
-        host,
-    )
+    _veth(router.netns, lan.device, HOST_DEVICE, host, index)
     ip(router.netns, "link", "set", lan.device, "up")
     for address in lan.router:
         add_address(router.netns, lan.device, address)

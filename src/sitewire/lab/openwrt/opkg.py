@@ -1,9 +1,10 @@
 """`opkg` (24.10) and `apk` (25.12) on a lab router: a tiny feed whose installs are recorded.
 
-Installing `wireguard-tools` puts real files in place: the host's `wg` as /usr/bin/wg,
-/usr/bin/wireguard_watchdog and /lib/netifd/proto/wireguard.sh (classic or syncconf by release),
-which netifd picks up at its next start. opkg knows nothing until `opkg update` has fetched the
-lists (they live in /var, so a reboot forgets them); apk fetches its index by itself.
+Installing `wireguard-tools` puts real files in place: the host's `wg` as /usr/bin/wg, and the
+release's own /lib/netifd/proto/wireguard.sh and /usr/bin/wireguard_watchdog from openwrt/openwrt
+(classic on 24.10, renew-capable on 25.12), which netifd picks up at its next start. opkg
+knows nothing until `opkg update` has fetched the lists (they live in /var, so a reboot
+forgets them); apk fetches its index by itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sitewire.fileio import write_atomic
-from sitewire.lab.openwrt import shims
+from sitewire.lab.openwrt import userland
 from sitewire.lab.openwrt.env import (
     Release,
     RouterError,
@@ -49,26 +50,18 @@ class FeedPackage:
         return self.versions[1 if release.uses_apk else 0]
 
 
-def _handler_text(release: Release) -> str:
-    if release.uses_apk:
-        return (
-            "#!/bin/sh\n"
-            "# sitewire lab: netifd's proto handler for WireGuard is emulated by\n"
-            "# sitewire.lab.openwrt.netifd, in the 25.12 flavour: wg syncconf, the device is\n"
-            "# created only when missing, renew_handler=1, addresses declared.\n"
-        )
-    return (
-        "#!/bin/sh\n"
-        "# sitewire lab: netifd's proto handler for WireGuard is emulated by\n"
-        "# sitewire.lab.openwrt.netifd, in the classic 23.05/24.10 flavour: wg setconf from a\n"
-        "# temporary file, ip link del + add on every setup, no renew handler.\n"
-    )
+# What the wireguard-tools package puts on a router besides wg: OpenWrt's own files of the
+# release (lab/upstream/openwrt/<release>, built into the userland tree), kept verbatim.
+WIREGUARD_TOOLS = ("lib/netifd/proto/wireguard.sh", "usr/bin/wireguard_watchdog")
+WIREGUARD_TOOLS_OPTIONAL = ("usr/share/ucode/wireguard.uc", "lib/netifd/wireguard.uc")
 
 
 def _install_wireguard_tools(release: Release) -> None:
     write_atomic(lab_path("/usr/bin/wg"), host_wg(), 0o755)
-    shims.install_shims(shims.WATCHDOG)
-    write_atomic(lab_path(HANDLER), _handler_text(release), 0o755)
+    source = userland.upstream(release.series)
+    for name in WIREGUARD_TOOLS + WIREGUARD_TOOLS_OPTIONAL:
+        if name in WIREGUARD_TOOLS or (source / name).exists():
+            write_atomic(lab_path(f"/{name}"), (source / name).read_bytes(), 0o755)
 
 
 def host_wg() -> bytes:

@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,14 +34,12 @@ from typing import Any
 
 from sitewire.errors import SitewireError
 from sitewire.fileio import write_atomic
-from sitewire.lab.openwrt import fw4, initd, netifd_cli, opkg, shims
-from sitewire.lab.openwrt.env import LAB_FILE, Release, ensure_router, lab_path
-from sitewire.lab.openwrt.fw4_render import MGMT_DEVICE
-from sitewire.render.uci import Package, Section, format_uci
-from sitewire.render.uci_store import UciStore
+from sitewire.lab.openwrt import initd, opkg, shims, userland
+from sitewire.lab.openwrt.env import LAB_FILE, Release, RouterError, ensure_router, lab_path, run
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 RELEASES = {"24.10": "24.10.0", "25.12": "25.12.0"}
+MGMT_DEVICE = "mgmt"
 REVISION = "r0-sitewire-lab"
 # As on OpenWrt, where /bin/sh -> busybox; busybox sits beside sh in /usr/bin here.
 BUSYBOX = "busybox"
@@ -131,73 +130,95 @@ def os_release_text(release: Release) -> str:
     )
 
 
-def _static(name: str, device: str, addresses: tuple[IPInterface, ...]) -> Section:
-    section = Section("interface", name, {"device": device, "proto": "static"})
+def _uci_value(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _static(name: str, device: str, addresses: tuple[IPInterface, ...]) -> list[str]:
+    lines = [
+        f"set network.{name}=interface",
+        f"set network.{name}.device={_uci_value(device)}",
+        f"set network.{name}.proto='static'",
+    ]
     v4 = [a for a in addresses if a.version == 4]
     v6 = [a for a in addresses if a.version == 6]
     if len(v4) == 1:
-        section.options["ipaddr"] = str(v4[0].ip)
-        section.options["netmask"] = str(v4[0].netmask)
-    elif v4:
-        section.options["ipaddr"] = tuple(str(a) for a in v4)
-    if v6:
-        section.options["ip6addr"] = tuple(str(a) for a in v6) if len(v6) > 1 else str(v6[0])
-    return section
+        lines.append(f"set network.{name}.ipaddr={_uci_value(str(v4[0].ip))}")
+        lines.append(f"set network.{name}.netmask={_uci_value(str(v4[0].netmask))}")
+    else:
+        lines += [f"add_list network.{name}.ipaddr={_uci_value(str(a))}" for a in v4]
+    if len(v6) == 1:
+        lines.append(f"set network.{name}.ip6addr={_uci_value(str(v6[0]))}")
+    else:
+        lines += [f"add_list network.{name}.ip6addr={_uci_value(str(a))}" for a in v6]
+    return lines
 
 
-def network_text(site: RouterSite) -> str:
+def network_batch(site: RouterSite) -> str:
+    """The factory /etc/config/network as `uci batch` input, for the router's own uci."""
     ula = hashlib.sha256(site.name.encode()).hexdigest()
-    sections = [
-        Section(
-            "interface",
-            "loopback",
-            {"device": "lo", "proto": "static", "ipaddr": "127.0.0.1", "netmask": "255.0.0.0"},
-        ),
-        Section("globals", "globals", {"ula_prefix": f"fd{ula[:2]}:{ula[2:6]}:{ula[6:10]}::/48"}),
+    lines = [
+        "set network.loopback=interface",
+        "set network.loopback.device='lo'",
+        "set network.loopback.proto='static'",
+        "set network.loopback.ipaddr='127.0.0.1'",
+        "set network.loopback.netmask='255.0.0.0'",
+        "set network.globals=globals",
+        f"set network.globals.ula_prefix='fd{ula[:2]}:{ula[2:6]}:{ula[6:10]}::/48'",
     ]
     for index, (device, addresses) in enumerate(site.lans):
-        sections.append(_static("lan" if index == 0 else f"lan{index + 1}", device, addresses))
+        lines += _static("lan" if index == 0 else f"lan{index + 1}", device, addresses)
     if site.wan4 is not None:
-        wan = _static("wan", site.wan_device, (site.wan4,))
-        wan.options["gateway"] = site.gateway4
-        sections.append(wan)
+        lines += _static("wan", site.wan_device, (site.wan4,))
+        lines.append(f"set network.wan.gateway={_uci_value(site.gateway4)}")
     if site.wan6 is not None:
-        wan6 = _static("wan6", site.wan_device, (site.wan6,))
-        wan6.options["ip6gw"] = site.gateway6
-        sections.append(wan6)
+        lines += _static("wan6", site.wan_device, (site.wan6,))
+        lines.append(f"set network.wan6.ip6gw={_uci_value(site.gateway6)}")
     for index, target in enumerate(site.wan_routes):
         v6 = ipaddress.ip_network(target).version == 6
-        options: dict[str, str | tuple[str, ...]] = {
-            "interface": "wan6" if v6 else "wan",
-            "target": target,
-        }
-        sections.append(Section("route6" if v6 else "route", f"lab_onlink{index}", options))
-    return format_uci(Package("network", sections), header=False)
+        name = f"lab_onlink{index}"
+        lines.append(f"set network.{name}={'route6' if v6 else 'route'}")
+        lines.append(f"set network.{name}.interface='{'wan6' if v6 else 'wan'}'")
+        lines.append(f"set network.{name}.target={_uci_value(target)}")
+    return "\n".join([*lines, "commit network", ""])
 
 
-def firewall_text(site: RouterSite) -> str:
-    stock = resources.files("sitewire.lab.openwrt").joinpath(
-        "data", f"firewall.{site.release.series}"
-    )
-    text = stock.read_text(encoding="utf-8")
+def firewall_batch(site: RouterSite) -> str:
+    """Extra LANs join the stock lan zone, as a person would add them."""
     extra = [f"lan{i + 1}" for i in range(1, len(site.lans))]
-    if not extra:
-        return text
-    store = UciStore.from_texts({"firewall": text})
-    for name in extra:
-        store.run(["add_list", f"firewall.@zone[0].network={name}"])
-    store.run(["commit", "firewall"])
-    return store.committed_text("firewall")
+    lines = [f"add_list firewall.@zone[0].network='{name}'" for name in extra]
+    return "\n".join([*lines, "commit firewall", ""]) if lines else ""
 
 
-def system_text(site: RouterSite) -> str:
-    system = Section(
-        "system",
-        None,
-        {"hostname": site.name, "timezone": "UTC", "ttylogin": "0", "log_size": "128"},
+def system_batch(site: RouterSite) -> str:
+    return "\n".join(
+        [
+            "add system system",
+            f"set system.@system[-1].hostname={_uci_value(site.name)}",
+            "set system.@system[-1].timezone='UTC'",
+            "set system.@system[-1].ttylogin='0'",
+            "set system.@system[-1].log_size='128'",
+            "set system.ntp=timeserver",
+            "set system.ntp.enabled='0'",
+            "set system.ntp.enable_server='0'",
+            "commit system",
+            "",
+        ]
     )
-    ntp = Section("timeserver", "ntp", {"enabled": "0", "enable_server": "0"})
-    return format_uci(Package("system", [system, ntp]), header=False)
+
+
+def stock_firewall(release: Release) -> str:
+    stock = resources.files("sitewire.lab.openwrt").joinpath("data", f"firewall.{release.series}")
+    return stock.read_text(encoding="utf-8")
+
+
+def _uci_batch(text: str) -> None:
+    """The router's real uci; a batch error is on its stderr (uci batch exits 0 regardless)."""
+    if not text:
+        return
+    proc = run(["uci", "batch"], stdin=text)
+    if proc.stderr.strip():
+        raise RouterError(f"uci batch: {proc.stderr.strip()}", where="provision")
 
 
 def _write_missing(path: str, text: str, mode: int = 0o644) -> None:
@@ -240,16 +261,67 @@ def _root_shell() -> None:
 def _factory_files(site: RouterSite) -> None:
     _write_changed("/etc/openwrt_release", release_text(site.release))
     _write_changed("/etc/os-release", os_release_text(site.release))
-    _write_missing("/etc/config/network", network_text(site))
-    _write_missing("/etc/config/firewall", firewall_text(site))
-    _write_missing("/etc/config/system", system_text(site))
+    for name, batch in (("network", network_batch(site)), ("system", system_batch(site))):
+        if not lab_path(f"/etc/config/{name}").exists():
+            write_atomic(lab_path(f"/etc/config/{name}"), "", 0o644)
+            _uci_batch(batch)
+    if not lab_path("/etc/config/firewall").exists():
+        write_atomic(lab_path("/etc/config/firewall"), stock_firewall(site.release), 0o644)
+        _uci_batch(firewall_batch(site))
     lab_path("/etc/crontabs").mkdir(parents=True, exist_ok=True)
     opkg.seed_base(site.release)
     lab = {"mgmt_device": site.mgmt_device, "python": site.python}
     _write_changed(LAB_FILE, json.dumps(lab, indent=1, sort_keys=True) + "\n")
 
 
+# The lab layer's own files (sitewire.lab.openwrt/layer) and where a router has them.
+LAYER = {
+    "rc.common": "/etc/rc.common",
+    "init.d/network": "/etc/init.d/network",
+    "init.d/firewall": "/etc/init.d/firewall",
+    "sbin/hotplug-call": "/sbin/hotplug-call",
+    "sbin/ip": "/usr/sbin/ip",
+    "logger": "/usr/bin/logger",
+}
+# fw4's automatic includes: the management link is accepted first in input and output.
+MGMT_INCLUDES = (
+    "/usr/share/nftables.d/chain-pre/input/10-sitewire-lab.nft",
+    "/usr/share/nftables.d/chain-pre/output/10-sitewire-lab.nft",
+)
+# firewall4's own /etc files, as its package installs them.
+FIREWALL4_ETC = ("hotplug.d/iface/20-firewall", "nftables.d/10-custom-filter-chains.nft")
+# Shell files of OpenWrt's base system (openwrt/openwrt, see lab/upstream/openwrt/PROVENANCE.md).
+BASE_FILES = ("lib/functions.sh", "lib/config/uci.sh", "sbin/ifup")
+
+
+def _copy(source: Path, path: str, mode: int) -> None:
+    target = lab_path(path)
+    data = source.read_bytes()
+    if target.is_symlink():
+        target.unlink()
+    if not target.exists() or target.read_bytes() != data:
+        write_atomic(target, data, mode)
+    target.chmod(mode)
+
+
+def _layer_file(name: str) -> Path:
+    return Path(str(resources.files("sitewire.lab.openwrt").joinpath("layer", name)))
+
+
 def _tools(site: RouterSite) -> None:
+    series = site.release.series
+    for name, path in LAYER.items():
+        _copy(_layer_file(name), path, 0o755)
+    lab_nft = _layer_file("lab.nft").read_text(encoding="utf-8")
+    for index, path in enumerate(MGMT_INCLUDES):
+        text = lab_nft if index == 0 else lab_nft.replace('iifname "mgmt"', 'oifname "mgmt"')
+        _write_changed(path, text.replace('"mgmt"', f'"{site.mgmt_device}"'))
+    for name in FIREWALL4_ETC:
+        _copy(userland.stock_etc(series) / name, f"/etc/{name}", 0o755)
+    for name in BASE_FILES:
+        _copy(userland.upstream(series) / name, f"/{name}", 0o755)
+    _symlink("/sbin/ifdown", "ifup")
+    _symlink("/sbin/logread", "/usr/bin/logger")
     manager, other = (shims.APK, shims.OPKG) if site.release.uses_apk else (shims.OPKG, shims.APK)
     shims.install_shims({**shims.BASE, **manager}, site.python)
     for path in other:
@@ -269,12 +341,37 @@ def _installed_by_package(path: str) -> bool:
 
 
 def _boot() -> None:
+    """What a router's boot does for these services: S19firewall, then S20network."""
     for name, value in SYSCTLS.items():
         Path("/proc/sys", name).write_text(value)
-    for service in ("firewall", "network", "cron"):
-        initd.enable(service)
-    fw4.run_fw4(["-q", "start"])
-    netifd_cli.network_initd_main(["boot"])
+    for service in ("firewall", "network"):
+        run([f"/etc/init.d/{service}", "enable"])
+    initd.enable("cron")
+    if not lab_path("/var/run/fw4.state").exists():  # provisioning again: fw4 is loaded
+        run(["/etc/init.d/firewall", "boot"])
+    run(["/etc/init.d/network", "boot"])
+    _wait_until_up()
+
+
+def _wait_until_up(timeout: float = 20.0) -> None:
+    """netifd brings the interfaces up after it started; the lab is ready once they are."""
+    deadline = time.monotonic() + timeout
+    pending: list[str] = []
+    while time.monotonic() < deadline:
+        dump = run(["ubus", "call", "network.interface", "dump"], check=False).stdout
+        try:
+            interfaces = json.loads(dump).get("interface", [])
+        except ValueError:
+            interfaces = []
+        pending = [i.get("interface", "?") for i in interfaces if not i.get("up")]
+        if interfaces and not pending:
+            return
+        time.sleep(0.1)
+    raise RouterError(
+        f"interfaces not up {timeout:g}s after netifd started: {', '.join(pending) or 'none'}",
+        where="provision",
+        fix="look at /tmp/log/netifd.log in the router",
+    )
 
 
 def provision(site: RouterSite) -> None:

@@ -1,4 +1,4 @@
-"""The router's commands as small Python scripts calling into this package.
+"""The lab layer's Python commands on a router: cron and the package manager stand-in.
 
 The venv lives outside the router's overlaid directories, so a `#!<python>` script written into
 the router runs the same sitewire the controller runs.
@@ -14,21 +14,14 @@ from sitewire.lab.openwrt.env import lab_path, lab_setting
 
 PACKAGE = "sitewire.lab.openwrt"
 
-# path on the router -> (module, function)
+# path on the router -> (module, function): the lab layer's Python commands (uci, netifd, fw4
+# and ubus are OpenWrt's own programs; see docs/lab.md).
 BASE = {
-    "/sbin/uci": ("uci_cli", "main"),
-    "/sbin/ifup": ("netifd_cli", "ifup_main"),
-    "/sbin/ifdown": ("netifd_cli", "ifdown_main"),
-    "/sbin/reload_config": ("netifd_cli", "reload_config_main"),
-    "/sbin/fw4": ("fw4", "main"),
-    "/bin/ubus": ("ubus", "main"),
-    "/etc/init.d/network": ("netifd_cli", "network_initd_main"),
-    "/etc/init.d/firewall": ("fw4", "initd_main"),
     "/etc/init.d/cron": ("cron", "initd_main"),
+    "/usr/bin/jsonfilter": ("jsonfilter", "main"),
 }
 OPKG = {"/bin/opkg": ("opkg", "opkg_main")}
 APK = {"/usr/bin/apk": ("opkg", "apk_main")}
-WATCHDOG = {"/usr/bin/wireguard_watchdog": ("watchdog", "main")}
 
 
 def shim_text(module: str, function: str, python: str | None = None) -> str:

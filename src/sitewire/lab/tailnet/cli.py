@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from sitewire.errors import SitewireError
-from sitewire.lab.tailnet import engine, wireguard
+from sitewire.lab.tailnet import engine, watch, wireguard
 from sitewire.lab.tailnet.base import Address, Paths, TailnetError
 from sitewire.lab.tailnet.control import Tailnet, read_tailnet
 from sitewire.lab.tailnet.prefs import (
@@ -37,6 +37,7 @@ USAGE
   lab-join --name NAME --ip 100.64.0.N [--ip6 ADDR] --endpoint ADDR:41641
   lab-sync
   lab-provision NODE-JSON
+  lab-watch
 """
 
 
@@ -73,6 +74,8 @@ def run(ctx: Context, args: list[str]) -> int:
     command = COMMANDS.get(args[0])
     if command is None:
         raise FlagError(f"tailscale: unknown subcommand: {args[0]}")
+    if command is cmd_lab_watch:  # runs for good; it takes the lock for each restore
+        return command(ctx, args[1:])
     with router_lock(ctx.paths):
         return command(ctx, args[1:])
 
@@ -198,6 +201,13 @@ def cmd_lab_provision(ctx: Context, args: list[str]) -> int:
     except ValueError as exc:
         raise TailnetError(f"lab-provision: node JSON: {exc}") from exc
     provision(ctx.paths, NodeSpec.parse(data))
+    watch.start()
+    return 0
+
+
+def cmd_lab_watch(ctx: Context, args: list[str]) -> int:
+    _flags((), args)
+    watch.run(ctx.paths)
     return 0
 
 
@@ -212,4 +222,5 @@ COMMANDS: dict[str, Command] = {
     "lab-join": cmd_lab_join,
     "lab-sync": cmd_lab_sync,
     "lab-provision": cmd_lab_provision,
+    "lab-watch": cmd_lab_watch,
 }
