@@ -107,7 +107,7 @@ def check_lab_name(name: str) -> None:
 def _check_host(release: str) -> None:
     if release not in RELEASES:
         raise InputError(
-            f"OpenWrt release {release!r} is not emulated",
+            f"OpenWrt release {release!r} is not in the lab",
             where="lab",
             fix=f"use one of {RELEASES}",
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from sitewire.lab.openwrt.env import lab_path
 
 RC_D = "/etc/rc.d"
-# START priorities of the services the lab emulates (their init scripts' START=).
+# START priorities of the services of the lab layer (their init scripts' START=).
 START = {"firewall": 19, "network": 20, "dropbear": 19, "cron": 50}
 _HELP = {
     "start": "Start the service",

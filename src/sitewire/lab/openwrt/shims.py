@@ -27,7 +27,7 @@ APK = {"/usr/bin/apk": ("opkg", "apk_main")}
 def shim_text(module: str, function: str, python: str | None = None) -> str:
     return (
         f"#!{python or sys.executable}\n"
-        "# sitewire lab: this router command is emulated in Python.\n"
+        "# sitewire lab: a lab-layer command, in Python (docs/lab.md).\n"
         "import sys\n"
         f"from {PACKAGE}.{module} import {function}\n"
         f"sys.exit({function}())\n"
