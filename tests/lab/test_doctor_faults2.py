@@ -317,6 +317,30 @@ def test_9_an_mtu_too_large_for_the_path(seed: Seed, tmp_path: Path) -> None:
 
 
 @pytest.mark.lab
+def test_0_a_wireguard_handler_netifd_did_not_load(seed: Seed) -> None:
+    """The handler is installed after netifd started (as with `opkg install` and then only a
+    `network reload`): the real netifd shows wg0 as proto `none`, NO_DEVICE, and runs no
+    device. Every other check would see only symptoms; doctor names the cause and the restart."""
+    handler = "/lib/netifd/proto/wireguard.sh"
+    seed.undo.append(lambda: sh(seed, "B", f"[ -e {handler} ] || mv /tmp/wg-handler {handler}"))
+    sh(seed, "B", f"mv {handler} /tmp/wg-handler && /etc/init.d/network restart")
+    sh(seed, "B", f"mv /tmp/wg-handler {handler}")  # back, but netifd has started without it
+    assert router_exec(seed.state, "B", ["ip", "link", "show", "dev", "wg0"]).returncode != 0 or (
+        '"proto": "none"'
+        in router(seed.state, "B", "ubus", "call", "network.interface.wg0", "status")
+    )
+    finding = only(doctor(seed), "interface-not-running", "B")
+    assert "netifd had no WireGuard handler when it started" in finding.problem
+    assert '"up": false (proto none, NO_DEVICE)' in finding.evidence
+    assert finding.fix == "/etc/init.d/network restart"
+
+    sh(seed, "B", finding.fix)
+    settled(seed.state, "B")
+    tunnel_up(seed)
+    healthy(seed)
+
+
+@pytest.mark.lab
 def test_10_the_wireguard_interface_in_no_firewall_zone(seed: Seed) -> None:
     """B's wg0 taken out of the sitewire zone: fw4 knows no zone for it, and its defaults
     reject what enters or crosses it."""

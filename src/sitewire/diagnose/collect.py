@@ -22,6 +22,7 @@ from sitewire.diagnose.parse import (
     InstalledPackages,
     IpRule,
     Link,
+    NetifdInterface,
     OpenWrtRelease,
     OsRelease,
     RcLocal,
@@ -37,6 +38,7 @@ from sitewire.diagnose.parse import (
     parse_handler,
     parse_ip_links,
     parse_ip_rules,
+    parse_netifd_dump,
     parse_number,
     parse_openwrt_release,
     parse_opkg_installed,
@@ -131,6 +133,7 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
         "\tgrep -q 'renew_handler=1' \"$_h\" && echo renew\n"
         "fi\nreturn 0",
     ),
+    ("netifd", "has ubus || return 127\nubus call network.interface dump"),
     ("uci_network", "has uci || return 127\nthrough uci_export_network hide_keys"),
     ("uci_firewall", "has uci || return 127\nthrough uci_export_firewall hide_keys"),
     ("uci_changes", "has uci || return 127\nthrough uci_pending hide_keys"),
@@ -170,6 +173,7 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
 COMMANDS = {
     "openwrt_release": "cat /etc/openwrt_release",
     "packages": "opkg list-installed / apk list --installed",
+    "netifd": "ubus call network.interface dump",
     "uci_network": "uci export network",
     "uci_firewall": "uci export firewall",
     "uci_changes": "uci changes",
@@ -252,6 +256,8 @@ class DeviceFacts:
     rc_local: RcLocal
     wg_quick_configs: tuple[str, ...]  # /etc/wireguard/<name>.conf on Linux
     notes: tuple[str, ...] = ()
+    # OpenWrt: what netifd runs, by interface (None off OpenWrt, or where ubus did not answer)
+    netifd: Mapping[str, NetifdInterface] | None = None
 
     @property
     def wireguard_tools(self) -> bool:
@@ -371,7 +377,16 @@ def facts_from_sections(
         rc_local=reader.parse("rc_local", parse_rc_local_probe),
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
+        netifd=_read_netifd(reader) if on_openwrt else None,
     )
+
+
+def _read_netifd(reader: _Reader) -> Mapping[str, NetifdInterface] | None:
+    """Optional: facts collected by an older sitewire have no such section."""
+    section = reader.sections.get("netifd")
+    if section is None or not section.ok:
+        return None
+    return reader.optional("netifd", parse_netifd_dump)
 
 
 async def gather_facts(session: Session, platform: Platform) -> DeviceFacts:

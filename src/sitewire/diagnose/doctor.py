@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sitewire import strict
-from sitewire.diagnose.collect import DeviceFacts
-from sitewire.diagnose.parse import WgPeer, parse_number
+from sitewire.diagnose.collect import DeviceFacts, PackageManager
+from sitewire.diagnose.parse import Handler, NetifdInterface, WgPeer, parse_number
 from sitewire.diagnose.probes import (
     Probes,
     running_mtu,
@@ -90,6 +90,70 @@ def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
         if iface in listed:
             return zone
     return None
+
+
+def _netifd_down(facts: DeviceFacts, iface: str) -> NetifdInterface | None:
+    """netifd's state of IFACE when netifd says it is not up (None: up, or not known)."""
+    state = (facts.netifd or {}).get(iface)
+    return state if state is not None and not state.up else None
+
+
+def check_interface_running(live: Live, site: SitePlan) -> list[Finding]:
+    """0. The WireGuard interface does not run at all; every other check would see symptoms.
+
+    On OpenWrt netifd says why: proto `none` with NO_DEVICE when it had no WireGuard handler at
+    its start (wireguard-tools missing, or installed after netifd started: it loads handlers
+    only then), else the handler's own failure. On Linux the device is simply not there."""
+    facts = live.facts[site.name]
+    iface = site.interface
+    running = facts.wg.interface(iface) is not None
+    if site.platform is not Platform.OPENWRT:
+        if running:
+            return []
+        return [
+            Finding(
+                "interface-not-running",
+                site.name,
+                f"{iface} does not exist: WireGuard is not running here",
+                ("$ wg show all dump", f"(no {iface})"),
+                f"wg-quick up {iface}   (or: systemctl start wg-quick@{iface}; or: {APPLY})",
+            )
+        ]
+    state = (facts.netifd or {}).get(iface)
+    if state is None:
+        if running or facts.netifd is None:
+            return []
+        return [
+            Finding(
+                "interface-not-running",
+                site.name,
+                f"netifd knows no interface {iface}: the configuration is not there",
+                (f"$ ubus call network.interface.{iface} status", "(no such interface)"),
+                APPLY,
+            )
+        ]
+    if state.up:
+        return []
+    status = f"proto {state.proto or '?'}" + "".join(f", {code}" for code in state.errors)
+    evidence = [f"$ ubus call network.interface.{iface} status", f'"up": false ({status})']
+    restart = "/etc/init.d/network restart"
+    if state.proto == "none" and facts.handler is Handler.ABSENT:
+        install = "apk add" if facts.package_manager is PackageManager.APK else "opkg install"
+        problem = (
+            f"{iface} does not run: wireguard-tools is not installed, so netifd has no handler"
+        )
+        fix = f"{install} wireguard-tools && {restart}   (or: {APPLY})"
+    elif state.proto == "none":
+        problem = (
+            f"{iface} does not run: netifd had no WireGuard handler when it started "
+            "(it loads handlers only then)"
+        )
+        evidence += ["$ ls /lib/netifd/proto/wireguard.*", f"(installed: {facts.handler})"]
+        fix = restart
+    else:
+        problem = f"{iface} is down in netifd ({status}): its setup failed"
+        fix = f"ifup {iface}; then logread | grep -i wireguard to see why"
+    return [Finding("interface-not-running", site.name, problem, tuple(evidence), fix)]
 
 
 def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:
@@ -375,7 +439,7 @@ def _routed(facts: DeviceFacts, prefix: IPNetwork, iface: str) -> bool:
 def check_routes(live: Live, site: SitePlan) -> list[Finding]:
     """6. `route_allowed_ips` off: no route to a remote LAN, which leaks to the WAN default."""
     facts = live.facts[site.name]
-    if facts.wg.interface(site.interface) is None:
+    if facts.wg.interface(site.interface) is None or _netifd_down(facts, site.interface):
         return []
     out = []
     for peer in site.peers:
@@ -614,6 +678,7 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
 
 
 CHECKS = (
+    check_interface_running,
     check_tailscale,
     check_forwardings,
     check_port_open,

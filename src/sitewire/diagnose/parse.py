@@ -566,6 +566,50 @@ def _json_text(item: dict[str, object], key: str, number: int) -> str | None:
     return value
 
 
+# --- netifd's view: ubus call network.interface dump ----------------------------------------
+
+_UCI_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_WORD = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class NetifdInterface:
+    """One interface as netifd runs it (not as UCI says it should be)."""
+
+    name: str
+    up: bool
+    proto: str  # "none" when netifd had no handler for the configured proto at its start
+    errors: tuple[str, ...]  # netifd's error codes, e.g. NO_DEVICE, SETUP_FAILED
+
+
+def parse_netifd_dump(text: str) -> dict[str, NetifdInterface]:
+    """`ubus call network.interface dump`: every interface netifd knows, by name."""
+    data = _json(text)
+    items = data.get("interface") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise UnexpectedOutput("no interface list in netifd's dump")
+    out = {}
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise UnexpectedOutput(f"interface {number} is not an object")
+        name, up, proto = item.get("interface"), item.get("up"), item.get("proto", "")
+        errors = item.get("errors", [])
+        if not isinstance(name, str) or not _UCI_NAME.fullmatch(name):
+            raise UnexpectedOutput(f"interface {number}: the name is not a uci name")
+        if not isinstance(up, bool) or not isinstance(proto, str) or not _WORD.fullmatch(proto):
+            raise UnexpectedOutput(f"interface {name}: up or proto is not what netifd sends")
+        if not isinstance(errors, list):
+            raise UnexpectedOutput(f"interface {name}: errors is not a list")
+        codes = []
+        for error in errors:
+            code = error.get("code") if isinstance(error, dict) else None
+            if not isinstance(code, str) or not _WORD.fullmatch(code):
+                raise UnexpectedOutput(f"interface {name}: an error without a code")
+            codes.append(code)
+        out[name] = NetifdInterface(name, up, proto, tuple(codes))
+    return out
+
+
 # --- tailscale debug prefs -------------------------------------------------------------------
 
 

@@ -30,7 +30,9 @@ from sitewire.lab.openwrt.env import (
 )
 
 OPKG_STATUS = "/usr/lib/opkg/status"
-OPKG_LISTS = "/var/opkg-lists"
+OPKG_LISTS = "/var/opkg-lists"  # what opkg says; kept where it really is on a router:
+# /var is a link to /tmp there, and a lab router's /var is the machine's (only /var/run is its own)
+OPKG_LISTS_STORED = "/tmp/opkg-lists"
 APK_WORLD = "/etc/apk/world"
 APK_INSTALLED = "/lib/apk/db/installed"
 FEED_WG = "/usr/share/sitewire-lab/feed/wg"
@@ -53,15 +55,13 @@ class FeedPackage:
 # What the wireguard-tools package puts on a router besides wg: OpenWrt's own files of the
 # release (lab/upstream/openwrt/<release>, built into the userland tree), kept verbatim.
 WIREGUARD_TOOLS = ("lib/netifd/proto/wireguard.sh", "usr/bin/wireguard_watchdog")
-WIREGUARD_TOOLS_OPTIONAL = ("usr/share/ucode/wireguard.uc", "lib/netifd/wireguard.uc")
 
 
 def _install_wireguard_tools(release: Release) -> None:
     write_atomic(lab_path("/usr/bin/wg"), host_wg(), 0o755)
     source = userland.upstream(release.series)
-    for name in WIREGUARD_TOOLS + WIREGUARD_TOOLS_OPTIONAL:
-        if name in WIREGUARD_TOOLS or (source / name).exists():
-            write_atomic(lab_path(f"/{name}"), (source / name).read_bytes(), 0o755)
+    for name in WIREGUARD_TOOLS:
+        write_atomic(lab_path(f"/{name}"), (source / name).read_bytes(), 0o755)
 
 
 def host_wg() -> bytes:
@@ -201,7 +201,7 @@ def seed_base(release: Release) -> None:
 
 
 def _opkg_install(release: Release, names: list[str]) -> int:
-    if not lab_path(OPKG_LISTS).is_dir():
+    if not lab_path(OPKG_LISTS_STORED).is_dir():
         # Without lists opkg knows no package at all.
         return _opkg_unknown(names)
     installed = _opkg_installed()
@@ -240,7 +240,7 @@ def _opkg(args: list[str]) -> int:
     release = read_release()
     command, names = (args[0], args[1:]) if args else ("", [])
     if command == "update":
-        folder = lab_path(OPKG_LISTS)
+        folder = lab_path(OPKG_LISTS_STORED)
         folder.mkdir(parents=True, exist_ok=True)
         for feed in ("core", "base", "luci", "packages", "routing", "telephony"):
             print(f"Downloading {DOWNLOADS}/{release.version}/packages/x86_64/{feed}/Packages.gz")

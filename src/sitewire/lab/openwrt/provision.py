@@ -12,11 +12,13 @@ The site is JSON, in either of two shapes (the lab layout's router record, or si
     {"site": "A", "release": "24.10", "wan4": "198.18.0.10/24", "wan6": "fd53:5357:0:1::10/64",
      "lans": [{"device": "br-lan", "router": ["192.168.3.1/24"]}]}   # gateways: .1 / ::1
 
-Factory state: /etc/openwrt_release, /etc/config/{network,firewall,system} (firewall = the stock
-file of the release, data/firewall.<series>, verbatim from openwrt/firewall4 @ 6443ec7 and
-@ b6e5157, with extra LANs in the lan zone), empty /etc/crontabs, the OpenWrt commands as shims,
-no wg or wg-quick, BusyBox as /bin/sh and root's shell. Then it boots: firewall, then network.
-Config files already present are kept, so running it again changes nothing.
+Factory state: /etc/openwrt_release, /etc/config/{network,firewall,system} made by the router's
+own uci (firewall = the stock file of the release, data/firewall.<series>, verbatim from
+openwrt/firewall4 @ 6443ec7 and @ b6e5157, with extra LANs in the lan zone), empty
+/etc/crontabs, OpenWrt's shell files and the lab layer (docs/lab.md), no wg or wg-quick,
+BusyBox as /bin/sh and root's shell. Then it boots: firewall, then network, until every
+interface is up and fw4 has loaded their devices. Config files already present are kept, so
+running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import ipaddress
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -212,19 +215,19 @@ def stock_firewall(release: Release) -> str:
     return stock.read_text(encoding="utf-8")
 
 
-def _uci_batch(text: str) -> None:
-    """The router's real uci; a batch error is on its stderr (uci batch exits 0 regardless)."""
-    if not text:
-        return
-    proc = run(["uci", "batch"], stdin=text)
-    if proc.stderr.strip():
-        raise RouterError(f"uci batch: {proc.stderr.strip()}", where="provision")
-
-
-def _write_missing(path: str, text: str, mode: int = 0o644) -> None:
-    target = lab_path(path)
-    if not target.exists():
-        write_atomic(target, text, mode)
+def _made_by_uci(name: str, start: str, batch: str) -> str:
+    """/etc/config/NAME as the router's own uci leaves it after BATCH, made in a directory of
+    its own first: `uci batch` commits the lines that worked even when one fails, and a file
+    left half-made would be kept by the next run."""
+    with tempfile.TemporaryDirectory(prefix="lab-factory.") as folder:
+        config = Path(folder) / name
+        config.write_text(start, encoding="utf-8")
+        if batch:
+            argv = ["uci", "-c", folder, "-t", str(Path(folder) / ".save"), "batch"]
+            proc = run(argv, stdin=batch)
+            if proc.stderr.strip():
+                raise RouterError(f"uci batch ({name}): {proc.stderr.strip()}", where="provision")
+        return config.read_text(encoding="utf-8")
 
 
 def _write_changed(path: str, text: str) -> None:
@@ -261,13 +264,14 @@ def _root_shell() -> None:
 def _factory_files(site: RouterSite) -> None:
     _write_changed("/etc/openwrt_release", release_text(site.release))
     _write_changed("/etc/os-release", os_release_text(site.release))
-    for name, batch in (("network", network_batch(site)), ("system", system_batch(site))):
+    configs = (
+        ("network", "", network_batch(site)),
+        ("system", "", system_batch(site)),
+        ("firewall", stock_firewall(site.release), firewall_batch(site)),
+    )
+    for name, start, batch in configs:
         if not lab_path(f"/etc/config/{name}").exists():
-            write_atomic(lab_path(f"/etc/config/{name}"), "", 0o644)
-            _uci_batch(batch)
-    if not lab_path("/etc/config/firewall").exists():
-        write_atomic(lab_path("/etc/config/firewall"), stock_firewall(site.release), 0o644)
-        _uci_batch(firewall_batch(site))
+            write_atomic(lab_path(f"/etc/config/{name}"), _made_by_uci(name, start, batch), 0o644)
     lab_path("/etc/crontabs").mkdir(parents=True, exist_ok=True)
     opkg.seed_base(site.release)
     lab = {"mgmt_device": site.mgmt_device, "python": site.python}
@@ -354,7 +358,8 @@ def _boot() -> None:
 
 
 def _wait_until_up(timeout: float = 20.0) -> None:
-    """netifd brings the interfaces up after it started; the lab is ready once they are."""
+    """netifd brings the interfaces up after it started, and each ifup's hotplug reloads fw4;
+    the router is ready once every interface is up and each of those hotplugs has run."""
     deadline = time.monotonic() + timeout
     pending: list[str] = []
     while time.monotonic() < deadline:
@@ -363,7 +368,12 @@ def _wait_until_up(timeout: float = 20.0) -> None:
             interfaces = json.loads(dump).get("interface", [])
         except ValueError:
             interfaces = []
-        pending = [i.get("interface", "?") for i in interfaces if not i.get("up")]
+        handled = set(_read(lab_path("/tmp/log/hotplug.log")).splitlines())
+        pending = [
+            str(i.get("interface", "?"))
+            for i in interfaces
+            if not i.get("up") or f"iface ifup {i.get('interface')}" not in handled
+        ]
         if interfaces and not pending:
             return
         time.sleep(0.1)
@@ -372,6 +382,13 @@ def _wait_until_up(timeout: float = 20.0) -> None:
         where="provision",
         fix="look at /tmp/log/netifd.log in the router",
     )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 def provision(site: RouterSite) -> None:

@@ -11,11 +11,15 @@ everything else in the router's namespaces).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from sitewire.errors import SitewireError
@@ -69,13 +73,23 @@ def run(paths: Paths) -> None:
         ["ip", "-o", "monitor", "rule"], stdout=subprocess.PIPE, text=True, bufsize=1
     )
     assert monitor.stdout is not None
-    for line in monitor.stdout:
-        if not ours(line):
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_feed, args=(monitor.stdout, lines), daemon=True).start()
+    while True:
+        if not ours(lines.get()):
             continue
         time.sleep(SETTLE)
+        with contextlib.suppress(queue.Empty):
+            while True:  # the rest of the burst: one restore for all of it
+                lines.get_nowait()
         try:
             with router_lock(paths):
                 engine.apply(paths)
             print("router: somebody deleted ip rules; restored Tailscale's", flush=True)
         except SitewireError as exc:
             print(f"router: restoring ip rules failed: {exc}", flush=True)
+
+
+def _feed(source: Iterable[str], lines: queue.Queue[str]) -> None:
+    for line in source:
+        lines.put(line)
