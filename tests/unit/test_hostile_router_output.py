@@ -185,8 +185,11 @@ def stub_router(tmp_path: Path) -> Callable[[str], list[list[str]]]:
         stub = bin_dir / name
         stub.write_text(
             f"#!{BUSYBOX} sh\n"
-            'for a in "$0" "$@"; do printf "%s\\037" "$a"; done >> "$SW_LOG"\n'
-            'echo >> "$SW_LOG"\n'
+            # One write per call: the status script runs its pings in parallel, and one write
+            # per argument let their lines interleave (a failure seen on a loaded machine).
+            "sep=$(printf '\\037'); line=\n"
+            'for a in "$0" "$@"; do line="$line$a$sep"; done\n'
+            'printf "%s\\n" "$line" >> "$SW_LOG"\n'
             f"{answer}\n"
         )
         stub.chmod(0o755)
