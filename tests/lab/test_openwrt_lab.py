@@ -61,6 +61,11 @@ def _allowed(state: LabState, site: str) -> list[str]:
     return sorted(shown.stdout.splitlines()) if shown.returncode == 0 else []
 
 
+def _handshakes(state: LabState, site: str) -> list[str]:
+    """`wg show wg0 latest-handshakes`, sorted like `_allowed`."""
+    return sorted(router(state, site, "wg", "show", "wg0", "latest-handshakes").splitlines())
+
+
 def _eventually(what: str, check: Callable[[], bool], seconds: float = 10.0) -> None:
     """ifup and renew return once netifd has the request; the handler runs after that."""
     deadline = time.monotonic() + seconds
@@ -76,6 +81,16 @@ def _carries(state: LabState, site: str, prefix: str) -> bool:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _reload_with_a_new_peer_prefix(state: LabState, peers: list[str]) -> None:
+    """A's peer B gains 192.168.9.0/24 in UCI, then `network reload`: the peers stay as they
+    were on both releases (netifd compares no peer section)."""
+    _ok(state, "A", "uci", "add_list", "network.sw_peer_B.allowed_ips=192.168.9.0/24")
+    _ok(state, "A", "uci", "commit", "network")
+    _ok(state, "A", "/etc/init.d/network", "reload")
+    time.sleep(1)  # time enough for netifd to act on it, if it did
+    assert peers and _allowed(state, "A") == peers, "reload must ignore a peer-only change"
 
 
 def _applied(make_lab: MakeLab, tmp_path: Path, release: str) -> LabState:
@@ -135,11 +150,7 @@ def test_reload_ignores_peers_and_ifup_recreates_the_device_on_24_10(
 ) -> None:
     state = _applied(make_lab, tmp_path, "24.10")
     before, peers = _ifindex(state, "A"), _allowed(state, "A")
-    _ok(state, "A", "uci", "add_list", "network.sw_peer_B.allowed_ips=192.168.9.0/24")
-    _ok(state, "A", "uci", "commit", "network")
-    _ok(state, "A", "/etc/init.d/network", "reload")
-    time.sleep(1)  # time enough for netifd to act on it, if it did
-    assert peers and _allowed(state, "A") == peers, "reload must ignore a peer-only change"
+    _reload_with_a_new_peer_prefix(state, peers)
     _ok(state, "A", "ubus", "call", "network.interface.wg0", "renew")
     time.sleep(1)  # time enough for a handler that has a renew to run it
     assert _allowed(state, "A") == peers, "the classic handler has no renew"
@@ -153,16 +164,12 @@ def test_reload_ignores_peers_and_ifup_recreates_the_device_on_24_10(
 def test_renew_applies_peer_changes_in_place_on_25_12(make_lab: MakeLab, tmp_path: Path) -> None:
     state = _applied(make_lab, tmp_path, "25.12")
     before, peers = _ifindex(state, "A"), _allowed(state, "A")
-    handshake = router(state, "A", "wg", "show", "wg0", "latest-handshakes")
-    _ok(state, "A", "uci", "add_list", "network.sw_peer_B.allowed_ips=192.168.9.0/24")
-    _ok(state, "A", "uci", "commit", "network")
-    _ok(state, "A", "/etc/init.d/network", "reload")
-    time.sleep(1)  # time enough for netifd to act on it, if it did
-    assert peers and _allowed(state, "A") == peers, "reload still ignores peers on 25.12"
+    handshake = _handshakes(state, "A")
+    _reload_with_a_new_peer_prefix(state, peers)
     _ok(state, "A", "ubus", "call", "network.interface.wg0", "renew")
     _eventually("renew makes the peer live", lambda: _carries(state, "A", "192.168.9.0/24"))
     assert _ifindex(state, "A") == before, "renew keeps the device"
-    assert router(state, "A", "wg", "show", "wg0", "latest-handshakes") == handshake
+    assert _handshakes(state, "A") == handshake, "the session with B survives renew"
     _eventually("a route to the new prefix", lambda: _routed(state, "A", "192.168.9.1"))
     _ok(state, "A", "ifup", "wg0")
     _eventually("ifup re-creates the device", lambda: _ifindex(state, "A") not in ("", before))
