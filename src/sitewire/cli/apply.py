@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ from typing import Any
 import click
 
 from sitewire.cli.out import echo
-from sitewire.deploy.apply import apply_network, exclusive, settle
+from sitewire.cli.report import Json, Lines, ProgressLines, command_log
+from sitewire.deploy.apply import apply_network, exclusive
 from sitewire.deploy.changes import plan_with
-from sitewire.deploy.run import ApplyError, Options, Result
-from sitewire.deploy.ssh import Credentials, Target
+from sitewire.deploy.decide import settle
+from sitewire.deploy.events import Observer, Result
+from sitewire.deploy.remote import Credentials, Target
+from sitewire.deploy.run import Options
 from sitewire.errors import ExitCode, InputError
 from sitewire.lab.configure import USERSPACE
 from sitewire.lab.state import LabState
@@ -41,6 +45,18 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             "lock_path",
             type=click.Path(path_type=Path, dir_okay=False),
             help="network.lock to use (default: beside the spec).",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Show every command run on the devices, as [#] SITE: COMMAND, on stderr.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON object per event, then a summary, instead of lines.",
         ),
     ]
     for option in reversed(options):
@@ -105,18 +121,16 @@ def lab_reach(state: LabState, sites: Iterable[str]) -> Reach:
     return Reach(targets, creds, state.dir / "network.lock", state.dir / "keys.json", env)
 
 
-class _Ui:
-    def say(self, line: str) -> None:
-        echo(line)
-
-    def ask(self, question: str) -> bool:
-        if not sys.stdin.isatty():
-            raise ApplyError(
-                "nothing was changed: no terminal to ask on",
-                where="apply",
-                fix="pass --yes to apply without asking",
-            )
-        return click.confirm(question, default=False)
+@contextmanager
+def observer(as_json: bool, yes: bool = False) -> Iterator[Observer]:
+    """JSON lines, a progress display on a terminal, or plain lines."""
+    if as_json:
+        yield Json(yes)
+    elif sys.stdout.isatty():
+        with ProgressLines().shown() as shown:
+            yield shown
+    else:
+        yield Lines()
 
 
 def _workspace(spec: Path, where: Reach) -> Workspace:
@@ -158,6 +172,8 @@ def apply(
     no_confirm: bool,
     revert_after: int,
     keys_path: Path | None,
+    verbose: bool,
+    as_json: bool,
 ) -> int:
     """Configure every site over SSH: diff, ask, change under a revert timer, verify, confirm."""
     where = reach(spec, use_lab, lab_name, lock_path, keys_path)
@@ -165,16 +181,19 @@ def apply(
     opts = Options(
         yes=yes, dry_run=dry_run, confirm=not no_confirm, revert_after=revert_after, env=where.env
     )
-    with exclusive(spec):
-        outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, _Ui()))
+    with exclusive(spec), command_log(verbose), observer(as_json, yes) as shown:
+        outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, shown))
+    if isinstance(shown, Json):
+        shown.summary(outcome)
+        return ExitCode.OK if outcome.ok else ExitCode.FAILURE
     if dry_run:
         return ExitCode.OK
     changed = [r for r in outcome.sites.values() if r.result is not Result.UNCHANGED]
     if changed:
         width = max(len(r.name) for r in changed)
         echo("summary:")
-        for run in changed:
-            echo(f"  {run.name:<{width}}  {run.result.value}")
+        for report in changed:
+            echo(f"  {report.name:<{width}}  {report.result.value}")
     if outcome.lock_changed:
         echo(f"{ws.lock_path} updated (commit it with the spec)", err=True)
     if not outcome.ok:
@@ -194,7 +213,7 @@ def dry_run(spec: Path, use_lab: bool, lab_name: str | None, lock_path: Path | N
     where = reach(spec, use_lab, lab_name, lock_path, None)
     ws = _workspace(spec, where)
     opts = Options(dry_run=True, env=where.env)
-    asyncio.run(apply_network(ws, where.targets, where.creds, opts, _Ui()))
+    asyncio.run(apply_network(ws, where.targets, where.creds, opts, Lines()))
     return ExitCode.OK
 
 
@@ -202,13 +221,21 @@ def _settle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
     @_SPEC
     @_common
-    def command(spec: Path, use_lab: bool, lab_name: str | None, lock_path: Path | None) -> int:
+    def command(
+        spec: Path,
+        use_lab: bool,
+        lab_name: str | None,
+        lock_path: Path | None,
+        verbose: bool,
+        as_json: bool,
+    ) -> int:
         where = reach(spec, use_lab, lab_name, lock_path, None)
         ws = _workspace(spec, where)
         plan = plan_with(ws, {}, {})  # which sites and platforms; keys play no part
-        with exclusive(spec):
-            done = asyncio.run(settle(plan, where.targets, where.creds, verb, _Ui()))
-        echo(f"{done} site(s) {'confirmed' if verb == 'confirm' else 'rolled back'}")
+        with exclusive(spec), command_log(verbose), observer(as_json) as shown:
+            done = asyncio.run(settle(plan, where.targets, where.creds, verb, shown))
+        if not as_json:
+            echo(f"{done} site(s) {'confirmed' if verb == 'confirm' else 'rolled back'}")
         return ExitCode.OK
 
     return command

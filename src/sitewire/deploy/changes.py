@@ -7,24 +7,12 @@ import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 
-from sitewire.deploy.diff import describe, planned_changes
-from sitewire.deploy.live import (
-    drift_lines,
-    file_diff,
-    tailscale_differs,
-)
-from sitewire.deploy.run import (
-    ApplyError,
-    SiteRun,
-)
-from sitewire.diagnose.parse import HIDDEN
-from sitewire.errors import InputError, SitewireError
+from sitewire.deploy.live import drift_lines, tailscale_differs
+from sitewire.deploy.problems import warning
+from sitewire.deploy.run import Before, Diffed, Site
+from sitewire.errors import InputError
 from sitewire.pipeline import Workspace
 from sitewire.plan import Plan, plan_network
-from sitewire.render.linux import render_linux
-from sitewire.render.model import Rendered
-from sitewire.render.openwrt import SECRET_OPTIONS, render_openwrt
-from sitewire.spec.model import Platform
 
 # --- keys: the live ones, and stand-ins for the ones not yet born ---------------------------------
 
@@ -94,69 +82,39 @@ def client_keys(ws: Workspace) -> dict[str, str]:
 # --- 2. diff --------------------------------------------------------------------------------------
 
 
-def render_for(plan: Plan, run: SiteRun, secrets: ClientSecrets) -> Rendered:
-    site = plan.site(run.name)
-    if run.platform is Platform.OPENWRT:
-        facts = run.must_facts()
-        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
-        return render_openwrt(plan, site, secrets, current)
-    return render_linux(plan, site, secrets)
-
-
 def diff_site(
-    plan: Plan, run: SiteRun, secrets: ClientSecrets, placeholders: Mapping[str, str]
-) -> None:
-    rendered = render_for(plan, run, secrets)
-    facts = run.must_facts()
-    site = plan.site(run.name)
+    plan: Plan, site: Site, before: Before, secrets: ClientSecrets, placeholders: Mapping[str, str]
+) -> Diffed:
+    """What the apply would change on `site`, as lines (none: nothing), and its warnings."""
+    planned = plan.site(site.name)
+    facts = before.facts
+    rendered = site.driver.render(plan, planned, secrets, facts)
+    found = site.driver.diff(planned, before.held, rendered)
     lines: list[str] = []
-    if run.missing_packages:
-        lines.append(f"{run.name}: install {', '.join(run.missing_packages)}")
-    if run.key is None:
-        lines.append(f"{run.name}: private key: made on the device (only its public key returns)")
-    if run.platform is Platform.OPENWRT:
-        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
-        try:
-            changes = planned_changes(current, rendered.text("uci-batch"))
-        except SitewireError as exc:
-            raise ApplyError(
-                exc.message, where=run.name, fix="report this with 'uci export network'"
-            ) from None
-        # A secret can't be compared (the device hides it): unchanged unless the section is new.
-        run.changes = [
-            c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN)
-        ]
-        lines += describe(run.name, run.changes) if run.changes else []
-        if run.cron_missing:
-            lines.append(f"{run.name}: cron: wireguard_watchdog every minute")
-    else:
-        for f in rendered.files:
-            if f.device_path is not None:
-                lines += file_diff(
-                    run.name,
-                    f.device_path,
-                    run.files_before.get(f.device_path),
-                    rendered.text(f.path),
-                )
+    if before.missing_packages:
+        lines.append(f"{site.name}: install {', '.join(before.missing_packages)}")
+    if before.key is None:
+        lines.append(f"{site.name}: private key: made on the device (only its public key returns)")
+    lines += found.lines
+    warnings = list(before.warnings)
+    ts = planned.tailscale
     if (
-        site.tailscale is not None
+        ts is not None
         and facts.tailscale.installed
-        and tailscale_differs(site.tailscale, facts.tailscale.prefs)
+        and tailscale_differs(ts, facts.tailscale.prefs)
     ):
-        lines.append(f"{run.name}: tailscale: {shlex.join(site.tailscale.command())}")
-    if (
-        facts.tailscale.installed
-        and site.tailscale is None
-        and facts.tailscale.prefs
-        and facts.tailscale.prefs.route_all
-    ):
-        run.problems.append(
-            "warning: Tailscale accepts subnet routes here and the spec says nothing about "
-            "Tailscale for this site; add a tailscale table to the site to have it fixed"
+        lines.append(f"{site.name}: tailscale: {shlex.join(ts.command())}")
+    prefs = facts.tailscale.prefs
+    if ts is None and facts.tailscale.installed and prefs and prefs.route_all:
+        warnings.append(
+            warning(
+                "Tailscale accepts subnet routes here and the spec says nothing about "
+                "Tailscale for this site; add a tailscale table to the site to have it fixed"
+            )
         )
     if not lines:
         # The files agree; the running peers may not (24.10's reload ignores them, or by hand).
-        lines = drift_lines(site, facts)
+        lines = drift_lines(planned, facts, site.driver.held_psks(planned, facts))
     for name, key in placeholders.items():
         lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
-    run.diff = lines
+    return Diffed(tuple(lines), found.changes, tuple(warnings))

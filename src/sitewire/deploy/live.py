@@ -1,7 +1,7 @@
 """How a change reaches the running device without dropping tunnels (DESIGN.md decision 6). Pure.
 
-From what a device runs (its facts) and what it will hold (the plan, the rendered files), this
-decides the commands that make the new configuration live:
+The pieces every platform shares; each driver (sitewire.driver) picks its steps with them,
+from what a device runs (its facts) and what it will hold (the plan, the rendered files):
 
 - a first install of the WireGuard handler: `network restart` (handlers load at netifd start);
 - an interface-level change (key, port, MTU, addresses) or no live interface: re-create it
@@ -18,16 +18,12 @@ import difflib
 import ipaddress
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sitewire.deploy.diff import Change
 from sitewire.diagnose.collect import DeviceFacts
-from sitewire.diagnose.parse import Handler, TailscalePrefs, WgInterface, WgPeer
-from sitewire.plan.model import WATCHDOG_CRON, PeerPlan, SitePlan, TailscalePlan
-from sitewire.render.linux import CONF_DIR, nft_table
-from sitewire.render.openwrt import INTERFACE_OPTIONS, peer_section
-from sitewire.spec.model import Platform
+from sitewire.diagnose.parse import TailscalePrefs, WgInterface, WgPeer
+from sitewire.plan.model import PeerPlan, SitePlan, TailscalePlan
 
 EXIT_ROUTES = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 _SECRET_LINE = re.compile(r"^\s*(PrivateKey|PresharedKey)\s*=", re.IGNORECASE)
@@ -92,35 +88,10 @@ def peer_differs(want: PeerPlan, live: WgPeer | None, psk: bool | None = None) -
 PSK_PIPE = "/proc/self/fd/0"
 
 
-def _psk_source(site: SitePlan, peer: PeerPlan) -> str:
-    if site.platform is Platform.OPENWRT:
-        option = shlex.quote(f"network.{peer_section(peer.name)}.preshared_key")
-        return f"uci -q get {option}"
-    return f"cat {shlex.quote(f'{CONF_DIR}/{site.interface}-{peer.name}.psk')}"
-
-
-def device_psks(
-    site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
-) -> dict[str, bool | None] | None:
-    """Which peers the device holds a preshared key for once `changes` are committed (None:
-    unknown). On OpenWrt, UCI says: its secrets show as hidden, not absent."""
-    if site.platform is not Platform.OPENWRT or facts.network is None:
-        return None
-    out: dict[str, bool | None] = {}
-    for peer in site.peers:
-        name = peer_section(peer.name)
-        section = facts.network.section(name)
-        held = None if section is None else bool(section.options.get("preshared_key"))
-        for c in changes:
-            if (c.package, c.section, c.option) == ("network", name, "preshared_key"):
-                held = c.after is not None
-        out[peer.name] = held
-    return out
-
-
 def live_peer_script(
     site: SitePlan,
     live: WgInterface,
+    psk_source: Callable[[str, str], str],
     psks: Mapping[str, bool | None] | None = None,
     *,
     routes: bool = False,
@@ -165,7 +136,7 @@ def live_peer_script(
             # No key on the device: /dev/null, as wg refuses an empty pipe ("Invalid length").
             # `echo` is the shell's own, so the key is on no process's command line.
             lines.append(
-                f"sw_k=$({_psk_source(site, peer)}) || sw_k=; "
+                f"sw_k=$({psk_source(site.interface, peer.name)}) || sw_k=; "
                 f'if [ -n "$sw_k" ]; then echo "$sw_k" | {set_peer} {PSK_PIPE} {words}; '
                 f"else {set_peer} /dev/null {words}; fi; sw_k="
             )
@@ -188,72 +159,9 @@ def live_peer_script(
     )
 
 
-# --- OpenWrt --------------------------------------------------------------------------------------
-
-
-def openwrt_steps(
-    site: SitePlan,
-    facts: DeviceFacts,
-    changes: Sequence[Change],
-    *,
-    handler_fresh: bool,
-    cron_missing: bool,
-) -> list[Step]:
-    """What to run after `uci batch` committed `changes` to make them live."""
-    iface = site.interface
-    live = facts.wg.interface(iface)
-    psks = device_psks(site, facts, changes)
-    network = [c for c in changes if c.package == "network"]
-    iface_changed = any(
-        c.section == iface and (c.option is None or c.option in INTERFACE_OPTIONS) for c in network
-    )
-    peers_changed = any(c.section.startswith(peer_section("")) for c in network)
-    rules_changed = any(
-        c.section not in (iface,) and not c.section.startswith(peer_section("")) for c in network
-    )
-    steps: list[Step] = []
-    if handler_fresh:
-        steps.append(
-            Step(
-                "/etc/init.d/network restart",
-                "WireGuard support was just installed; netifd loads handlers only at start",
-            )
-        )
-    elif live is None or iface_changed:
-        why = "the interface is new" if live is None else "an interface-level option changed"
-        steps.append(Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created"))
-    else:
-        if peers_changed or live_drift(site, live, psks):
-            if facts.handler is Handler.SYNCCONF:
-                steps.append(
-                    Step(
-                        f"ubus call network.interface.{iface} renew",
-                        "peer changes, applied by the handler's renew (wg syncconf, no teardown)",
-                    )
-                )
-            else:
-                script = live_peer_script(site, live, psks, routes=True)
-                if script is not None:
-                    steps.append(Step(script, "peer changes, applied live with wg set"))
-        if rules_changed:
-            steps.append(Step("/etc/init.d/network reload", "policy rules changed"))
-    if any(c.package == "firewall" for c in changes):
-        steps.append(Step("/etc/init.d/firewall reload", "firewall sections changed"))
-    steps += _common_steps(site, facts)
-    if cron_missing:
-        line = shlex.quote(WATCHDOG_CRON)
-        steps.append(
-            Step(
-                f"grep -qxF {line} /etc/crontabs/root 2>/dev/null || "
-                f"echo {line} >> /etc/crontabs/root; "
-                "/etc/init.d/cron enable; /etc/init.d/cron restart",
-                "a DNS endpoint is dialled: wireguard_watchdog re-resolves it (cron)",
-            )
-        )
-    return steps
-
-
-def drift_lines(site: SitePlan, facts: DeviceFacts) -> list[str]:
+def drift_lines(
+    site: SitePlan, facts: DeviceFacts, psks: Mapping[str, bool | None] | None
+) -> list[str]:
     """How the running device's peers differ from the plan (`wg show all dump`), one line each.
 
     The files may already agree (UCI committed, then a `network reload` that ignores peers, or
@@ -264,7 +172,6 @@ def drift_lines(site: SitePlan, facts: DeviceFacts) -> list[str]:
     live = facts.wg.interface(site.interface)
     if live is None:
         return []
-    psks = device_psks(site, facts)
     if psks is None:
         psks = {
             p.name: running.preshared_key_set
@@ -299,7 +206,7 @@ def live_drift(
     return out
 
 
-def _common_steps(site: SitePlan, facts: DeviceFacts) -> list[Step]:
+def common_steps(site: SitePlan, facts: DeviceFacts) -> list[Step]:
     if site.tailscale is None or not facts.tailscale.installed:
         return []
     if not tailscale_differs(site.tailscale, facts.tailscale.prefs):
@@ -307,21 +214,11 @@ def _common_steps(site: SitePlan, facts: DeviceFacts) -> list[Step]:
     return [Step(shlex.join(site.tailscale.command()), "Tailscale prefs differ from the plan")]
 
 
-def openwrt_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
-    """What the revert timer runs after restoring the files."""
-    out = ["/etc/init.d/network reload", f"ifup {shlex.quote(site.interface)}"]
-    out += ["/etc/init.d/firewall reload", "/etc/init.d/cron restart"]
-    return out + _tailscale_revert(site, facts)
-
-
-def _tailscale_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
+def tailscale_revert(site: SitePlan, facts: DeviceFacts) -> list[str]:
     prefs = facts.tailscale.prefs
     if site.tailscale is None or prefs is None or not tailscale_differs(site.tailscale, prefs):
         return []
     return [tailscale_restore(prefs)]
-
-
-# --- Linux ----------------------------------------------------------------------------------------
 
 
 # A peer's preshared key, given in [Interface] because wg-quick has no PresharedKeyFile.
@@ -336,57 +233,6 @@ def interface_part(conf: str) -> str:
     return "\n".join(
         line for line in head if not line.startswith("#") and not _PSK_POST_UP.fullmatch(line)
     )
-
-
-def linux_steps(
-    site: SitePlan,
-    facts: DeviceFacts,
-    before: dict[str, str | None],
-    after: dict[str, str],
-    env: str = "",
-) -> list[Step]:
-    iface = shlex.quote(site.interface)
-    conf = f"{CONF_DIR}/{site.interface}.conf"
-    live = facts.wg.interface(site.interface)
-    changed = {path for path, text in after.items() if before.get(path) != text}
-    restart = (
-        f"{env}if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
-        f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null; "
-        f"wg-quick up {iface}; fi"
-    )
-    steps: list[Step] = []
-    sysctl = next((p for p in after if p.startswith("/etc/sysctl.d/")), None)
-    if sysctl is not None and (sysctl in changed or live is None):
-        steps.append(Step(f"sysctl -q -p {shlex.quote(sysctl)}", "forwarding settings"))
-    if live is None:
-        steps.append(Step(restart, "the interface is new"))
-    elif conf in changed and interface_part(before.get(conf) or "") != interface_part(after[conf]):
-        steps.append(Step(restart, "an interface-level setting changed: the device is re-created"))
-    else:
-        if live_peer_script(site, live) is not None:
-            script = live_peer_script(site, live, routes=True)
-            assert script is not None
-            steps.append(Step(script, "peer changes, applied live with wg set"))
-        nft = next((p for p in after if p.endswith(".nft")), None)
-        if nft is not None and nft in changed:
-            table = nft_table(site)
-            steps.append(
-                Step(
-                    f"nft delete table inet {table} 2>/dev/null; nft -f {shlex.quote(nft)}",
-                    "firewall table changed",
-                )
-            )
-    return steps + _common_steps(site, facts)
-
-
-def linux_revert(site: SitePlan, facts: DeviceFacts, env: str = "") -> list[str]:
-    iface = shlex.quote(site.interface)
-    conf = shlex.quote(f"{CONF_DIR}/{site.interface}.conf")
-    return [
-        f"{env}wg-quick down {iface} 2>/dev/null; [ ! -f {conf} ] || wg-quick up {iface}",
-        "sysctl -q --system",
-        *_tailscale_revert(site, facts),
-    ]
 
 
 def mask_secrets(text: str) -> str:

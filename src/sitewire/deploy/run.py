@@ -1,41 +1,35 @@
-"""One site's run through an apply: its record, and commands guarded by its revert timer."""
+"""One site through an apply: who it is, what each stage returned, commands under its timer.
+
+Each stage of deploy.apply returns one of these values (read → diff → armed → prepared →
+configured → evidence → decision) instead of filling in a shared record.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sitewire.deploy import safety
 from sitewire.deploy.diff import Change
-from sitewire.deploy.live import (
-    Step,
-)
-from sitewire.deploy.ssh import RemoteError, Session, Target
-from sitewire.diagnose.collect import (
-    DeviceFacts,
-)
-from sitewire.errors import SitewireError
+from sitewire.deploy.events import Result
+from sitewire.deploy.live import Step
+from sitewire.deploy.problems import ApplyError, Problem, TimerRanOut
+from sitewire.deploy.remote import ConnectionLost, RemoteError, Shell, Target
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.driver import Driver, Held
 from sitewire.spec.model import Platform
 
 T = TypeVar("T")
 
 STEP_TIMEOUT = 120.0  # one command on a device; package installs get more
 
+# A change starts on a device only while this much of its revert timer is left: whatever it
+# writes must be in place before the timer restores the backup, never after.
+GUARD_MARGIN = 5
 
-class ApplyError(SitewireError):
-    """The apply could not go ahead (nothing was changed), or ended with sites not applied."""
-
-
-class Result(StrEnum):
-    UNCHANGED = "unchanged"
-    CONFIRMED = "confirmed"
-    PENDING = "pending"  # --no-confirm: the router reverts unless `sitewire confirm` runs
-    ROLLED_BACK = "rolled back"
-    REVERTING = "reverting"  # unreachable or slow: the router's own timer puts it back
-    RELEASED = "released"  # armed, then let go before anything changed
+__all__ = ["ApplyError", "Result", "TimerRanOut"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,60 +43,86 @@ class Options:
     reconnect_timeout: float = 30.0
 
 
-class Ui(Protocol):
-    def say(self, line: str) -> None: ...
-
-    def ask(self, question: str) -> bool: ...
-
-
-@dataclass
-class SiteRun:
-    """One site through the apply; the mutable record the stages share."""
-
+@dataclass(frozen=True, slots=True)
+class Site:
     name: str
-    platform: Platform
+    driver: Driver
     target: Target
-    session: Session | None = None
-    facts: DeviceFacts | None = None
-    key_before: str | None = None  # the device's public key as found
-    key: str | None = None  # and after the key step
-    files_before: dict[str, str | None] = field(default_factory=dict)
-    psk_hashes: dict[str, str] = field(default_factory=dict)  # peer -> sha256 on the device, "-"
-    cron_missing: bool = False
-    changes: list[Change] = field(default_factory=list)
-    diff: list[str] = field(default_factory=list)
-    missing_packages: tuple[str, ...] = ()
-    token: str | None = None
-    deadline: float | None = None  # loop time by which the router reverts unless confirmed
-    steps_left: list[Step] = field(default_factory=list)  # cut off by a dropped session
-    lost: bool = False  # no new connection after the change: only its own timer can act
-    touched: bool = False
-    handler_fresh: bool = False
-    result: Result = Result.UNCHANGED
-    problems: list[str] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)
-    seconds: float = 0.0  # this site's own work (read .. confirm): the apply if it were alone
+
+    @property
+    def platform(self) -> Platform:
+        return self.driver.platform
 
     @property
     def device(self) -> safety.Device:
-        return safety.device_for(self.platform)
+        return self.driver.device
+
+
+@dataclass(frozen=True, slots=True)
+class Before:
+    """1. read: what the device holds and runs, before anything changes."""
+
+    facts: DeviceFacts
+    key: str | None  # the device's public key as found
+    files: Mapping[str, str | None]  # Linux: device path -> text, keys hidden; None: absent
+    psk_hashes: Mapping[str, str]  # peer -> sha256 of the preshared key held for it, or "-"
+    watchdog_missing: bool
+    missing_packages: tuple[str, ...]
+    warnings: tuple[Problem, ...] = ()
 
     @property
-    def needs_change(self) -> bool:
-        return bool(self.diff)
-
-    def must_facts(self) -> DeviceFacts:
-        assert self.facts is not None
-        return self.facts
-
-    def must_session(self) -> Session:
-        assert self.session is not None
-        return self.session
+    def held(self) -> Held:
+        return Held(self.facts, self.files, self.watchdog_missing)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Diffed:
+    """2. diff: the lines a person reads (none: no change) and the uci changes behind them."""
+
+    lines: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Armed:
+    """3. arm: the commit holding the device's lock, and when the router reverts it."""
+
+    token: str
+    deadline: float  # event-loop time, taken before the router started its own timer
+
+    def seconds_left(self) -> float:
+        return self.deadline - asyncio.get_running_loop().time()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """4. prepare: the device's public key, and whether the network must restart for it."""
+
+    key: str
+    handler_fresh: bool
+    touched: bool  # a key was written: going back needs a rollback, not a release
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """5. configure: the steps a dropped session cut off (run again over the new one)."""
+
+    left: tuple[Step, ...] = ()
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteReport:
+    name: str
+    result: Result
+    problems: tuple[Problem, ...] = ()  # what kept it from being applied
+    seconds: float = 0.0  # this site's own work (read .. confirm): the apply if it were alone
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    sites: dict[str, SiteRun]
+    sites: Mapping[str, SiteReport]
     lock_changed: bool = False
 
     @property
@@ -113,36 +133,32 @@ class Outcome:
         )
 
 
+@dataclass
+class Clock:
+    """Each site's own time through the stages (the runner measures each of its tasks)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, seconds: Mapping[str, float]) -> None:
+        for name, took in seconds.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+
+
 async def timed(work: Awaitable[T], seconds: float, site: str, what: str) -> T:
     try:
         return await asyncio.wait_for(work, seconds)
     except TimeoutError:
-        raise RemoteError(
+        raise ConnectionLost(
             f"no answer within {seconds:.0f} s to {what.split()[0]!r} (connection lost?)",
             where=site,
         ) from None
 
 
-# A change starts on a device only while this much of its revert timer is left: whatever it
-# writes must be in place before the timer restores the backup, never after.
-GUARD_MARGIN = 5
-
-
-class TimerRanOut(ApplyError):
-    """The site's revert timer fired (or nearly) before the change was made: nothing written."""
-
-
-def seconds_left(run: SiteRun) -> float:
-    if run.deadline is None:
-        return float("inf")
-    return run.deadline - asyncio.get_running_loop().time()
-
-
-def ran_out(run: SiteRun, what: str) -> TimerRanOut:
+def ran_out(site: str, what: str) -> TimerRanOut:
     return TimerRanOut(
         f"its revert timer ran out before {what}; nothing more was changed, "
         "the router restores its backup by itself",
-        where=run.name,
+        where=site,
         fix="run apply again, with a longer --revert-after if the routers are slow",
     )
 
@@ -164,28 +180,27 @@ def guard(token: str, margin: int = GUARD_MARGIN) -> str:
 
 
 async def guarded(
-    run: SiteRun, command: str, what: str | None = None, *, stdin: str | None = None
+    session: Shell, armed: Armed, command: str, what: str | None = None, *, stdin: str | None = None
 ) -> str:
     """session.check(command), only while the site's commit is pending with time to spare.
     With `stdin` (which may hold secrets, and is never logged) the command goes on the command
     line and `stdin` is its input; else the command is a script sent on stdin."""
+    site = session.target.name
     shown = command.split()[0]
     what = what or f"{shown!r} ran"
-    if seconds_left(run) <= GUARD_MARGIN:
-        raise ran_out(run, what)
-    assert run.token is not None
+    if armed.seconds_left() <= GUARD_MARGIN:
+        raise ran_out(site, what)
     # Past the deadline the router reverts whatever this does: no use waiting longer.
-    seconds = min(STEP_TIMEOUT, max(seconds_left(run), 1.0))
-    session = run.must_session()
+    seconds = min(STEP_TIMEOUT, max(armed.seconds_left(), 1.0))
     work = (
-        session.script(guard(run.token) + command)
+        session.script(guard(armed.token) + command)
         if stdin is None
-        else session.run(guard(run.token) + command, stdin)
+        else session.run(guard(armed.token) + command, stdin)
     )
-    result = await timed(work, seconds, run.name, command)
+    result = await timed(work, seconds, site, command)
     if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
-        raise ran_out(run, what)
+        raise ran_out(site, what)
     if result.rc != 0:
         detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
-        raise RemoteError(f"{shown} failed: {detail[0]}", where=run.name)
+        raise RemoteError(f"{shown} failed: {detail[0]}", where=site)
     return result.stdout

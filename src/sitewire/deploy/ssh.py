@@ -3,62 +3,25 @@
 from __future__ import annotations
 
 import logging
-import re
-import shlex
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import asyncssh
 
-from sitewire.errors import SitewireError
+from sitewire.deploy.remote import (
+    ConnectionLost,
+    Credentials,
+    RemoteError,
+    RemoteResult,
+    Shell,
+    Target,
+)
+
+__all__ = ["ConnectionLost", "Credentials", "RemoteError", "RemoteResult", "Session", "Target"]
 
 log = logging.getLogger("sitewire.remote")
 
-_TARGET = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
 
-
-class RemoteError(SitewireError):
-    """A device could not be reached, or refused us."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    name: str  # the site, for messages
-    host: str
-    port: int = 22
-    user: str = "root"
-
-    @classmethod
-    def parse(cls, name: str, text: str) -> Target:
-        match = _TARGET.fullmatch(text)
-        if match is None:
-            raise RemoteError(f"{text!r} is not user@host[:port]", where=name)
-        host = match["host"].strip("[]")
-        return cls(name, host, int(match["port"] or 22), match["user"] or "root")
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user}@{host}" + (f":{self.port}" if self.port != 22 else "")
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """How to authenticate: None fields mean the user's own ssh setup (~/.ssh, agent)."""
-
-    client_keys: tuple[Path, ...] | None = None
-    known_hosts: Path | None = None
-    use_user_config: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteResult:
-    rc: int
-    stdout: str
-    stderr: str
-
-
-class Session:
+class Session(Shell):
     """One SSH connection to one device; every command it runs is logged as `[#] site: cmd`."""
 
     def __init__(self, target: Target, conn: asyncssh.SSHClientConnection) -> None:
@@ -75,37 +38,9 @@ class Session:
         try:
             done = await self._conn.run(command, input=stdin, check=False)
         except (OSError, asyncssh.Error) as exc:
-            raise RemoteError(f"connection lost: {exc}", where=str(self.target)) from exc
+            raise ConnectionLost(f"connection lost: {exc}", where=str(self.target)) from exc
         rc = done.exit_status if done.exit_status is not None else 255
         return RemoteResult(rc, _text(done.stdout), _text(done.stderr))
-
-    async def script(self, text: str) -> RemoteResult:
-        """Run a shell script sent on stdin, not on the command line: dropbear refuses a command
-        over ~9000 bytes, and a hub's scripts grow with its peers. Parsed whole before it runs
-        (one compound command), with /dev/null as its stdin, so no command in it can eat the
-        rest of the script."""
-        body = "{\n" + text.rstrip("\n") + "\n} </dev/null\n"
-        return await self.run("sh -s", body, shown=f"sh -s <<'EOF'\n{body}EOF")
-
-    async def check(self, command: str, stdin: str | None = None) -> str:
-        result = await self.run(command, stdin)
-        if result.rc != 0:
-            detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
-            raise RemoteError(
-                f"{command.split()[0]} failed: {detail[0]}", where=f"{self.target.name}"
-            )
-        return result.stdout
-
-    async def put(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
-        """Write a file the way BusyBox allows (dropbear has no sftp): cat into a temp, then mv."""
-        text = content if isinstance(content, str) else content.decode()
-        quoted = shlex.quote(path)
-        tmp = shlex.quote(f"{path}.sitewire-tmp")
-        await self.check(
-            f"mkdir -p $(dirname {quoted}) && umask 077 && cat > {tmp} && "
-            f"chmod {mode:o} {tmp} && mv -f {tmp} {quoted}",
-            text,
-        )
 
     def abort(self) -> None:
         """Drop the connection at once, without waiting on a path that may be dead."""
@@ -114,14 +49,6 @@ class Session:
     async def close(self) -> None:
         self._conn.close()
         await self._conn.wait_closed()
-
-    async def __aenter__(self) -> Session:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 def _known(known_hosts: Path, target: Target) -> bool:

@@ -10,9 +10,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sitewire.diagnose.collect import (
-    DeviceFacts,
-)
+from sitewire.deploy.problems import Kind, Problem
+from sitewire.diagnose.collect import DeviceFacts
 from sitewire.diagnose.probes import lan_address, lan_host
 from sitewire.plan import Plan
 
@@ -74,7 +73,7 @@ def verify_script(
 @dataclass
 class Evidence:
     reached: bool = False  # the new SSH connection worked
-    failed: str | None = None  # reached, but could not be verified (e.g. already reverted)
+    failed: Problem | None = None  # reached, but could not be verified (e.g. already reverted)
     handshakes: dict[str, bool] = field(default_factory=dict)
     overlay: dict[str, bool] = field(default_factory=dict)
     lan: dict[str, bool] = field(default_factory=dict)
@@ -97,26 +96,32 @@ def parse_evidence(stdout: str) -> Evidence:
     return ev
 
 
-def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[str]:
+def judge(plan: Plan, name: str, ev: Evidence, healthy: set[str]) -> list[Problem]:
     """What is wrong with `name`, from its own evidence; empty = confirm it."""
     if not ev.reached:
-        return ["no new SSH connection after the change (locked out?)"]
+        return [Problem(Kind.UNREACHABLE, "no new SSH connection after the change (locked out?)")]
     if ev.failed is not None:
         return [ev.failed]
     iface = plan.site(name).interface
-    out: list[str] = []
+    out: list[Problem] = []
     for peer, dev in ev.routes.items():
         if f" dev {iface}" not in f" {dev} ":
-            out.append(f"a LAN host's packet to {peer} would not use {iface}: {dev}")
+            out.append(
+                Problem(Kind.VERIFY, f"a LAN host's packet to {peer} would not use {iface}: {dev}")
+            )
     # Every site that passed its own checks must answer, on its overlay address and its LAN
     # address: a site that cannot say the same of itself is not a fair judge of others.
     others = [o for o in plan.site_names if o != name and o in healthy]
     lost = [o for o in others if ev.overlay.get(o) is False]
     if lost:
-        out.append(f"cannot reach {', '.join(lost)} across the tunnel")
+        out.append(Problem(Kind.VERIFY, f"cannot reach {', '.join(lost)} across the tunnel"))
     lan = [o for o in others if o not in lost and ev.lan.get(o) is False]
     if lan:
-        out.append(f"cannot reach the LAN of {', '.join(lan)} from its own LAN address")
+        out.append(
+            Problem(
+                Kind.VERIFY, f"cannot reach the LAN of {', '.join(lan)} from its own LAN address"
+            )
+        )
     return out
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from sitewire.deploy.ssh import Session
+from sitewire.deploy.remote import Shell
 from sitewire.diagnose.parse import (
     HIDDEN,
     Handler,
@@ -196,7 +196,7 @@ def build_script(sections: Sequence[tuple[str, str]]) -> str:
 
 
 async def run_sections(
-    session: Session, sections: Sequence[tuple[str, str]]
+    session: Shell, sections: Sequence[tuple[str, str]]
 ) -> dict[str, ScriptSection]:
     """Run probes in one `sh -c` over the session; each section's output, stderr and status."""
     site = session.target.name
@@ -389,7 +389,7 @@ def _read_netifd(reader: _Reader) -> Mapping[str, NetifdInterface] | None:
     return reader.optional("netifd", parse_netifd_dump)
 
 
-async def gather_facts(session: Session, platform: Platform) -> DeviceFacts:
+async def gather_facts(session: Shell, platform: Platform) -> DeviceFacts:
     """Everything apply needs to know about one router, in one round trip."""
     sections = await run_sections(session, FACT_SECTIONS)
     return facts_from_sections(session.target.name, platform, sections)

@@ -1,0 +1,44 @@
+"""What can go wrong for one site during an apply, as typed values, never matched by text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sitewire.errors import SitewireError
+
+
+class ApplyError(SitewireError):
+    """The apply could not go ahead (nothing was changed), or ended with sites not applied."""
+
+
+class TimerRanOut(ApplyError):
+    """The site's revert timer fired (or nearly) before the change was made: nothing written."""
+
+
+class Kind(StrEnum):
+    WARNING = "warning"  # shown, never fails the site
+    CONFIGURE = "configure"  # a step of the change failed
+    DROPPED = "dropped"  # the session dropped during a step; verification over a new one decides
+    LOCKED_OUT = "locked-out"  # the revert timer fired before verification: the way in was cut
+    VERIFY = "verify"  # the evidence over a new connection says no
+    UNREACHABLE = "unreachable"  # no new connection after the change: only its timer can act
+    CONFIRM = "confirm"  # verified, but the confirm did not go through
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: Kind
+    text: str
+
+    @property
+    def fails(self) -> bool:
+        """Whether it keeps the site from being confirmed."""
+        return self.kind is not Kind.WARNING
+
+    def __str__(self) -> str:
+        return f"warning: {self.text}" if self.kind is Kind.WARNING else self.text
+
+
+def warning(text: str) -> Problem:
+    return Problem(Kind.WARNING, text)

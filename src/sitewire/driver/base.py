@@ -1,0 +1,160 @@
+"""What sitewire needs to know of a platform, as one interface: NAPALM's driver idea.
+
+Render, deploy and diagnose ask a `Driver` for every platform string (where keys live, which
+files a change touches, the commands that make it live, what the revert timer runs); each
+platform is one module of mostly data beside this one. Pure: nothing here reaches a device.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from sitewire.spec.model import Platform
+
+if TYPE_CHECKING:
+    from sitewire.deploy.diff import Change
+    from sitewire.deploy.live import Step
+    from sitewire.deploy.safety import Device
+    from sitewire.diagnose.collect import DeviceFacts
+    from sitewire.diagnose.parse import ScriptSection
+    from sitewire.plan import Plan
+    from sitewire.plan.model import SitePlan
+    from sitewire.render.model import Rendered, Secrets
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command of a push. `stdin` may hold secrets: it is never logged."""
+
+    command: str
+    what: str
+    stdin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutFile:
+    path: str
+    text: str
+    mode: int
+
+
+Push = Command | PutFile
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """What a site's files would change: lines for a person, and the uci changes (OpenWrt)."""
+
+    lines: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the device holds before a change, as the driver needs it."""
+
+    facts: DeviceFacts
+    files: Mapping[str, str | None]  # device path -> text with keys hidden; None: absent
+    watchdog_missing: bool
+
+
+_INSTALL = {
+    "opkg": "opkg update && opkg install {}",
+    "apk": "apk update && apk add {}",
+    "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+    "dnf": "dnf install -y {}",
+    "yum": "yum install -y {}",
+    "pacman": "pacman -S --noconfirm {}",
+    "zypper": "zypper --non-interactive install {}",
+}
+
+
+def install_command(manager: str, packages: Sequence[str]) -> str:
+    """The package manager's install of `packages`, its index refreshed first where it has one."""
+    return _INSTALL[manager].format(" ".join(shlex.quote(p) for p in packages))
+
+
+class Driver(Protocol):
+    platform: Platform
+    device: Device  # how the revert timer is detached
+
+    # --- render
+    def render(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+    ) -> Rendered: ...
+
+    # --- read: what the device holds
+    def read_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
+        """Files read back before a change, to compare with what will be pushed."""
+        ...
+
+    def read_sections(self, site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """Fact sections of this platform: `sw_pubkey` (the live public key) and the rest."""
+        ...
+
+    def watchdog_missing(self, site: SitePlan, sections: Mapping[str, ScriptSection]) -> bool: ...
+
+    def missing_packages(self, site: SitePlan, facts: DeviceFacts) -> tuple[str, ...]:
+        """What must be installed first; ApplyError when it cannot be."""
+        ...
+
+    # --- keys
+    def private_key_script(self, iface: str) -> str:
+        """Make the device's key unless it has one; print its public key."""
+        ...
+
+    def psk_read(self, iface: str, peer: str) -> str:
+        """The command printing the preshared key held for `peer` (nothing if none)."""
+        ...
+
+    def psk_write(self, iface: str, peer: str) -> str:
+        """The command storing the preshared key for `peer`, read from its stdin."""
+        ...
+
+    # --- change
+    def diff(self, site: SitePlan, held: Held, rendered: Rendered) -> Diff: ...
+
+    def backup_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]: ...
+
+    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
+        """What the revert timer runs after restoring the files."""
+        ...
+
+    def fresh_handler(self, installed: Sequence[str]) -> bool:
+        """Whether installing `installed` needs the network restarted to load a handler."""
+        ...
+
+    def handler_probe(self, site: SitePlan, facts: DeviceFacts) -> str | None:
+        """A command whose output says whether the running network stack lacks the handler
+        (installed by hand since it started); None when there is nothing to ask."""
+        ...
+
+    def handler_absent(self, output: str) -> bool:
+        """From the probe's output: the handler is not loaded."""
+        ...
+
+    def push(self, rendered: Rendered, held: Held) -> list[Push]:
+        """The rendered configuration onto the device; the first item is guarded."""
+        ...
+
+    def live_steps(
+        self,
+        site: SitePlan,
+        held: Held,
+        rendered: Rendered,
+        changes: Sequence[Change],
+        *,
+        handler_fresh: bool,
+        env: str,
+    ) -> list[Step]:
+        """After the push: only what makes the change live (DESIGN.md decision 6)."""
+        ...
+
+    def held_psks(
+        self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
+    ) -> dict[str, bool | None] | None:
+        """Which peers the device holds a preshared key for (None: it cannot be told)."""
+        ...

@@ -1,0 +1,212 @@
+"""Linux hosts: wg-quick files under /etc/wireguard, an nftables table, sysctl for forwarding."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+from sitewire.deploy import safety
+from sitewire.deploy.diff import Change
+from sitewire.deploy.live import (
+    Step,
+    common_steps,
+    file_diff,
+    interface_part,
+    live_peer_script,
+    mask_secrets,
+    tailscale_revert,
+)
+from sitewire.deploy.problems import ApplyError
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.parse import ScriptSection
+from sitewire.driver.base import Command, Diff, Held, Push, PutFile
+from sitewire.plan import Plan
+from sitewire.plan.model import SitePlan
+from sitewire.render.linux import CONF_DIR, nft_table, render_linux
+from sitewire.render.model import Rendered, Secrets
+from sitewire.spec.model import Platform
+
+_NEED_WG = "command -v wg >/dev/null 2>&1 || { echo 'wg: not installed' >&2; exit 3; }; "
+
+# wg's blanks (wireguard-tools ctype.h char_is_space) spelled out, not [:space:], which older
+# mawk lacks; a record never holds its \n. awk's tolower is ASCII, as is wg's strncasecmp.
+# The line keeps what comes before its first `=`. (deploy.read hides them again, issue 9.)
+HIDE_KEYS = (
+    r"""awk '{ k = $0; gsub(/[ \t\r\v\f]/, "", k) }"""
+    r""" tolower(k) ~ /(privatekey|presharedkey)=/ { sub(/=.*/, "= (hidden)") } 1'"""
+)
+
+
+def key_path(iface: str) -> str:
+    return f"{CONF_DIR}/{iface}.key"
+
+
+def psk_path(iface: str, peer: str) -> str:
+    return f"{CONF_DIR}/{iface}-{peer}.psk"
+
+
+def _device_paths(rendered: Rendered) -> list[str]:
+    return [f.device_path for f in rendered.files if f.device_path is not None]
+
+
+def _pushed(rendered: Rendered) -> dict[str, str]:
+    """Each device file as sitewire reads it back (keys hidden), to tell what changes."""
+    return {
+        f.device_path: mask_secrets(rendered.text(f.path))
+        for f in rendered.files
+        if f.device_path is not None
+    }
+
+
+class Linux:
+    platform = Platform.LINUX
+    device = safety.LINUX
+
+    def render(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+    ) -> Rendered:
+        return render_linux(plan, site, secrets)
+
+    # --- read
+
+    def read_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
+        return _device_paths(render_linux(plan, site, secrets))
+
+    def read_sections(self, site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
+        key = shlex.quote(key_path(site.interface))
+        out = [("sw_pubkey", f"has wg || return 0\n[ -s {key} ] || return 0\nwg pubkey < {key}")]
+        for n, path in enumerate(paths):
+            quoted = shlex.quote(path)
+            out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{HIDE_KEYS} {quoted}"))
+        return out
+
+    def watchdog_missing(self, site: SitePlan, sections: Mapping[str, ScriptSection]) -> bool:
+        return False  # wg-quick has no watchdog; a DNS endpoint is resolved at `up`
+
+    def missing_packages(self, site: SitePlan, facts: DeviceFacts) -> tuple[str, ...]:
+        if facts.wireguard_tools:
+            return ()
+        if facts.package_manager is None:
+            raise ApplyError(
+                "has no 'wg' and no package manager sitewire knows",
+                where=site.name,
+                fix="install wireguard-tools on the host by hand",
+            )
+        return ("wireguard-tools",)
+
+    # --- keys
+
+    def private_key_script(self, iface: str) -> str:
+        path = shlex.quote(key_path(iface))
+        return (
+            f"set -e; umask 077; {_NEED_WG}mkdir -p {CONF_DIR}; "
+            f"[ -s {path} ] || wg genkey > {path}; wg pubkey < {path}"
+        )
+
+    def psk_read(self, iface: str, peer: str) -> str:
+        return f"cat {shlex.quote(psk_path(iface, peer))} 2>/dev/null"
+
+    def psk_write(self, iface: str, peer: str) -> str:
+        path = shlex.quote(psk_path(iface, peer))
+        return f"umask 077; mkdir -p {CONF_DIR}; read -r psk; printf '%s\\n' \"$psk\" > {path}"
+
+    # --- change
+
+    def diff(self, site: SitePlan, held: Held, rendered: Rendered) -> Diff:
+        lines: list[str] = []
+        for f in rendered.files:
+            if f.device_path is not None:
+                before = held.files.get(f.device_path)
+                lines += file_diff(site.name, f.device_path, before, rendered.text(f.path))
+        return Diff(tuple(lines))
+
+    def backup_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
+        paths = self.read_paths(plan, site, secrets)
+        paths.append(key_path(site.interface))
+        paths += [psk_path(site.interface, p.name) for p in site.peers if p.preshared]
+        return paths
+
+    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
+        iface = shlex.quote(site.interface)
+        conf = shlex.quote(f"{CONF_DIR}/{site.interface}.conf")
+        return [
+            f"{env}wg-quick down {iface} 2>/dev/null; [ ! -f {conf} ] || wg-quick up {iface}",
+            "sysctl -q --system",
+            *tailscale_revert(site, facts),
+        ]
+
+    def fresh_handler(self, installed: Sequence[str]) -> bool:
+        return False
+
+    def handler_probe(self, site: SitePlan, facts: DeviceFacts) -> str | None:
+        return None
+
+    def handler_absent(self, output: str) -> bool:
+        return False
+
+    def push(self, rendered: Rendered, held: Held) -> list[Push]:
+        # The guarded no-op first: no file is written once the revert timer has (nearly) run out.
+        out: list[Push] = [Command("true", "its files were written")]
+        after = _pushed(rendered)
+        for f in rendered.files:
+            if f.device_path is None or held.files.get(f.device_path) == after[f.device_path]:
+                continue
+            private = f.device_path.startswith(f"{CONF_DIR}/")
+            out.append(PutFile(f.device_path, rendered.text(f.path), 0o600 if private else f.mode))
+        return out
+
+    def live_steps(
+        self,
+        site: SitePlan,
+        held: Held,
+        rendered: Rendered,
+        changes: Sequence[Change],
+        *,
+        handler_fresh: bool,
+        env: str,
+    ) -> list[Step]:
+        before, after = held.files, _pushed(rendered)
+        iface = shlex.quote(site.interface)
+        conf = f"{CONF_DIR}/{site.interface}.conf"
+        live = held.facts.wg.interface(site.interface)
+        changed = {path for path, text in after.items() if before.get(path) != text}
+        restart = (
+            f"{env}if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
+            f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null; "
+            f"wg-quick up {iface}; fi"
+        )
+        steps: list[Step] = []
+        sysctl = next((p for p in after if p.startswith("/etc/sysctl.d/")), None)
+        if sysctl is not None and (sysctl in changed or live is None):
+            steps.append(Step(f"sysctl -q -p {shlex.quote(sysctl)}", "forwarding settings"))
+        if live is None:
+            steps.append(Step(restart, "the interface is new"))
+        elif conf in changed and interface_part(before.get(conf) or "") != interface_part(
+            after[conf]
+        ):
+            steps.append(
+                Step(restart, "an interface-level setting changed: the device is re-created")
+            )
+        else:
+            if live_peer_script(site, live, self.psk_read) is not None:
+                script = live_peer_script(site, live, self.psk_read, routes=True)
+                assert script is not None
+                steps.append(Step(script, "peer changes, applied live with wg set"))
+            nft = next((p for p in after if p.endswith(".nft")), None)
+            if nft is not None and nft in changed:
+                steps.append(
+                    Step(
+                        f"nft delete table inet {nft_table(site)} 2>/dev/null; "
+                        f"nft -f {shlex.quote(nft)}",
+                        "firewall table changed",
+                    )
+                )
+        return steps + common_steps(site, held.facts)
+
+    def held_psks(
+        self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
+    ) -> dict[str, bool | None] | None:
+        return None  # the files' keys are hidden; the running peers say what is held
+
+
+DRIVER = Linux()

@@ -1,0 +1,238 @@
+"""OpenWrt: UCI holds the configuration, netifd and its wireguard handler make it live."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+from sitewire.deploy import safety
+from sitewire.deploy.diff import Change, describe, planned_changes
+from sitewire.deploy.live import Step, common_steps, live_drift, live_peer_script, tailscale_revert
+from sitewire.deploy.problems import ApplyError
+from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.parse import HIDDEN, Handler, ScriptSection
+from sitewire.driver.base import Command, Diff, Held, Push
+from sitewire.errors import SitewireError
+from sitewire.plan import Plan
+from sitewire.plan.model import WATCHDOG_CRON, SitePlan
+from sitewire.render.model import Rendered, Secrets
+from sitewire.render.openwrt import INTERFACE_OPTIONS, SECRET_OPTIONS, peer_section, render_openwrt
+from sitewire.spec.model import Platform
+
+# Every file a change may touch; the revert timer restores them byte for byte.
+BACKUP = ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root")
+
+# uci batch reads stdin; a bad line shows only on its stderr, which fails the step.
+UCI_BATCH = 'uci batch 2>&1 >/dev/null | (if read -r l; then { echo "$l"; cat; } >&2; exit 1; fi)'
+
+_NEED_WG = "command -v wg >/dev/null 2>&1 || { echo 'wg: not installed' >&2; exit 3; }; "
+_WATCHDOG_LINE = shlex.quote(WATCHDOG_CRON)
+
+
+class OpenWrt:
+    platform = Platform.OPENWRT
+    device = safety.OPENWRT
+
+    def render(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+    ) -> Rendered:
+        current = (
+            {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+            if facts is not None
+            else None
+        )
+        return render_openwrt(plan, site, secrets, current)
+
+    # --- read
+
+    def read_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
+        return []  # UCI itself is read, in the facts
+
+    def read_sections(self, site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
+        option = shlex.quote(f"network.{site.interface}.private_key")
+        pubkey = (
+            "has wg || return 0\n"
+            f"_k=$(uci -q get {option}) || return 0\n"
+            '[ -n "$_k" ] && printf "%s\\n" "$_k" | wg pubkey'
+        )
+        cron = (
+            f"grep -qxF {_WATCHDOG_LINE} /etc/crontabs/root 2>/dev/null && echo line\n"
+            "/etc/init.d/cron enabled 2>/dev/null && echo enabled\nreturn 0"
+        )
+        return [("sw_pubkey", pubkey), ("sw_cron", cron)]
+
+    def watchdog_missing(self, site: SitePlan, sections: Mapping[str, ScriptSection]) -> bool:
+        found = sections["sw_cron"].stdout.split()
+        return site.watchdog and not {"line", "enabled"} <= set(found)
+
+    def missing_packages(self, site: SitePlan, facts: DeviceFacts) -> tuple[str, ...]:
+        if facts.openwrt is None:
+            raise ApplyError(
+                "is not an OpenWrt router (no /etc/openwrt_release)",
+                where=site.name,
+                fix=f'set sites.{site.name}.platform = "linux" if it is a Linux host',
+            )
+        missing = tuple(p for p in site.packages() if p not in facts.packages)
+        if missing and facts.package_manager is None:
+            raise ApplyError(
+                f"needs {', '.join(missing)} and has no package manager",
+                where=site.name,
+                fix="install WireGuard support on the router by hand (opkg or apk)",
+            )
+        return missing
+
+    # --- keys
+
+    def private_key_script(self, iface: str) -> str:
+        option = shlex.quote(f"network.{iface}.private_key")
+        section = shlex.quote(f"network.{iface}")
+        # Only this option is committed: nothing else may be pending when the key is made.
+        return (
+            f"set -e; umask 077; {_NEED_WG}"
+            f'if [ -z "$(uci -q get {option})" ]; then '
+            f"uci -q get {section} >/dev/null || uci set {section}=interface; "
+            f'key=$(wg genkey); uci set {option}="$key"; uci commit network; fi; '
+            f"uci get {option} | wg pubkey"
+        )
+
+    def psk_read(self, iface: str, peer: str) -> str:
+        return f"uci -q get {shlex.quote(f'network.{peer_section(peer)}.preshared_key')}"
+
+    def psk_write(self, iface: str, peer: str) -> str:
+        section = shlex.quote(f"network.{peer_section(peer)}")
+        option = shlex.quote(f"network.{peer_section(peer)}.preshared_key")
+        return (
+            f"read -r psk; uci -q get {section} >/dev/null || uci set {section}=wireguard_{iface}; "
+            f'uci set {option}="$psk"; uci commit network'
+        )
+
+    # --- change
+
+    def diff(self, site: SitePlan, held: Held, rendered: Rendered) -> Diff:
+        facts = held.facts
+        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+        try:
+            changes = planned_changes(current, rendered.text("uci-batch"))
+        except SitewireError as exc:
+            raise ApplyError(
+                exc.message, where=site.name, fix="report this with 'uci export network'"
+            ) from None
+        # A secret can't be compared (the device hides it): unchanged unless the section is new.
+        kept = tuple(c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN))
+        lines = describe(site.name, list(kept)) if kept else []
+        if held.watchdog_missing:
+            lines.append(f"{site.name}: cron: wireguard_watchdog every minute")
+        return Diff(tuple(lines), kept)
+
+    def backup_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
+        return list(BACKUP)
+
+    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
+        out = ["/etc/init.d/network reload", f"ifup {shlex.quote(site.interface)}"]
+        out += ["/etc/init.d/firewall reload", "/etc/init.d/cron restart"]
+        return out + tailscale_revert(site, facts)
+
+    def fresh_handler(self, installed: Sequence[str]) -> bool:
+        return "wireguard-tools" in installed
+
+    def handler_probe(self, site: SitePlan, facts: DeviceFacts) -> str | None:
+        if facts.wg.interface(site.interface) is not None:
+            return None
+        # Installed earlier without a network restart since (by hand, or by an apply that was
+        # then killed or reverted): netifd scans proto handlers only at its start (ref §1.5).
+        return "ubus call network get_proto_handlers"
+
+    def handler_absent(self, output: str) -> bool:
+        # Without the ubus method (older netifd) restart to be sure.
+        return '"wireguard"' not in output
+
+    def push(self, rendered: Rendered, held: Held) -> list[Push]:
+        # On stdin, never in a file: no other local user can read or swap it (issue 9), and a
+        # dropped session leaves no key behind in /tmp.
+        return [Command(UCI_BATCH, "uci batch ran", rendered.text("uci-batch"))]
+
+    def live_steps(
+        self,
+        site: SitePlan,
+        held: Held,
+        rendered: Rendered,
+        changes: Sequence[Change],
+        *,
+        handler_fresh: bool,
+        env: str,
+    ) -> list[Step]:
+        facts = held.facts
+        if handler_fresh:
+            steps = [
+                Step(
+                    "/etc/init.d/network restart",
+                    "WireGuard support was just installed; netifd loads handlers only at start",
+                )
+            ]
+        else:
+            steps = self._network_steps(site, facts, changes)
+        if any(c.package == "firewall" for c in changes):
+            steps.append(Step("/etc/init.d/firewall reload", "firewall sections changed"))
+        steps += common_steps(site, facts)
+        if held.watchdog_missing:
+            steps.append(
+                Step(
+                    f"grep -qxF {_WATCHDOG_LINE} /etc/crontabs/root 2>/dev/null || "
+                    f"echo {_WATCHDOG_LINE} >> /etc/crontabs/root; "
+                    "/etc/init.d/cron enable; /etc/init.d/cron restart",
+                    "a DNS endpoint is dialled: wireguard_watchdog re-resolves it (cron)",
+                )
+            )
+        return steps
+
+    def _network_steps(
+        self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change]
+    ) -> list[Step]:
+        iface = site.interface
+        live = facts.wg.interface(iface)
+        network = [c for c in changes if c.package == "network"]
+        owned = peer_section("")
+        iface_changed = any(
+            c.section == iface and (c.option is None or c.option in INTERFACE_OPTIONS)
+            for c in network
+        )
+        if live is None or iface_changed:
+            why = "the interface is new" if live is None else "an interface-level option changed"
+            return [Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created")]
+        steps = []
+        psks = self.held_psks(site, facts, changes)
+        if any(c.section.startswith(owned) for c in network) or live_drift(site, live, psks):
+            if facts.handler is Handler.SYNCCONF:
+                steps.append(
+                    Step(
+                        f"ubus call network.interface.{iface} renew",
+                        "peer changes, applied by the handler's renew (wg syncconf, no teardown)",
+                    )
+                )
+            else:
+                script = live_peer_script(site, live, self.psk_read, psks, routes=True)
+                if script is not None:
+                    steps.append(Step(script, "peer changes, applied live with wg set"))
+        if any(c.section != iface and not c.section.startswith(owned) for c in network):
+            steps.append(Step("/etc/init.d/network reload", "policy rules changed"))
+        return steps
+
+    def held_psks(
+        self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
+    ) -> dict[str, bool | None] | None:
+        """UCI says, once `changes` are committed: its secrets show as hidden, not absent."""
+        if facts.network is None:
+            return None
+        out: dict[str, bool | None] = {}
+        for peer in site.peers:
+            name = peer_section(peer.name)
+            section = facts.network.section(name)
+            held = None if section is None else bool(section.options.get("preshared_key"))
+            for c in changes:
+                if (c.package, c.section, c.option) == ("network", name, "preshared_key"):
+                    held = c.after is not None
+            out[peer.name] = held
+        return out
+
+
+DRIVER = OpenWrt()
