@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from sitewire.errors import UciError
-from sitewire.render.uci import (
+from sitewire.uci.text import (
     Address,
     Package,
     Section,
