@@ -8,26 +8,28 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from sitewire.errors import UciError
-from sitewire.uci.text import (
+from sitewire.uci.model import (
     Address,
     Package,
     Section,
-    UciParseError,
     Value,
     add_list_item,
     anonymous_name,
-    format_uci,
-    format_value,
     is_name,
     is_package_name,
     is_type,
-    iter_batch,
     parse_address,
     parse_section_ref,
+    set_option,
+)
+from sitewire.uci.text import (
+    UciParseError,
+    format_uci,
+    format_value,
+    iter_batch,
     parse_uci,
     quote,
     serialize_uci,
-    set_option,
 )
 
 _SPACE = " \t\n\v\f\r"
