@@ -10,10 +10,9 @@ from sitewire.deploy.diff import describe, planned_changes
 from sitewire.errors import SitewireError
 from sitewire.plan import plan_network
 from sitewire.render import render_site
-from sitewire.render.uci import Package, parse_uci
-from sitewire.render.uci_store import UciStore
 from sitewire.spec.model import Spec
 from sitewire.spec.secrets import LocalKeys
+from sitewire.uci import Package, UciStore, parse_uci
 from tests.conftest import FIXTURES
 
 

@@ -8,10 +8,9 @@ from sitewire.errors import InputError
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets, render_site
 from sitewire.render.openwrt import INTERFACE_OPTIONS, PEER_OPTIONS
-from sitewire.render.uci import Package, Section, parse_uci
-from sitewire.render.uci_store import UciStore
 from sitewire.spec.model import Spec
 from sitewire.spec.secrets import LocalKeys
+from sitewire.uci import Package, Section, UciStore, parse_uci
 from tests.conftest import FIXTURES, SEED, spec_from
 
 SEED_TEXT = SEED.read_text()

@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sitewire.errors import UciError
-from sitewire.render.uci import (
+from sitewire.uci import (
     Address,
+    CommandResult,
     Package,
     Section,
     UciParseError,
+    UciStore,
     Value,
     anonymous_name,
     export_uci,
@@ -24,7 +26,6 @@ from sitewire.render.uci import (
     quote,
     serialize_uci,
 )
-from sitewire.render.uci_store import CommandResult, UciStore
 from tests.conftest import FIXTURES
 
 

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from sitewire.render.uci_store import UciStore
+from sitewire.uci import UciStore
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "uci"
 CASES = sorted(p.name for p in CAPTURES.iterdir() if (p / "exit_status").is_file())

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from sitewire.errors import SitewireError
 from sitewire.render.openwrt import OWNED_PREFIX, SECRET_OPTIONS
-from sitewire.render.uci import Package, Section, Value
-from sitewire.render.uci_store import UciStore
+from sitewire.uci import Package, Section, UciStore, Value
 
 PACKAGES = ("network", "firewall")
 

@@ -50,8 +50,8 @@ from sitewire.diagnose.parse import (
     parse_wg_dump,
 )
 from sitewire.errors import SitewireError, UciError
-from sitewire.render.uci import Package, parse_uci
 from sitewire.spec.model import Platform
+from sitewire.uci import Package, parse_uci
 
 T = TypeVar("T")
 

@@ -22,9 +22,9 @@ from sitewire.diagnose.probes import (
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import peer_section
-from sitewire.render.uci import Section
 from sitewire.spec.model import Platform
 from sitewire.strict import IPNetwork
+from sitewire.uci import Section
 
 APPLY = "sitewire apply"
 

@@ -9,8 +9,8 @@ from sitewire.render.client import render_client
 from sitewire.render.linux import render_linux
 from sitewire.render.model import NoSecrets, Rendered, RenderedFile, Secrets
 from sitewire.render.openwrt import render_openwrt
-from sitewire.render.uci import Package
 from sitewire.spec.model import Platform
+from sitewire.uci import Package
 
 __all__ = ["NoSecrets", "Rendered", "RenderedFile", "Secrets", "render_client", "render_site"]
 

@@ -18,7 +18,7 @@ from sitewire.render.model import (
     peer_public_key,
 )
 from sitewire.render.quote import uci_comment, uci_value
-from sitewire.render.uci import Package, quote
+from sitewire.uci import Package, quote
 
 OWNED_PREFIX = "sw_"  # every section sitewire owns, except the interface (its name is the netdev)
 

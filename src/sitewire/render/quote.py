@@ -12,7 +12,7 @@ import re
 import shlex
 
 from sitewire.errors import RenderError
-from sitewire.render.uci import quote as _uci_quote
+from sitewire.uci import quote as _uci_quote
 
 # Printable ASCII: what every value sitewire writes is made of (names, addresses, keys, ports).
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")

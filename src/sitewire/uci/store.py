@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, IntEnum
 
 from sitewire.errors import UciError
-from sitewire.render.uci import (
-    Address,
-    Package,
-    Section,
+from sitewire.uci.delta import (
+    MESSAGES,
+    Action,
+    Delta,
+    Err,
+    Fail,
+    Live,
+    Target,
+    parses,
+    scan_int,
+)
+from sitewire.uci.model import Address, Package, Section, Value, is_package_name, parse_address
+from sitewire.uci.text import (
     UciParseError,
-    Value,
-    add_list_item,
-    anonymous_name,
     format_uci,
     format_value,
-    is_name,
-    is_package_name,
-    is_type,
     iter_batch,
-    parse_address,
-    parse_section_ref,
     parse_uci,
-    quote,
     serialize_uci,
-    set_option,
 )
 
 _SPACE = " \t\n\v\f\r"
@@ -71,56 +67,6 @@ Options:
 """
 
 
-class _Err(IntEnum):
-    """libuci's error numbers; `uci add` exits with them."""
-
-    INVAL = 2
-    NOTFOUND = 3
-    PARSE = 5
-
-
-_MESSAGES = {
-    _Err.INVAL: "Invalid argument",
-    _Err.NOTFOUND: "Entry not found",
-    _Err.PARSE: "Parse error",
-}
-
-
-class _Fail(Exception):
-    def __init__(self, code: _Err, detail: str = "") -> None:
-        super().__init__(_MESSAGES[code] + detail)
-        self.code = code
-        self.detail = detail
-
-
-class _Op(Enum):
-    """A staged change, valued by the prefix uci writes for it in its delta file."""
-
-    CHANGE = ""
-    REMOVE = "-"
-    RENAME = "@"
-    ADD = "+"
-    REORDER = "^"
-    LIST_ADD = "|"
-    LIST_DEL = "~"
-
-
-@dataclass(frozen=True)
-class _Delta:
-    op: _Op
-    section: str
-    option: str | None = None
-    value: str | None = None
-
-    def change_line(self, package: str) -> str:
-        """The line `uci changes` prints for this delta (cli.c uci_show_changes)."""
-        path = f"{package}.{self.section}" + ("" if self.option is None else f".{self.option}")
-        if self.op is _Op.REMOVE:
-            return f"-{path}\n"
-        op = {_Op.LIST_ADD: "+=", _Op.LIST_DEL: "-="}.get(self.op, "=")
-        return f"{path}{op}{quote(self.value or '')}\n"
-
-
 @dataclass(frozen=True)
 class CommandResult:
     stdout: str
@@ -128,260 +74,25 @@ class CommandResult:
     rc: int
 
 
-@dataclass(eq=False)
-class _Entry:
-    name: str
-    section: Section
-
-
-@dataclass(frozen=True)
-class _Target:
-    address: Address
-    entry: _Entry | None
-
-    @property
-    def complete(self) -> bool:
-        if self.address.section is None:
-            return True
-        if self.entry is None:
-            return False
-        return self.address.option is None or self.address.option in self.entry.section.options
-
-
 def _address(text: str) -> Address:
     address = parse_address(text)
     if address is None:
-        raise _Fail(_Err.PARSE)
+        raise Fail(Err.PARSE)
     return address
-
-
-def _scan_int(text: str) -> int | None:
-    """sscanf(text, "%d"): the leading integer, or None when there is none."""
-    match = re.match(r"[ \t\n\v\f\r]*([+-]?\d+)", text)
-    return int(match.group(1)) if match else None
 
 
 def _not_an_index(text: str) -> bool:
     """cli.c refuses `delete x=<value>` when sscanf %d matches nothing (blank text is EOF)."""
-    return _scan_int(text) is None and bool(text.strip(_SPACE))
+    return scan_int(text) is None and bool(text.strip(_SPACE))
 
 
-def _position(text: str) -> int:
-    """strtoul() squeezed into the C int that uci_reorder_section takes."""
-    number = _scan_int(text) or 0
-    return (number + 2**31) % 2**32 - 2**31
-
-
-class _Live:
-    """One package as a uci process holds it: the file's sections, then the replayed deltas."""
-
-    def __init__(self, package: Package) -> None:
-        self.name = package.name
-        self.entries: list[_Entry] = []
-        self.allocated = 0
-        self.applied = 0
-        self.recorded: list[_Delta] = []
-        self.recording = False
-        for section in package.sections:
-            self._append(section)
-
-    def package(self, *, with_names: bool = False) -> Package:
-        if not with_names:
-            return Package(self.name, [e.section for e in self.entries])
-        return Package(
-            self.name, [Section(e.section.type, e.name, e.section.options) for e in self.entries]
-        )
-
-    def find(self, name: str) -> _Entry | None:
-        return next((e for e in self.entries if e.name == name), None)
-
-    def target(self, address: Address) -> _Target:
-        if address.section is None:
-            return _Target(address, None)
-        if not address.extended:
-            return _Target(address, self.find(address.section))
-        ref = parse_section_ref(address.section)
-        if ref is None:
-            raise _Fail(_Err.INVAL)
-        section_type, index = ref
-        matches = [e for e in self.entries if section_type in (None, e.section.type)]
-        if index < 0:
-            index += len(matches)
-        return _Target(address, matches[index] if 0 <= index < len(matches) else None)
-
-    def set(self, target: _Target) -> None:
-        address, entry = target.address, target.entry
-        if (
-            address.value is None
-            or address.section is None
-            or (entry is None and address.option is not None)
-        ):
-            raise _Fail(_Err.INVAL)
-        if address.option is None and address.value and not is_type(address.value):
-            raise _Fail(_Err.INVAL)
-        if not address.value:
-            # An empty value deletes what exists and quietly does nothing otherwise.
-            if target.complete:
-                self.delete(target)
-        elif entry is None:
-            self._append(Section(address.value, address.section))
-            self._record(_Op.CHANGE, address.section, None, address.value)
-        elif address.option is None:
-            self._retype(entry, address.value)
-        elif set_option(entry.section, address.option, address.value):
-            self._record(_Op.CHANGE, entry.name, address.option, address.value)
-
-    def _retype(self, entry: _Entry, section_type: str) -> None:
-        if entry.section.type == section_type:
-            return
-        if len(entry.section.type) != len(section_type):
-            # uci_set reallocates the section under the name it is known by: no longer anonymous.
-            entry.section.name = entry.name
-        entry.section.type = section_type
-        self._record(_Op.CHANGE, entry.name, None, section_type)
-
-    def delete(self, target: _Target) -> None:
-        entry, option, index = target.entry, target.address.option, target.address.value
-        if not target.complete:
-            raise _Fail(_Err.NOTFOUND)
-        if entry is None:
-            raise _Fail(_Err.INVAL)
-        if option is None:
-            self.entries = [e for e in self.entries if e is not entry]
-            self._record(_Op.REMOVE, entry.name)
-        elif index and isinstance(entry.section.options[option], tuple):
-            self._delete_item(entry, option, index)
-        else:
-            del entry.section.options[option]
-            self._record(_Op.REMOVE, entry.name, option)
-
-    def _delete_item(self, entry: _Entry, option: str, index_text: str) -> None:
-        items = entry.section.options[option]
-        index = _scan_int(index_text)
-        if index is None or not 0 <= index < len(items):
-            return
-        entry.section.options[option] = (*items[:index], *items[index + 1 :])
-        self._record(_Op.REMOVE, entry.name, option, index_text)
-
-    def add_list(self, target: _Target) -> None:
-        entry, option, value = target.entry, target.address.option, target.address.value
-        if entry is None or option is None or value is None:
-            raise _Fail(_Err.INVAL)
-        add_list_item(entry.section, option, value)
-        self._record(_Op.LIST_ADD, entry.name, option, value)
-
-    def del_list(self, target: _Target) -> None:
-        entry, option, value = target.entry, target.address.option, target.address.value
-        if entry is None or value is None:
-            raise _Fail(_Err.INVAL)
-        items = entry.section.options.get(option) if option else None
-        if option is None or not isinstance(items, tuple):
-            return
-        entry.section.options[option] = tuple(i for i in items if i != value)
-        self._record(_Op.LIST_DEL, entry.name, option, value)
-
-    def rename(self, target: _Target) -> None:
-        entry, option, value = target.entry, target.address.option, target.address.value
-        if not target.complete:
-            raise _Fail(_Err.NOTFOUND)
-        if entry is None or value is None:
-            raise _Fail(_Err.INVAL)
-        self._record(_Op.RENAME, entry.name, option, value)
-        if option is None:
-            entry.name = value
-            entry.section.name = value
-            return
-        options = entry.section.options
-        entry.section.options = {
-            (value if k == option else k): v
-            for k, v in options.items()
-            if k == option or k != value
-        }
-
-    def reorder(self, target: _Target) -> None:
-        entry, value = target.entry, target.address.value
-        if entry is None or value is None:
-            raise _Fail(_Err.NOTFOUND)
-        position = _position(value)
-        old = self.entries.index(entry)
-        self.entries.remove(entry)
-        new = max(0, min(position, len(self.entries)))
-        self.entries.insert(new, entry)
-        # uci_reorder_section records the move only when the section's neighbour changed.
-        if new != old:
-            self._record(_Op.REORDER, entry.name, None, str(position))
-
-    def add(self, section_type: str) -> str:
-        entry = self._append(Section(section_type))
-        self._record(_Op.ADD, entry.name, None, section_type)
-        return entry.name
-
-    def replay(self, delta: _Delta) -> None:
-        """Apply one staged change as uci_parse_delta_line does when a package loads."""
-        try:
-            self._replay(delta)
-        except _Fail:
-            return
-        self.applied += 1
-
-    def _replay(self, delta: _Delta) -> None:
-        if not _parses(self.name, delta):
-            raise _Fail(_Err.INVAL)
-        address = Address(self.name, delta.section, delta.option, delta.value)
-        _REPLAY[delta.op](self, self.target(address))
-        if delta.op is _Op.ADD and delta.option is None:
-            self._mark_anonymous(delta.section)
-
-    def _mark_anonymous(self, name: str) -> None:
-        entry = self.find(name)
-        if entry is not None:
-            entry.section.name = None
-
-    def _append(self, section: Section) -> _Entry:
-        self.allocated += 1
-        entry = _Entry(section.name or anonymous_name(self.allocated, section.type), section)
-        self.entries.append(entry)
-        return entry
-
-    def _record(
-        self, op: _Op, section: str, option: str | None = None, value: str | None = None
-    ) -> None:
-        if self.recording:
-            self.recorded.append(_Delta(op, section, option, value))
-
-
-def _parses(package: str, delta: _Delta) -> bool:
-    """uci re-reads every delta line with uci_parse_ptr, so what would not read back is lost."""
-    address = Address(package, delta.section, delta.option, delta.value)
-    return not address.extended and _replayable(delta) and parse_address(str(address)) == address
-
-
-def _replayable(delta: _Delta) -> bool:
-    """The shape checks of uci_parse_delta_tuple."""
-    if delta.op is _Op.REORDER:
-        return delta.option is None and delta.value is not None
-    if delta.op is _Op.RENAME:
-        return is_name(delta.value or "")
-    return delta.option is not None or delta.op not in (_Op.LIST_ADD, _Op.LIST_DEL)
-
-
-_Action = Callable[[_Live, _Target], None]
-_REPLAY: dict[_Op, _Action] = {
-    _Op.CHANGE: _Live.set,
-    _Op.ADD: _Live.set,
-    _Op.REMOVE: _Live.delete,
-    _Op.RENAME: _Live.rename,
-    _Op.REORDER: _Live.reorder,
-    _Op.LIST_ADD: _Live.add_list,
-    _Op.LIST_DEL: _Live.del_list,
-}
-_EDITS: dict[str, _Action] = {
-    "set": _Live.set,
-    "delete": _Live.delete,
-    "rename": _Live.rename,
-    "reorder": _Live.reorder,
-    "add_list": _Live.add_list,
-    "del_list": _Live.del_list,
+_EDITS: dict[str, Action] = {
+    "set": Live.set,
+    "delete": Live.delete,
+    "rename": Live.rename,
+    "reorder": Live.reorder,
+    "add_list": Live.add_list,
+    "del_list": Live.del_list,
 }
 _ALIASES = {"del": "delete", "ren": "rename"}
 _SECTION_COMMANDS = {"get", "revert", *_EDITS}
@@ -396,7 +107,7 @@ class UciStore:
 
     def __init__(self, packages: dict[str, Package]) -> None:
         self._files: dict[str, str] = {}
-        self._deltas: dict[str, list[_Delta]] = {}
+        self._deltas: dict[str, list[Delta]] = {}
         for name, package in packages.items():
             self.put_file(name, serialize_uci(package))
 
@@ -440,24 +151,24 @@ class UciStore:
         """Committed plus pending changes: what `uci show` sees."""
         try:
             return self._load(package).package()
-        except _Fail as fail:
+        except Fail as fail:
             raise UciError(str(fail), where=f"uci {package}") from fail
 
-    def _load(self, name: str) -> _Live:
+    def _load(self, name: str) -> Live:
         if not is_package_name(name):
-            raise _Fail(_Err.INVAL)
+            raise Fail(Err.INVAL)
         if name not in self._files:
-            raise _Fail(_Err.NOTFOUND)
+            raise Fail(Err.NOTFOUND)
         try:
-            live = _Live(parse_uci(self._files[name], name))
+            live = Live(parse_uci(self._files[name], name))
         except UciParseError as err:
-            raise _Fail(_Err.PARSE, f" ({err.reason}) at line {err.line}, byte {err.byte}") from err
+            raise Fail(Err.PARSE, f" ({err.reason}) at line {err.line}, byte {err.byte}") from err
         for delta in self._deltas[name]:
             live.replay(delta)
         live.recording = True
         return live
 
-    def _save(self, live: _Live) -> None:
+    def _save(self, live: Live) -> None:
         self._deltas[live.name].extend(live.recorded)
 
     def _commit(self, name: str) -> None:
@@ -468,14 +179,14 @@ class UciStore:
             self._deltas[name] = []
 
     def _revert(self, name: str, section: str | None, option: str | None) -> None:
-        def reverted(delta: _Delta) -> bool:
+        def reverted(delta: Delta) -> bool:
             return section in (None, delta.section) and option in (None, delta.option)
 
         self._deltas[name] = [d for d in self._deltas[name] if not reverted(d)]
 
     def _changes(self, name: str) -> str:
         # uci changes lists what read back from the delta file, whether or not it then applied.
-        return "".join(d.change_line(name) for d in self._deltas[name] if _parses(name, d))
+        return "".join(d.change_line(name) for d in self._deltas[name] if parses(name, d))
 
 
 class _Cli:
@@ -552,7 +263,7 @@ class _Cli:
             self.batch_line = line
             if isinstance(item, UciParseError):
                 where = f" ({item.reason}) at line {self._line()}, byte {item.byte}"
-                self._perror(_Fail(_Err.PARSE, where))
+                self._perror(Fail(Err.PARSE, where))
                 break
             if isinstance(item, UciError):
                 self._error("Too many arguments\n")
@@ -563,13 +274,13 @@ class _Cli:
                 self._error("Unknown command\n")
         return 0
 
-    def _resolve(self, arg: str) -> tuple[Address, _Live, _Target] | int:
+    def _resolve(self, arg: str) -> tuple[Address, Live, Target] | int:
         """The address, its loaded package and what it points at, or the exit code of a failure."""
         try:
             address = _address(arg)
             live = self._load(address.package)
             return address, live, live.target(address)
-        except _Fail as fail:
+        except Fail as fail:
             return self._perror(fail)
 
     def _section_command(self, name: str, arg: str) -> int:
@@ -589,14 +300,14 @@ class _Cli:
             return 1
         try:
             _EDITS[name](live, target)
-        except _Fail as fail:
+        except Fail as fail:
             return self._perror(fail)
         self.store._save(live)
         return 0
 
-    def _get(self, target: _Target) -> int:
+    def _get(self, target: Target) -> int:
         if not target.complete:
-            return self._perror(_Fail(_Err.NOTFOUND))
+            return self._perror(Fail(Err.NOTFOUND))
         entry, option = target.entry, target.address.option
         if entry is not None and option is None:
             self.out.append(f"{entry.section.type}\n")
@@ -608,7 +319,7 @@ class _Cli:
     def _add(self, package: str, section_type: str) -> int:
         try:
             live = self._load(package)
-        except _Fail as fail:
+        except Fail as fail:
             self._perror(fail)
             return int(fail.code)
         name = live.add(section_type)
@@ -638,9 +349,9 @@ class _Cli:
             return self._show(live, target)
         return 0
 
-    def _show(self, live: _Live, target: _Target) -> int:
+    def _show(self, live: Live, target: Target) -> int:
         if not target.complete:
-            return self._perror(_Fail(_Err.NOTFOUND))
+            return self._perror(Fail(Err.NOTFOUND))
         entry, option = target.entry, target.address.option
         if entry is None:
             self.out.extend(self._show_package(live))
@@ -651,7 +362,7 @@ class _Cli:
             self.out.append(_show_option(live.name, entry.name, option, value, self.delimiter))
         return 0
 
-    def _show_package(self, live: _Live) -> list[str]:
+    def _show_package(self, live: Live) -> list[str]:
         seen: dict[str, int] = {}
         lines: list[str] = []
         for entry in live.entries:
@@ -663,7 +374,7 @@ class _Cli:
             lines.extend(_show_section(live.name, ref, section, self.delimiter))
         return lines
 
-    def _load(self, name: str) -> _Live:
+    def _load(self, name: str) -> Live:
         if self.batch_line is not None and name in self.store._files:
             # Reading a file replaces libuci's parse context, and with it the batch's line count.
             self.loaded_at = self.batch_line
@@ -673,16 +384,16 @@ class _Cli:
         """The line libuci's batch parse context is at: counted since a file was last read."""
         return (self.batch_line or 0) - self.loaded_at
 
-    def _perror(self, fail: _Fail) -> int:
+    def _perror(self, fail: Fail) -> int:
         if self.quiet:
             return 1
-        if fail.code is _Err.PARSE and (fail.detail or self.batch_line is not None):
+        if fail.code is Err.PARSE and (fail.detail or self.batch_line is not None):
             # A parse error names the parse context's position; a batch always has one.
             self.error_info = fail.detail or f" (unknown) at line {self._line()}, byte 0"
         # uci_perror keeps this text in a static buffer and appends the newline to it, so each
         # later error of the same process ends in one more blank line (uci 66127cd).
         self.error_info += "\n"
-        self.err.append(f"uci: {_MESSAGES[fail.code]}{self.error_info}")
+        self.err.append(f"uci: {MESSAGES[fail.code]}{self.error_info}")
         return 1
 
     def _error(self, text: str) -> None:
