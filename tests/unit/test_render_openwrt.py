@@ -8,7 +8,7 @@ from sitewire.errors import InputError
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets, render_site
 from sitewire.render.openwrt import INTERFACE_OPTIONS, PEER_OPTIONS
-from sitewire.render.uci import Package, Section, parse_uci
+from sitewire.render.uci import Section, parse_uci
 from sitewire.render.uci_store import UciStore
 from sitewire.spec.model import Spec
 from sitewire.spec.secrets import LocalKeys
@@ -170,17 +170,21 @@ def test_accepted_routes_are_pinned_with_netifd_rules(seed_spec: Spec) -> None:
     plan = plan_network(spec, None, keys.public_keys())
     store = _stock("10.1.0.1", STOCK_FIREWALLS[0])
     _run(store, render_site(plan, "A", keys).text("uci-batch"))
-    rules = {
+    rules = sorted(
         (s.type, s.options["dest"], s.options["lookup"], s.options["priority"])
         for s in store.committed("network").sections
         if s.type in ("rule", "rule6")
-    }
-    assert rules == {
-        ("rule", "10.5.0.2/32", "main", "5100"),
+    )
+    assert rules == [
         ("rule", "10.2.0.0/24", "main", "5100"),
+        ("rule", "10.5.0.2/32", "main", "5100"),
         ("rule6", "fd00:2::/64", "main", "5100"),
-    }
-    assert Package  # the model type is what committed() returns
+    ]
+    # A second apply, rendered against what the router now holds, leaves the pins as they were.
+    first = store.committed_text("network")
+    current = {p: store.committed(p) for p in ("network", "firewall")}
+    _run(store, render_site(plan, "A", keys, current).text("uci-batch"))
+    assert store.committed_text("network") == first
 
 
 def test_a_removed_client_is_revoked_and_its_address_not_reused(seed_spec: Spec) -> None:
