@@ -58,8 +58,9 @@ def test_seed_batch_on_stock_router_a(seed_spec: Spec, firewall: str) -> None:
         "addresses": ("192.168.5.1/24",),
         "mtu": "1420",
     }
-    peer_b = _options(net.section("sw_peer_B"))
-    assert net.section("sw_peer_B").type == "wireguard_wg0"  # type: ignore[union-attr]
+    section_b = net.section("sw_peer_B")
+    assert section_b is not None and section_b.type == "wireguard_wg0"
+    peer_b = _options(section_b)
     assert peer_b["public_key"] == keys.public_keys()["B"]
     assert peer_b["preshared_key"] == keys.preshared_key("A", "B")
     assert peer_b["allowed_ips"] == ("192.168.5.2/32", "192.168.7.0/24")
