@@ -40,8 +40,8 @@ lint: $(STAMP)  ## ruff format check and lint
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
-typecheck: $(STAMP)  ## mypy --strict
-	$(BIN)/mypy src
+typecheck: $(STAMP)  ## mypy --strict over src, tests and benchmarks
+	$(BIN)/mypy src tests benchmarks
 
 unit: $(STAMP)  ## the test suite
 	$(BIN)/pytest -q

@@ -44,7 +44,7 @@ class Seed:
     spec: Path
     secrets: tuple[str, ...]  # every private and preshared key: doctor must never show one
     broken: bool = False
-    undo: list[Callable[[], None]] = field(default_factory=list)
+    undo: list[Callable[[], object]] = field(default_factory=list)
 
 
 def _secrets(state: LabState) -> tuple[str, ...]:

@@ -290,7 +290,12 @@ def test_openwrt_provisioning_runs_inside_each_router(
 ) -> None:
     script = 'printf %s "$1" > /etc/provisioned; ls /sys/class/net > /etc/provisioned-net'
     fake = types.ModuleType(lab_router.PROVISION_MODULE)
-    fake.provision_command = lambda site: ["sh", "-c", script, "sh", json.dumps(site)]  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        fake,
+        "provision_command",
+        lambda site: ["sh", "-c", script, "sh", json.dumps(site)],
+        raising=False,
+    )
     monkeypatch.setitem(sys.modules, lab_router.PROVISION_MODULE, fake)
     state = make_lab(spec_from(SEED.read_text()), release="25.12")
     site = json.loads(router_exec(state, "B", ["cat", "/etc/provisioned"]).stdout)

@@ -82,7 +82,9 @@ def test_new_interface_is_brought_up_and_a_fresh_handler_needs_netifd_restarted(
 ) -> None:
     facts = _facts(plan, "B", None)
     site = plan.site("B")
-    [up] = [s.command for s in openwrt_steps(site, facts, [], handler_fresh=False, cron_missing=0)]
+    [up] = [
+        s.command for s in openwrt_steps(site, facts, [], handler_fresh=False, cron_missing=False)
+    ]
     assert up == "ifup wg0"
     steps = openwrt_steps(site, facts, [], handler_fresh=True, cron_missing=True)
     assert steps[0].command == "/etc/init.d/network restart"
@@ -110,7 +112,8 @@ def test_interface_option_change_recreates_but_peer_change_does_not(plan: Plan) 
     assert pipe in step.command
     assert "/tmp" not in step.command
     # B's peer is live and as planned: left alone.
-    assert site.peer("B").public_key not in step.command
+    key_b = site.peer("B").public_key
+    assert key_b is not None and key_b not in step.command
 
 
 def test_the_renew_handler_takes_peer_changes_itself(plan: Plan) -> None:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -168,7 +169,11 @@ def test_tailnet_addresses_with_zones_are_not_taken() -> None:
 # --- item 1, defence in depth: a hostile value that did get into the facts stays an argument ---
 
 
-def stub_router(tmp_path: Path) -> Callable[[str], list[list[str]]]:
+class RouterStub(Protocol):
+    def __call__(self, script: str, *, stdin: bool = False) -> list[list[str]]: ...
+
+
+def stub_router(tmp_path: Path) -> RouterStub:
     """Run a script as a router would, under BusyBox sh; returns each stub command's argv."""
     bin_dir, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "argv.log"
     bin_dir.mkdir()

@@ -120,8 +120,9 @@ def test_explicit_address_wins_and_ipv6_overlay_allocates() -> None:
     assert a.peer("B").allowed_ips == nets(
         "10.5.0.1/32", "fd42:5::2/128", "10.7.0.0/24", "fd42:7::/64"
     )
-    assert b.peer("A").dial is not None
-    assert str(b.peer("A").dial.endpoint) == "[2001:db8::1]:51820"
+    dial = b.peer("A").dial
+    assert dial is not None
+    assert str(dial.endpoint) == "[2001:db8::1]:51820"
 
 
 FIVE = """
@@ -161,8 +162,9 @@ def test_dialers_reach_each_other_through_one_relay() -> None:
     assert nets("10.4.0.0/24")[0] in flat.peer("office").allowed_ips
     # Two listeners both dial each other (either can restart first) and keep the path alive.
     hub, office = plan.site("hub"), plan.site("office")
-    assert hub.peer("office").dial is not None and office.peer("hub").dial is not None
-    assert str(hub.peer("office").dial.endpoint) == "198.51.100.7:51999"
+    to_office = hub.peer("office").dial
+    assert to_office is not None and office.peer("hub").dial is not None
+    assert str(to_office.endpoint) == "198.51.100.7:51999"
     assert hub.peer("flat").dial is None
 
 

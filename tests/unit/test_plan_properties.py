@@ -12,7 +12,7 @@ from sitewire.errors import SpecError
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.load import parse_model
 from sitewire.spec.model import Spec
-from sitewire.spec.types import IPAddress
+from sitewire.strict import IPAddress
 
 
 @st.composite
@@ -45,7 +45,7 @@ def networks(draw: st.DrawFn) -> Spec:
                 )
             )
             site["can_relay"] = True
-        elif relays and draw(st.booleans()):
+        elif bool(relays) and draw(st.booleans()):
             site["relay"] = draw(st.sampled_from(relays))
         sites[name] = site
     clients = {
@@ -99,7 +99,7 @@ def test_allowed_ips_are_disjoint_on_every_interface(spec: Spec) -> None:
         claimed += [(net, "self") for net in site.lan]
         for i, (a, who_a) in enumerate(claimed):
             for b, who_b in claimed[i + 1 :]:
-                assert not a.overlaps(b), f"{site.name}: {who_a} {a} overlaps {who_b} {b}"  # type: ignore[arg-type]
+                assert not a.overlaps(b), f"{site.name}: {who_a} {a} overlaps {who_b} {b}"
 
 
 @settings(max_examples=150, deadline=None)

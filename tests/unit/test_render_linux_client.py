@@ -119,7 +119,9 @@ def test_client_config_and_qr_codes(tmp_path: Path) -> None:
     if shutil.which("zbarimg") is None:
         pytest.skip("zbarimg not installed (scripts/bootstrap)")
     png = tmp_path / "laptop.png"
-    png.write_bytes(rendered.file("laptop.png").content)  # type: ignore[arg-type]
+    qr = rendered.file("laptop.png").content
+    assert isinstance(qr, bytes)
+    png.write_bytes(qr)
     decoded = subprocess.run(["zbarimg", "--raw", "-q", str(png)], capture_output=True, text=True)
     expected = "\n".join(line for line in conf.splitlines() if not line.startswith("#")).strip()
     assert decoded.stdout.strip() == expected

@@ -10,7 +10,7 @@ from sitewire.render import NoSecrets, render_site
 from sitewire.render.openwrt import INTERFACE_OPTIONS, PEER_OPTIONS
 from sitewire.spec.model import Spec
 from sitewire.spec.secrets import LocalKeys
-from sitewire.uci import Package, Section, UciStore, parse_uci
+from sitewire.uci import Section, UciStore, parse_uci
 from tests.conftest import FIXTURES, SEED, spec_from
 
 SEED_TEXT = SEED.read_text()
@@ -57,8 +57,9 @@ def test_seed_batch_on_stock_router_a(seed_spec: Spec, firewall: str) -> None:
         "addresses": ("192.168.5.1/24",),
         "mtu": "1420",
     }
-    peer_b = _options(net.section("sw_peer_B"))
-    assert net.section("sw_peer_B").type == "wireguard_wg0"  # type: ignore[union-attr]
+    section_b = net.section("sw_peer_B")
+    assert section_b is not None and section_b.type == "wireguard_wg0"
+    peer_b = _options(section_b)
     assert peer_b["public_key"] == keys.public_keys()["B"]
     assert peer_b["preshared_key"] == keys.preshared_key("A", "B")
     assert peer_b["allowed_ips"] == ("192.168.5.2/32", "192.168.7.0/24")
@@ -169,17 +170,21 @@ def test_accepted_routes_are_pinned_with_netifd_rules(seed_spec: Spec) -> None:
     plan = plan_network(spec, None, keys.public_keys())
     store = _stock("10.1.0.1", STOCK_FIREWALLS[0])
     _run(store, render_site(plan, "A", keys).text("uci-batch"))
-    rules = {
+    rules = sorted(
         (s.type, s.options["dest"], s.options["lookup"], s.options["priority"])
         for s in store.committed("network").sections
         if s.type in ("rule", "rule6")
-    }
-    assert rules == {
-        ("rule", "10.5.0.2/32", "main", "5100"),
+    )
+    assert rules == [
         ("rule", "10.2.0.0/24", "main", "5100"),
+        ("rule", "10.5.0.2/32", "main", "5100"),
         ("rule6", "fd00:2::/64", "main", "5100"),
-    }
-    assert Package  # the model type is what committed() returns
+    ]
+    # A second apply, rendered against what the router now holds, leaves the pins as they were.
+    first = store.committed_text("network")
+    current = {p: store.committed(p) for p in ("network", "firewall")}
+    _run(store, render_site(plan, "A", keys, current).text("uci-batch"))
+    assert store.committed_text("network") == first
 
 
 def test_a_removed_client_is_revoked_and_its_address_not_reused(seed_spec: Spec) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -226,9 +227,11 @@ def test_the_prober_falls_back_to_the_site_that_was_read(three: Plan) -> None:
 # --- the model and its table ----------------------------------------------------------------------
 
 
-def _status(
-    plan: Plan, seen: dict[str, Seen], pings: dict[str, dict[tuple[str, str], float | None]]
-) -> NetworkStatus:
+# Average round trip in ms by measuring site, then (peer, path); None: no reply.
+Pings = Mapping[str, Mapping[tuple[str, str], float | None]]
+
+
+def _status(plan: Plan, seen: dict[str, Seen], pings: Pings) -> NetworkStatus:
     return build_status(plan, seen, pings, {}, float(CLOCK), 1.25)
 
 
@@ -366,7 +369,10 @@ def test_the_graph_draws_sites_direct_links_and_relayed_paths(three: Plan) -> No
         "B": _seen(three, "B", ages={"A": 5}),
         "C": _seen(three, "C", ages={"A": None}),
     }
-    pings = {"B": {("A", "wireguard"): 8.1, ("A", "lan"): 8.3}, "A": {("C", "wireguard"): None}}
+    pings: Pings = {
+        "B": {("A", "wireguard"): 8.1, ("A", "lan"): 8.3},
+        "A": {("C", "wireguard"): None},
+    }
     dot = network_graph(three, _status(three, seen, pings))
     for site, lan in (("A", "192.168.1.0/24"), ("B", "192.168.2.0/24"), ("C", "192.168.3.0/24")):
         assert f"\t{site} [label=<" in dot and lan in dot
