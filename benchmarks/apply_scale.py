@@ -38,7 +38,9 @@ from lab_scale import spec_toml  # noqa: E402
 from tests.lab.applying import Pinger, unreachable  # noqa: E402
 
 from sitewire.cli.apply import lab_reach  # noqa: E402
+from sitewire.cli.report import lines_for  # noqa: E402
 from sitewire.deploy.apply import apply_network  # noqa: E402
+from sitewire.deploy.events import Event  # noqa: E402
 from sitewire.deploy.run import Options, Outcome, Result  # noqa: E402
 from sitewire.lab.state import LabState, lab_names, load_state  # noqa: E402
 from sitewire.pipeline import open_workspace  # noqa: E402
@@ -54,8 +56,9 @@ class TimedUi:
     start: float = field(default_factory=time.perf_counter)
     lines: list[tuple[float, str]] = field(default_factory=list)
 
-    def say(self, line: str) -> None:
-        self.lines.append((time.perf_counter() - self.start, line))
+    def event(self, event: Event) -> None:
+        for line in lines_for(event):
+            self.lines.append((time.perf_counter() - self.start, line))
 
     def ask(self, question: str) -> bool:
         return True

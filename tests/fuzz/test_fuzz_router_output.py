@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitewire.deploy.read import _HIDE, hide_secrets, read_files
+from sitewire.deploy.read import hide_secrets, read_files
 from sitewire.deploy.verify import parse_evidence, verify_script
 from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import (
@@ -53,6 +53,7 @@ from sitewire.diagnose.status import (
     read_sections,
     status_from_json,
 )
+from sitewire.driver.linux import HIDE_KEYS as _HIDE
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 from sitewire.spec.model import Platform

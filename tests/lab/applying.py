@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from sitewire.cli.apply import lab_reach
+from sitewire.cli.report import lines_for
 from sitewire.deploy.apply import apply_network
+from sitewire.deploy.events import Event
 from sitewire.deploy.run import Options, Outcome
 from sitewire.lab.host import host_argv, router_argv
 from sitewire.lab.state import LabState
@@ -21,12 +23,14 @@ from sitewire.pipeline import open_workspace
 
 @dataclass
 class Recorder:
-    """The apply's Ui: keeps every line; answers yes."""
+    """The apply's observer: keeps every event and the lines a person would read; answers yes."""
 
     lines: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
-    def say(self, line: str) -> None:
-        self.lines.append(line)
+    def event(self, event: Event) -> None:
+        self.events.append(event)
+        self.lines += lines_for(event)
 
     def ask(self, question: str) -> bool:
         self.lines.append(f"? {question}")

@@ -23,6 +23,7 @@ import pytest
 
 from sitewire.cli.main import run
 from sitewire.deploy import safety
+from sitewire.deploy.problems import Kind
 from sitewire.deploy.run import Result
 from sitewire.deploy.ssh import Credentials, Target, connect
 from sitewire.lab.host import lab_down, lab_up, router_exec
@@ -175,7 +176,7 @@ def test_a_lockout_is_reverted_by_the_router_itself(make_lab: MakeLab, tmp_path:
     a, b = outcome.sites["A"], outcome.sites["B"]
     assert not outcome.ok
     assert a.result in (Result.REVERTING, Result.ROLLED_BACK), ui.text
-    assert any("locked out" in p for p in a.problems), ui.text
+    assert any(p.kind is Kind.LOCKED_OUT and "locked out" in p.text for p in a.problems), ui.text
     assert b.result is Result.UNCHANGED, ui.text
     assert took < 15 + 30, f"apply took {took:.0f} s"
     settle(state, 30)

@@ -12,10 +12,11 @@ import pytest
 from sitewire.cli.main import run
 from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
+from sitewire.driver.linux import DRIVER as LINUX
+from sitewire.driver.openwrt import DRIVER as OPENWRT
 from sitewire.keys import public_key
 from sitewire.lab.host import lab_down, router_exec
 from sitewire.lab.state import LabState, load_state
-from sitewire.spec.model import Platform
 from tests.conftest import SEED
 from tests.lab.conftest import LINUX_SPEC, unique_name
 
@@ -54,11 +55,11 @@ def test_keys_are_born_on_the_routers_and_never_seen(
     async def go() -> tuple[str, str, bool, bool, str]:
         sessions = await _sessions(state)
         try:
-            pub_a = await ensure_private_key(sessions["A"], Platform.OPENWRT, "wg0")
-            pub_b = await ensure_private_key(sessions["B"], Platform.LINUX, "wg0")
-            again = await ensure_private_key(sessions["A"], Platform.OPENWRT, "wg0")
-            a = (sessions["A"], Platform.OPENWRT, "wg0", "B")
-            b = (sessions["B"], Platform.LINUX, "wg0", "A")
+            pub_a = await ensure_private_key(sessions["A"], OPENWRT, "wg0")
+            pub_b = await ensure_private_key(sessions["B"], LINUX, "wg0")
+            again = await ensure_private_key(sessions["A"], OPENWRT, "wg0")
+            a = (sessions["A"], OPENWRT, "wg0", "B")
+            b = (sessions["B"], LINUX, "wg0", "A")
             first = await ensure_preshared_key(a, b)
             second = await ensure_preshared_key(a, b)
             return pub_a, pub_b, first, second, again
@@ -94,7 +95,7 @@ def test_without_wireguard_tools_the_error_names_the_fix(tmp_path: Path) -> None
         async def go() -> None:
             sessions = await _sessions(state)
             try:
-                await ensure_private_key(sessions["A"], Platform.OPENWRT, "wg0")
+                await ensure_private_key(sessions["A"], OPENWRT, "wg0")
             finally:
                 for session in sessions.values():
                     await session.close()

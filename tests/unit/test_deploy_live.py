@@ -9,24 +9,60 @@ import pytest
 from sitewire.deploy.changes import placeholder_key
 from sitewire.deploy.diff import Change
 from sitewire.deploy.live import (
+    Step,
     file_diff,
-    linux_steps,
     live_peer_script,
-    openwrt_steps,
     peer_differs,
     tailscale_differs,
     tailscale_restore,
 )
+from sitewire.deploy.problems import Kind, Problem
 from sitewire.deploy.verify import Evidence, judge, parse_evidence, verify_script
 from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
-from sitewire.diagnose.parse import HIDDEN, parse_tailscale_prefs, parse_wg_dump
+from sitewire.diagnose.parse import HIDDEN, WgInterface, parse_tailscale_prefs, parse_wg_dump
 from sitewire.diagnose.probes import lan_host
+from sitewire.driver import Held
+from sitewire.driver.linux import DRIVER as LINUX
+from sitewire.driver.openwrt import DRIVER as OPENWRT
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
+from sitewire.plan.model import SitePlan
+from sitewire.render.model import Rendered, RenderedFile
 from sitewire.spec.model import Platform, Spec
 from tests.unit.test_diagnose_parse import openwrt_sections
 
 KEYS = {name: public_key(generate_private_key()) for name in ("A", "B", "phone")}
+
+
+def openwrt_steps(
+    site: SitePlan,
+    facts: DeviceFacts,
+    changes: list[Change],
+    *,
+    handler_fresh: bool,
+    cron_missing: bool,
+) -> list[Step]:
+    """The OpenWrt driver's live steps (it reads nothing of the rendered files)."""
+    held = Held(facts, {}, cron_missing)
+    nothing = Rendered(site.name, ())
+    return OPENWRT.live_steps(site, held, nothing, changes, handler_fresh=handler_fresh, env="")
+
+
+def linux_steps(
+    site: SitePlan, facts: DeviceFacts, before: dict[str, str | None], after: dict[str, str]
+) -> list[Step]:
+    """The Linux driver's live steps from the files before and as pushed."""
+    rendered = Rendered(
+        site.name,
+        tuple(RenderedFile(p.rsplit("/", 1)[1], t, device_path=p) for p, t in after.items()),
+    )
+    return LINUX.live_steps(
+        site, Held(facts, before, False), rendered, [], handler_fresh=False, env=""
+    )
+
+
+def peer_script(site: SitePlan, live: WgInterface, *, routes: bool = False) -> str | None:
+    return live_peer_script(site, live, OPENWRT.psk_read, routes=routes)
 
 
 @pytest.fixture
@@ -74,7 +110,7 @@ def test_a_site_running_the_plan_needs_nothing(plan: Plan) -> None:
     facts = _facts(plan, "A", _dump(plan, "A"))
     steps = openwrt_steps(plan.site("A"), facts, [], handler_fresh=False, cron_missing=False)
     assert steps == []
-    assert live_peer_script(plan.site("A"), facts.wg.interfaces[0]) is None
+    assert peer_script(plan.site("A"), facts.wg.interfaces[0]) is None
 
 
 def test_new_interface_is_brought_up_and_a_fresh_handler_needs_netifd_restarted(
@@ -135,7 +171,7 @@ def test_unplanned_live_peers_are_removed_with_their_routes(plan: Plan) -> None:
     stranger = public_key(generate_private_key())
     dump = _dump(plan, "A") + (f"wg0\t{stranger}\t(none)\t(none)\t10.9.9.0/24\t0\t0\t0\toff\n")
     facts = _facts(plan, "A", dump)
-    script = live_peer_script(plan.site("A"), facts.wg.interfaces[0])
+    script = peer_script(plan.site("A"), facts.wg.interfaces[0])
     assert script is not None
     assert f"wg set wg0 peer {stranger} remove" in script
     assert "ip -4 route del 10.9.9.0/24 dev wg0" in script
@@ -189,13 +225,19 @@ def test_verification_script_and_judgement(plan: Plan) -> None:
         "route A 192.168.3.1 from 192.168.7.254 dev tailscale0 table 52\n"
     )
     [problem] = judge(plan, "B", trapped, {"A"})
-    assert "tailscale0 table 52" in problem
+    assert problem.kind is Kind.VERIFY and "tailscale0 table 52" in problem.text
     cut = parse_evidence("hs A none\nping overlay A fail\n")
-    assert judge(plan, "B", cut, {"A"}) == ["cannot reach A across the tunnel"]
+    assert judge(plan, "B", cut, {"A"}) == [
+        Problem(Kind.VERIFY, "cannot reach A across the tunnel")
+    ]
     no_lan = parse_evidence("hs A ok\nping overlay A ok\nping lan A fail\n")
-    assert judge(plan, "B", no_lan, {"A"}) == ["cannot reach the LAN of A from its own LAN address"]
+    assert [p.text for p in judge(plan, "B", no_lan, {"A"})] == [
+        "cannot reach the LAN of A from its own LAN address"
+    ]
     assert judge(plan, "B", cut, set()) == []  # nobody to judge by: not B's fault
-    assert judge(plan, "B", Evidence(), {"A"})[0].startswith("no new SSH connection")
+    [unreached] = judge(plan, "B", Evidence(), {"A"})
+    assert unreached.kind is Kind.UNREACHABLE
+    assert unreached.text.startswith("no new SSH connection")
 
 
 def test_lan_host_is_never_the_router() -> None:
@@ -236,9 +278,8 @@ def test_linux_interface_change_restarts_peer_change_does_not(plan: Plan) -> Non
 
 
 def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None:
+    from sitewire.deploy.problems import ApplyError
     from sitewire.deploy.read import preflight
-    from sitewire.deploy.run import ApplyError, SiteRun
-    from sitewire.deploy.ssh import Target
     from tests.conftest import SEED, spec_from
 
     text = SEED.read_text().replace(
@@ -249,14 +290,13 @@ def test_a_pin_behind_a_moved_lookup_52_rule_is_refused(seed_spec: Spec) -> None
     assert site.tailscale is not None and site.tailscale.pins
     rules = "0:\tfrom all lookup local\n1370:\tfrom all lookup 52\n32766:\tfrom all lookup main\n"
     sections = openwrt_sections(uci_changes=("", 0), rules4=(rules, 0))
-    run = SiteRun("A", Platform.OPENWRT, Target("A", "192.0.2.1"))
-    run.facts = facts_from_sections("A", Platform.OPENWRT, sections)
+    facts = facts_from_sections("A", Platform.OPENWRT, sections)
     with pytest.raises(ApplyError, match="priority 1370") as caught:
-        preflight(run, site)
+        preflight(OPENWRT, site, facts)
     assert "sites.A.tailscale.pin_priority" in str(caught.value)
     # Where tailscaled's rule sits at its usual 5270, the default pin (5100) is fine.
-    run.facts = facts_from_sections("A", Platform.OPENWRT, openwrt_sections(uci_changes=("", 0)))
-    preflight(run, site)
+    facts = facts_from_sections("A", Platform.OPENWRT, openwrt_sections(uci_changes=("", 0)))
+    preflight(OPENWRT, site, facts)
 
 
 def test_a_wrong_key_peer_is_replaced_without_losing_its_routes(plan: Plan) -> None:
@@ -268,7 +308,7 @@ def test_a_wrong_key_peer_is_replaced_without_losing_its_routes(plan: Plan) -> N
     ips = ",".join(str(p) for p in b.allowed_ips)
     dump += f"wg0\t{stranger}\t{HIDDEN}\t(none)\t{ips}\t0\t0\t0\toff\n"
     facts = _facts(plan, "A", dump)
-    script = live_peer_script(plan.site("A"), facts.wg.interfaces[0], routes=True)
+    script = peer_script(plan.site("A"), facts.wg.interfaces[0], routes=True)
     assert script is not None
     assert f"wg set wg0 peer {stranger} remove" in script
     assert f"wg set wg0 peer {KEYS['B']}" in script

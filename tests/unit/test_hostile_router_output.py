@@ -54,6 +54,7 @@ from sitewire.diagnose.status import (
     ping_sections,
     read_sections,
 )
+from sitewire.driver.linux import DRIVER as LINUX
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.model import Platform
@@ -329,7 +330,9 @@ def test_the_router_hides_every_key_wg_would_read(linux: Plan, tmp_path: Path, a
         pytest.skip(f"{awk} is not installed")
     conf = tmp_path / "wg0.conf"
     conf.write_text(HAND_WRITTEN)
-    sections = [s for s in extra_sections(linux.site("B"), [str(conf)]) if s[0] == "sw_file0"]
+    sections = [
+        s for s in extra_sections(LINUX, linux.site("B"), [str(conf)]) if s[0] == "sw_file0"
+    ]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for applet in ("mktemp", "rm", "head", "cat"):

@@ -46,22 +46,26 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path, dir_okay=False),
             help="network.lock to use (default: beside the spec).",
         ),
-        click.option(
-            "-v",
-            "--verbose",
-            is_flag=True,
-            help="Show every command run on the devices, as [#] SITE: COMMAND, on stderr.",
-        ),
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            help="Print one JSON object per event, then a summary, instead of lines.",
-        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _reporting(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-v and --json, for the commands that change devices."""
+    func = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON object per event, then a summary, instead of lines.",
+    )(func)
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Show every command run on the devices, as [#] SITE: COMMAND, on stderr.",
+    )(func)
 
 
 @dataclass
@@ -140,6 +144,7 @@ def _workspace(spec: Path, where: Reach) -> Workspace:
 @click.command()
 @_SPEC
 @_common
+@_reporting
 @click.option("-y", "--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Show what would change on each site and stop.")
 @click.option(
@@ -221,6 +226,7 @@ def _settle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
     @_SPEC
     @_common
+    @_reporting
     def command(
         spec: Path,
         use_lab: bool,

@@ -212,6 +212,7 @@ class Json:
                 "result": r.result.value,
                 "problems": _plain(r.problems),
                 "seconds": round(r.seconds, 3),
+                "commit": r.token,
             }
             for n, r in outcome.sites.items()
         }

@@ -142,7 +142,7 @@ async def _apply(run: Run, first: Plan) -> Outcome:
     configured = await _configure(run, final, before, diffs, armed, prepared)
     decided = await verify_and_decide(run, final, before, armed, configured)
     reports = {
-        n: SiteReport(n, d.result, d.problems, run.clock.seconds.get(n, 0.0))
+        n: SiteReport(n, d.result, d.problems, run.clock.seconds.get(n, 0.0), armed[n].token)
         for n, d in decided.items()
     }
     kept = {n for n in run.sites if n not in reports or reports[n].result in _KEPT}

@@ -118,6 +118,7 @@ class SiteReport:
     result: Result
     problems: tuple[Problem, ...] = ()  # what kept it from being applied
     seconds: float = 0.0  # this site's own work (read .. confirm): the apply if it were alone
+    token: str | None = None  # its commit, when it was armed
 
 
 @dataclass(frozen=True, slots=True)
