@@ -1,0 +1,262 @@
+"""deploy's orchestration over a fake transport: the order of stages and the decisions per site.
+
+The devices replay real OpenWrt configuration files (tests/captures/openwrt) as the fact
+script frames them; what is asserted is what deploy sends where, in which order, and what it
+decides — the behaviour a lab test would need minutes and root to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from sitewire.cli.report import event_json, lines_for
+from sitewire.deploy import safety
+from sitewire.deploy.apply import apply_network
+from sitewire.deploy.events import Decided, Event, StepStarted
+from sitewire.deploy.problems import Kind
+from sitewire.deploy.remote import Credentials, RemoteResult, Target
+from sitewire.deploy.run import Options, Outcome, Result
+from sitewire.diagnose.parse import ScriptSection
+from sitewire.keys import generate_private_key, public_key
+from sitewire.pipeline import open_workspace
+from tests.conftest import FIXTURES, SEED
+from tests.fake_transport import CUT, FakeDevice, FakeNetwork, Sent
+from tests.unit.test_diagnose_parse import openwrt_sections
+
+PHONE = public_key(generate_private_key())
+
+
+def _uci(file: str, package: str, lan: str = "192.168.3.1") -> str:
+    text = (FIXTURES / file).read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    return f"package {package}\n\n{body.strip()}\n".replace("192.168.3.1", lan)
+
+
+def factory(lan: str, *, wireguard: bool = True) -> dict[str, ScriptSection]:
+    """A factory 24.10 router: stock network and firewall, nothing of WireGuard running."""
+    packages = (
+        "kmod-wireguard - 6.6.73-r1\nwireguard-tools - 1.0.20210914-r4\n"
+        "luci-proto-wireguard - 24.10.0\n"
+    )
+    return openwrt_sections(
+        uci_network=(_uci("network.stock-lan-wan.uci", "network", lan), 0),
+        uci_firewall=(_uci("firewall.stock-23.05-24.10.uci", "firewall"), 0),
+        uci_changes=("", 0),
+        wg=("", 0),
+        routes4=(
+            "default via 198.18.0.1 dev wan proto static\n"
+            f"{lan.rsplit('.', 1)[0]}.0/24 dev br-lan proto kernel scope link src {lan}\n",
+            0,
+        ),
+        rc_local=("", 0),
+        packages=(packages if wireguard else "dnsmasq - 2.90-r3\n", 0),
+    )
+
+
+@dataclass
+class Recorder:
+    events: list[Event] = field(default_factory=list)
+
+    def event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def ask(self, question: str) -> bool:
+        return True
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for e in self.events for line in lines_for(e))
+
+
+def seed(tmp_path: Path) -> Path:
+    spec = tmp_path / "network.toml"
+    spec.write_text(SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"'))
+    return spec
+
+
+def network(**devices: FakeDevice) -> FakeNetwork:
+    return FakeNetwork(dict(devices))
+
+
+def apply(spec: Path, net: FakeNetwork, **options: object) -> tuple[Outcome, Recorder]:
+    ws = open_workspace(spec)
+    targets = {n: Target(n, f"192.0.2.{i + 1}") for i, n in enumerate(net.devices)}
+    opts = Options(**{"yes": True, "revert_after": 60, "reconnect_timeout": 2.0, **options})  # type: ignore[arg-type]
+    recorder = Recorder()
+    outcome = asyncio.run(apply_network(ws, targets, Credentials(), opts, recorder, dial=net.dial))
+    return outcome, recorder
+
+
+@pytest.fixture
+def seed_net() -> FakeNetwork:
+    return network(
+        A=FakeDevice("A", factory("192.168.3.1")), B=FakeDevice("B", factory("192.168.7.1"))
+    )
+
+
+def test_a_fresh_network_is_read_armed_keyed_configured_listener_first_verified_confirmed(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    assert outcome.ok, ui.text
+    assert {r.result for r in outcome.sites.values()} == {Result.CONFIRMED}
+    for device in seed_net.devices.values():
+        kinds = [s.kind for s in device.sent]
+        # Each stage before the next, on every device.
+        order = ["facts", "safety:status", "safety:arm", "key", "push", "verify", "safety:confirm"]
+        assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
+        assert device.lock is None and set(device.commits.values()) == {"confirmed"}
+    # A has the endpoint: it listens, so it is configured before B dials it.
+    assert seed_net.order("push") == ["A", "B"]
+    # The preshared key is made on one device and written on both.
+    assert any("wg genpsk" in c for c in seed_net.devices["A"].commands("psk"))
+    assert any("read -r psk" in c for c in seed_net.devices["B"].commands("psk"))
+    # Verification runs over a second connection, never the one that made the change.
+    for device in seed_net.devices.values():
+        assert {s.session for s in device.sent if s.kind == "verify"} == {2}
+    # The live steps: the interface is new on both, so ifup, after the uci batch.
+    steps = [e for e in ui.events if isinstance(e, StepStarted) and e.why]
+    assert {e.site for e in steps if e.command == "ifup wg0"} == {"A", "B"}
+    # The lock now carries the keys born on the devices.
+    lock = open_workspace(tmp_path / "network.toml").lock
+    assert lock is not None
+    assert {n: e.public_key for n, e in lock.sites.items()} == {
+        n: d.pubkey for n, d in seed_net.devices.items()
+    }
+
+
+def test_a_busy_site_at_arm_releases_the_armed_ones_and_changes_nothing(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    def busy(sent: Sent) -> RemoteResult | None:
+        return (
+            RemoteResult(3, "fail busy 0123456789abcdef 120 -\n", "")
+            if sent.kind == "safety:arm"
+            else None
+        )
+
+    seed_net.devices["B"].faults.append(busy)
+    with pytest.raises(safety.CommitInProgress, match="another apply is in progress"):
+        apply(seed(tmp_path), seed_net)
+    a = seed_net.devices["A"]
+    # A was armed, then let go with a confirm (nothing of it had changed), never configured.
+    assert [s.kind for s in a.sent if s.kind.startswith("safety:")][-2:] == [
+        "safety:arm",
+        "safety:confirm",
+    ]
+    assert not seed_net.order("push") and not seed_net.order("key")
+    assert a.lock is None
+    assert not (tmp_path / "network.lock").exists()
+
+
+def test_a_failed_verification_rolls_that_site_back_and_keeps_the_other(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    seed_net.devices["B"].route_dev = "tailscale0 table 52"  # the Tailscale trap
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    a, b = outcome.sites["A"], outcome.sites["B"]
+    assert not outcome.ok
+    assert b.result is Result.ROLLED_BACK, ui.text
+    [problem] = b.problems
+    assert (
+        problem.kind is Kind.VERIFY
+        and "would not use wg0" in problem.text
+        and "dev tailscale0" in problem.text
+    )
+    # B judged itself wrong, so it is no judge of A: A keeps its change.
+    assert a.result is Result.CONFIRMED, ui.text
+    assert seed_net.devices["B"].commands("safety:rollback")
+    assert not seed_net.devices["B"].commands("safety:confirm")
+    assert "B: FAILED: a LAN host's packet to A would not use wg0" in ui.text
+    # The lock keeps B's key as it was before (none), and A's new one.
+    lock = open_workspace(tmp_path / "network.toml").lock
+    assert lock is not None
+    assert lock.sites["A"].public_key == seed_net.devices["A"].pubkey
+    assert lock.sites["B"].public_key is None
+
+
+def test_a_session_dropped_mid_step_is_resumed_on_the_new_connection(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    cut: list[Sent] = []
+
+    def drop_first_ifup(sent: Sent) -> RemoteResult | None:
+        if sent.kind == "step" and sent.command == "ifup wg0" and not cut:
+            cut.append(sent)
+            return CUT
+        return None
+
+    seed_net.devices["A"].faults.append(drop_first_ifup)
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    assert outcome.ok, ui.text
+    a = seed_net.devices["A"]
+    ifups = [s.session for s in a.sent if s.command == "ifup wg0"]
+    assert ifups == [1, 2]  # cut on the first connection, run again on the new one
+    # On the new connection: first the switch's state (still pending?), then the step, then
+    # the verification, then the confirm.
+    second = [s.kind for s in a.sent if s.session == 2]
+    assert second[:2] == ["safety:status", "step"], second
+    assert second[-2:] == ["verify", "safety:confirm"], second
+    assert outcome.sites["A"].problems == ()
+
+
+def test_an_unreachable_site_after_the_change_is_left_to_its_own_timer(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    def cut_and_stay_away(sent: Sent) -> RemoteResult | None:
+        if sent.kind == "step" and sent.command == "ifup wg0":
+            seed_net.unreachable.add("B")
+            return CUT
+        return None
+
+    seed_net.devices["B"].faults.append(cut_and_stay_away)
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    b = outcome.sites["B"]
+    assert b.result is Result.REVERTING, ui.text
+    assert [p.kind for p in b.problems] == [Kind.UNREACHABLE]
+    # Nobody could send B a rollback: its own timer reverts it; the lock keeps its old key.
+    assert not seed_net.devices["B"].commands("safety:rollback")
+    decided = [e for e in ui.events if isinstance(e, Decided) and e.site == "B"]
+    assert decided and decided[0].within is not None
+    assert "the router restores its backup by itself within" in ui.text
+
+
+def test_missing_packages_are_installed_then_the_network_restarted(tmp_path: Path) -> None:
+    net = network(
+        A=FakeDevice("A", factory("192.168.3.1", wireguard=False)),
+        B=FakeDevice("B", factory("192.168.7.1")),
+    )
+    outcome, ui = apply(seed(tmp_path), net)
+    assert outcome.ok, ui.text
+    a = net.devices["A"]
+    [install] = a.commands("install")
+    assert install.startswith("opkg update && opkg install ") and "wireguard-tools" in install
+    # netifd loads handlers only at its start: a restart instead of ifup, after the batch.
+    steps = a.commands("step")
+    assert "/etc/init.d/network restart" in steps and "ifup wg0" not in steps
+    assert a.commands("probe") == []  # installed now: no need to ask netifd
+    assert net.devices["B"].commands("install") == []
+
+
+def test_a_second_apply_with_nothing_to_change_arms_nothing(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    spec = seed(tmp_path)
+    outcome, ui = apply(spec, seed_net, dry_run=True)
+    assert {r.result for r in outcome.sites.values()} == {Result.UNCHANGED}
+    assert not [s for s in seed_net.journal if s.kind not in ("facts", "safety:status")]
+    assert "A: private key: made on the device (only its public key returns)" in ui.text
+
+
+def test_every_event_has_words_and_json(tmp_path: Path, seed_net: FakeNetwork) -> None:
+    _, ui = apply(seed(tmp_path), seed_net)
+    for event in ui.events:
+        assert lines_for(event), event
+        shown = event_json(event)
+        assert shown["event"] and "site" in shown
+    kinds = {event_json(e)["event"] for e in ui.events}
+    assert {"read", "planned", "armed", "step_started", "verified", "decided"} <= kinds
