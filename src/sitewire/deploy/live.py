@@ -124,24 +124,7 @@ def live_peer_script(
         current = live.peer(peer.public_key)
         if not peer_differs(peer, current, None if psks is None else psks.get(peer.name)):
             continue
-        args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips)]
-        if peer.dial is not None:
-            args += ["endpoint", peer.dial.endpoint.with_port(peer.dial.endpoint.port or 0)]
-            args += ["persistent-keepalive", str(peer.dial.keepalive)]
-        else:
-            args += ["persistent-keepalive", "off"]
-        set_peer = f"wg set {iface} peer {q(peer.public_key)} preshared-key"
-        words = " ".join(q(a) for a in args)
-        if peer.preshared:
-            # No key on the device: /dev/null, as wg refuses an empty pipe ("Invalid length").
-            # `echo` is the shell's own, so the key is on no process's command line.
-            lines.append(
-                f"sw_k=$({psk_source(site.interface, peer.name)}) || sw_k=; "
-                f'if [ -n "$sw_k" ]; then echo "$sw_k" | {set_peer} {PSK_PIPE} {words}; '
-                f"else {set_peer} /dev/null {words}; fi; sw_k="
-            )
-        else:
-            lines.append(f"{set_peer} /dev/null {words}")
+        lines.append(_set_peer(site, peer, psk_source))
         if current is not None:
             for old in set(current.allowed_ips) - carried:
                 lines.append(f"ip -{old.version} route del {q(str(old))} dev {iface} 2>/dev/null")
@@ -156,6 +139,29 @@ def live_peer_script(
         return None
     return "set -e\n" + "\n".join(
         line if " 2>/dev/null" not in line else f"{line} || true" for line in lines
+    )
+
+
+def _set_peer(site: SitePlan, peer: PeerPlan, psk_source: Callable[[str, str], str]) -> str:
+    """The `wg set` line for one planned peer, its preshared key piped from where it is kept."""
+    q = shlex.quote
+    assert peer.public_key is not None
+    args = ["allowed-ips", ",".join(str(p) for p in peer.allowed_ips)]
+    if peer.dial is not None:
+        args += ["endpoint", peer.dial.endpoint.with_port(peer.dial.endpoint.port or 0)]
+        args += ["persistent-keepalive", str(peer.dial.keepalive)]
+    else:
+        args += ["persistent-keepalive", "off"]
+    set_peer = f"wg set {q(site.interface)} peer {q(peer.public_key)} preshared-key"
+    words = " ".join(q(a) for a in args)
+    if not peer.preshared:
+        return f"{set_peer} /dev/null {words}"
+    # No key on the device: /dev/null, as wg refuses an empty pipe ("Invalid length").
+    # `echo` is the shell's own, so the key is on no process's command line.
+    return (
+        f"sw_k=$({psk_source(site.interface, peer.name)}) || sw_k=; "
+        f'if [ -n "$sw_k" ]; then echo "$sw_k" | {set_peer} {PSK_PIPE} {words}; '
+        f"else {set_peer} /dev/null {words}; fi; sw_k="
     )
 
 
