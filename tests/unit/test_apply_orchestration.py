@@ -260,3 +260,24 @@ def test_every_event_has_words_and_json(tmp_path: Path, seed_net: FakeNetwork) -
         assert shown["event"] and "site" in shown
     kinds = {event_json(e)["event"] for e in ui.events}
     assert {"read", "planned", "armed", "step_started", "verified", "decided"} <= kinds
+
+
+def test_confirm_tries_every_site_and_names_each_that_failed(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    from sitewire.deploy.changes import plan_with
+    from sitewire.deploy.decide import settle
+    from sitewire.errors import SitewireError
+
+    outcome, ui = apply(seed(tmp_path), seed_net, confirm=False)
+    assert {r.result for r in outcome.sites.values()} == {Result.PENDING}, ui.text
+    seed_net.unreachable.add("A")
+    plan = plan_with(open_workspace(tmp_path / "network.toml"), {}, {})
+    targets = {n: Target(n, "192.0.2.9") for n in plan.site_names}
+    recorder = Recorder()
+    with pytest.raises(SitewireError) as failed:
+        asyncio.run(settle(plan, targets, Credentials(), "confirm", recorder, dial=seed_net.dial))
+    assert failed.value.where == "A"  # the one that failed is named ...
+    # ... and the other was confirmed all the same.
+    assert set(seed_net.devices["B"].commits.values()) == {"confirmed"}
+    assert recorder.text == f"B: commit {outcome.sites['B'].token} confirmed"
