@@ -146,7 +146,10 @@ class ProgressLines:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=self.console, transient=True
+            SpinnerColumn(),
+            TextColumn("{task.description}", markup=False),
+            console=self.console,
+            transient=True,
         )
         self.tasks: dict[str, TaskID] = {}
 
@@ -156,7 +159,7 @@ class ProgressLines:
         stage = _stage(event)
         if event.site is None or stage is None:
             return
-        text = printable(f"{event.site}: {stage}").replace("[", "\\[")
+        text = printable(f"{event.site}: {stage}")
         if event.site not in self.tasks:
             self.tasks[event.site] = self.progress.add_task(text, total=None)
         self.progress.update(self.tasks[event.site], description=text)
