@@ -214,3 +214,20 @@ def test_an_explicit_address_may_not_take_a_locked_one(seed_spec: Spec) -> None:
         InputError, match=r"sites\.C\.address: '192\.168\.5\.2' is already B's address"
     ):
         plan_network(grown, plan.lock)
+
+
+def test_rendering_leaves_the_plan_as_it_was_and_its_memo_goes_with_it(seed_spec: Spec) -> None:
+    import gc
+
+    from sitewire.render import model
+
+    plan, keys = _seed(seed_spec)
+    before = repr(plan)
+    first = render_site(plan, "A", keys)
+    assert repr(plan) == before
+    assert render_site(plan, "A", keys) == first
+    assert id(plan) in model._MEMOS  # peer texts are kept beside the plan, not in it
+    key = id(plan)
+    del plan
+    gc.collect()
+    assert key not in model._MEMOS

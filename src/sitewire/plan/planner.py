@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from sitewire.errors import LockError, PlanError
 from sitewire.plan.addressing import Wish, allocate
@@ -23,8 +22,6 @@ class Plan:
     topology: Topology
     lock: Lock
     notes: tuple[str, ...]
-    # Renderers' scratch space: text of peers shared between sites, rendered once (render/model.py).
-    render_memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -92,6 +93,20 @@ def require_key(key: str | None, what: str, where: str, fix: str) -> str:
 SECRET_SLOT = "\x00secret\x00"
 
 
+# Peer texts per live plan, by id; an entry goes when its plan does. Kept here, not on the
+# plan: a Plan is a frozen value, and rendering must not change it.
+_MEMOS: dict[int, dict[tuple[str, ...], dict[int, tuple[PeerPlan, str]]]] = {}
+
+
+def _memo(plan: Plan) -> dict[tuple[str, ...], dict[int, tuple[PeerPlan, str]]]:
+    key = id(plan)
+    memo = _MEMOS.get(key)
+    if memo is None:
+        memo = _MEMOS[key] = {}
+        weakref.finalize(plan, _MEMOS.pop, key, None)
+    return memo
+
+
 class PeerTexts:
     """Rendered text of peers shared between sites (see Topology.is_shared), made once.
 
@@ -102,7 +117,7 @@ class PeerTexts:
 
     def __init__(self, plan: Plan, variant: tuple[str, ...]) -> None:
         self._shared = plan.topology.is_shared
-        self._texts: dict[int, tuple[PeerPlan, str]] = plan.render_memo.setdefault(variant, {})
+        self._texts: dict[int, tuple[PeerPlan, str]] = _memo(plan).setdefault(variant, {})
 
     def get(self, peer: PeerPlan, make: Callable[[], str]) -> str:
         hit = self._texts.get(id(peer))
