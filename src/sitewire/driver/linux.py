@@ -22,7 +22,7 @@ from sitewire.diagnose.parse import ScriptSection
 from sitewire.driver.base import Command, Diff, Held, Push, PutFile
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
-from sitewire.render.linux import CONF_DIR, nft_table, render_linux
+from sitewire.render.linux import CONF_DIR, key_path, nft_table, psk_path, render_linux
 from sitewire.render.model import Rendered, Secrets
 from sitewire.spec.model import Platform
 
@@ -35,14 +35,6 @@ HIDE_KEYS = (
     r"""awk '{ k = $0; gsub(/[ \t\r\v\f]/, "", k) }"""
     r""" tolower(k) ~ /(privatekey|presharedkey)=/ { sub(/=.*/, "= (hidden)") } 1'"""
 )
-
-
-def key_path(iface: str) -> str:
-    return f"{CONF_DIR}/{iface}.key"
-
-
-def psk_path(iface: str, peer: str) -> str:
-    return f"{CONF_DIR}/{iface}-{peer}.psk"
 
 
 def _device_paths(rendered: Rendered) -> list[str]:

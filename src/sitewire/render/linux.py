@@ -29,6 +29,16 @@ CONF_DIR = "/etc/wireguard"
 NFT_DIR = "/etc/sitewire"
 
 
+def key_path(iface: str) -> str:
+    """Where the host keeps the interface's private key (wg-quick's PostUp reads it)."""
+    return f"{CONF_DIR}/{iface}.key"
+
+
+def psk_path(iface: str, peer: str) -> str:
+    """Where the host keeps the preshared key it shares with `peer`."""
+    return f"{CONF_DIR}/{iface}-{peer}.psk"
+
+
 def nft_table(site: SitePlan) -> str:
     return f"sitewire_{site.interface}"
 
@@ -124,7 +134,7 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
     post_up: list[list[str]] = []
     if private is None:
         # Born on the host at apply time; it never leaves it.
-        post_up.append(["wg", "set", "%i", "private-key", f"{CONF_DIR}/{iface}.key"])
+        post_up.append(["wg", "set", "%i", "private-key", key_path(iface)])
     else:
         head.append(_line("PrivateKey", private))
     post_up.append(["nft", "-f", f"{NFT_DIR}/{iface}.nft"])
@@ -166,7 +176,7 @@ def _peer(
 ) -> tuple[str, bool, str | None]:
     psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
     if psk is None:
-        psk_file = f"{CONF_DIR}/{site.interface}-{peer.name}.psk" if peer.preshared else None
+        psk_file = psk_path(site.interface, peer.name) if peer.preshared else None
         return texts[False].get(peer, lambda: _peer_block(peer, None)), False, psk_file
     text = texts[True].get(peer, lambda: _peer_block(peer, psk))
     return text.replace(SECRET_SLOT, psk), True, None
