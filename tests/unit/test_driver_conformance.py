@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,17 @@ from sitewire.deploy.changes import ClientSecrets
 from sitewire.deploy.live import Step
 from sitewire.deploy.read import extra_sections, read_files
 from sitewire.diagnose.collect import FACT_SECTIONS, DeviceFacts, build_script, facts_from_sections
-from sitewire.diagnose.parse import ScriptSection, parse_sections
+from sitewire.diagnose.parse import ScriptSection, WgDump, parse_sections
 from sitewire.driver import Command, Driver, Held, Push, PutFile, driver_for
+from sitewire.errors import SpecError
 from sitewire.lab.configure import USERSPACE
 from sitewire.pipeline import Workspace
 from sitewire.plan import Plan, plan_network
 from sitewire.plan.model import SitePlan
 from sitewire.render.model import Rendered, Secrets
-from sitewire.spec.load import load_spec
+from sitewire.spec.load import load_spec, parse_model
 from sitewire.spec.lock import load_lock
-from sitewire.spec.model import Platform
+from sitewire.spec.model import Platform, Spec
 from sitewire.spec.secrets import LocalKeys, pair_id
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -371,6 +372,37 @@ def test_nothing_to_make_live_when_nothing_changed(driver: Driver, case: Case) -
     rec = recorded(case)
     assert handler_fresh(driver, rec) is False
     assert _live(driver, rec, fresh=False) == []
+
+
+def grown(rec: Recorded) -> Plan:
+    """The lab's plan with one more LAN behind each site peer: a peer-only change here."""
+    data = tomllib.loads(rec.case.text("network.toml"))
+    for n, peer in enumerate(p for p in rec.site.peers if p.kind == "site"):
+        data["sites"][peer.name]["lan"].append(f"10.99.{n}.0/24")
+    spec = parse_model(Spec, data, "network.toml", SpecError)
+    return plan_network(spec, load_lock(rec.case.path / "network.lock"))
+
+
+@pytest.mark.parametrize(("driver", "case"), _driven(["applied"]))
+def test_a_peer_change_is_made_live_without_recreating_the_interface(
+    driver: Driver, case: Case
+) -> None:
+    rec = recorded(case)
+    plan = grown(rec)
+    site = plan.site(case.site)
+    rendered = driver.render(plan, site, apply_secrets(plan), rec.facts)
+    diff = driver.diff(site, rec.held, rendered)
+    assert diff.lines
+    steps = driver.live_steps(site, rec.held, rendered, diff.changes, handler_fresh=False, env="")
+    assert steps and all(s.command.strip() for s in steps)
+    # What would bring the interface up from nothing, on this very device.
+    bare = Held(replace(rec.facts, wg=WgDump(())), rec.held.files, rec.held.watchdog_missing)
+    created = driver.live_steps(site, bare, rendered, diff.changes, handler_fresh=False, env="")
+    assert not {s.command for s in steps} & {
+        s.command for s in created if site.interface in s.command
+    }
+    for step in steps:
+        assert not sh_refusals(step.command), step.command
 
 
 @pytest.mark.parametrize(("driver", "case"), _driven(["factory", "installed"]))
