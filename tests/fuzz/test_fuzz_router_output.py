@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from sitewire.deploy.read import hide_secrets, read_files
 from sitewire.deploy.verify import parse_evidence, verify_script
-from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import (
     ScriptSection,
     parse_apk_installed,

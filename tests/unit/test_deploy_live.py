@@ -18,7 +18,7 @@ from sitewire.deploy.live import (
 )
 from sitewire.deploy.problems import Kind, Problem
 from sitewire.deploy.verify import Evidence, judge, parse_evidence, verify_script
-from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import HIDDEN, WgInterface, parse_tailscale_prefs, parse_wg_dump
 from sitewire.diagnose.probes import lan_host
 from sitewire.driver import Held

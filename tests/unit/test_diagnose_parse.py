@@ -12,13 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewire.diagnose.collect import (
-    PRELUDE,
-    FactsError,
-    PackageManager,
-    facts_from_sections,
-    format_facts,
-)
+from sitewire.diagnose.facts import FactsError, PackageManager, facts_from_sections
 from sitewire.diagnose.parse import (
     HIDDEN,
     Handler,
@@ -44,6 +38,8 @@ from sitewire.diagnose.parse import (
     parse_tailscale_prefs,
     parse_wg_dump,
 )
+from sitewire.diagnose.script import PRELUDE
+from sitewire.diagnose.summary import format_facts
 from sitewire.spec.model import Platform
 from tests.conftest import FIXTURES
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from sitewire.diagnose.collect import DeviceFacts, facts_from_sections
 from sitewire.diagnose.doctor import Finding, Live, diagnose
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import HIDDEN
 from sitewire.diagnose.probes import Probes
 from sitewire.keys import generate_private_key, public_key

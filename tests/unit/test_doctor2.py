@@ -9,10 +9,11 @@ from collections.abc import Mapping
 
 import pytest
 
-from sitewire.diagnose.collect import DeviceFacts, build_script, facts_from_sections
 from sitewire.diagnose.doctor import Finding, Live, diagnose
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import HIDDEN, ScriptSection
 from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
+from sitewire.diagnose.script import build_script
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
 from sitewire.spec.model import Platform, Spec

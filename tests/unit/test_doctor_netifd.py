@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from sitewire.diagnose.collect import FactsError
 from sitewire.diagnose.doctor import diagnose
+from sitewire.diagnose.facts import FactsError
 from sitewire.diagnose.parse import UnexpectedOutput, parse_netifd_dump
 from tests.unit.test_doctor import facts, seed_live, seed_plan, wg_dump
 

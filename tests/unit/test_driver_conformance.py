@@ -28,8 +28,9 @@ from sitewire.deploy import safety
 from sitewire.deploy.changes import ClientSecrets
 from sitewire.deploy.live import Step
 from sitewire.deploy.read import extra_sections, read_files
-from sitewire.diagnose.collect import FACT_SECTIONS, DeviceFacts, build_script, facts_from_sections
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import ScriptSection, WgDump, parse_sections
+from sitewire.diagnose.script import FACT_SECTIONS, build_script
 from sitewire.driver import Command, Driver, Held, Push, PutFile, driver_for
 from sitewire.errors import SpecError
 from sitewire.lab.configure import USERSPACE

@@ -24,13 +24,8 @@ import pytest
 from sitewire.deploy import read
 from sitewire.deploy.read import extra_sections
 from sitewire.deploy.verify import verify_script
-from sitewire.diagnose.collect import (
-    DeviceFacts,
-    FactsError,
-    build_script,
-    facts_from_sections,
-)
 from sitewire.diagnose.doctor import check_port_open, check_saved_not_live
+from sitewire.diagnose.facts import DeviceFacts, FactsError, facts_from_sections
 from sitewire.diagnose.parse import (
     Route,
     ScriptSection,
@@ -46,6 +41,7 @@ from sitewire.diagnose.parse import (
     parse_wg_dump,
 )
 from sitewire.diagnose.probes import lan_address, parse_probes, probe_sections
+from sitewire.diagnose.script import build_script
 from sitewire.diagnose.status import (
     Seen,
     TailnetState,

@@ -11,7 +11,7 @@ import pytest
 
 from sitewire.cli.main import run
 from sitewire.cli.status import format_bytes, link_cells, site_cells
-from sitewire.diagnose.collect import FactsError
+from sitewire.diagnose.facts import FactsError
 from sitewire.diagnose.graph import COLOURS, graph_format, network_graph, render_graph
 from sitewire.diagnose.parse import HIDDEN, ScriptSection
 from sitewire.diagnose.status import (

@@ -27,7 +27,7 @@ from sitewire.deploy.remote import Credentials, RemoteError, Shell, Target
 from sitewire.deploy.run import GUARD_MARGIN, Armed, Before, Configured, Site, timed
 from sitewire.deploy.runner import run_on_sites
 from sitewire.deploy.verify import Evidence, evidence_lines, judge, parse_evidence, verify_script
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.driver import driver_for
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan

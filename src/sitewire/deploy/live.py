@@ -21,7 +21,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import TailscalePrefs, WgInterface, WgPeer
 from sitewire.plan.model import PeerPlan, SitePlan, TailscalePlan
 

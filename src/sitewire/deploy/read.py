@@ -16,8 +16,10 @@ from sitewire.deploy.keys import psk_hash_command
 from sitewire.deploy.problems import ApplyError, Problem, warning
 from sitewire.deploy.remote import Shell
 from sitewire.deploy.run import Before, Site
-from sitewire.diagnose.collect import FACT_SECTIONS, DeviceFacts, facts_from_sections, run_sections
+from sitewire.diagnose.collect import run_sections
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.parse import ScriptSection
+from sitewire.diagnose.script import FACT_SECTIONS
 from sitewire.driver import Driver
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan

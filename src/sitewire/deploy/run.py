@@ -17,7 +17,7 @@ from sitewire.deploy.events import Result
 from sitewire.deploy.live import Step
 from sitewire.deploy.problems import ApplyError, Problem, TimerRanOut
 from sitewire.deploy.remote import ConnectionLost, RemoteError, Shell, Target
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.driver import Driver, Held
 from sitewire.spec.model import Platform
 

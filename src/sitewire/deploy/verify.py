@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sitewire.deploy.problems import Kind, Problem
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.probes import lan_address, lan_host
 from sitewire.plan import Plan
 

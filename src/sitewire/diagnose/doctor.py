@@ -1,6 +1,6 @@
 """`sitewire doctor`: the live network compared with the plan, each fault named with its evidence.
 
-Pure: the checks read DeviceFacts (one round trip per site, diagnose.collect) and Probes (a
+Pure: the checks read DeviceFacts (one round trip per site, diagnose.facts) and Probes (a
 second round trip: the route a LAN host's packet takes, pings across the tunnel with and without
 fragmentation allowed, names resolved, addresses held), never a device. Each check looks at one
 cause and stays quiet about symptoms another check owns, so a broken network gets one finding
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sitewire import strict
-from sitewire.diagnose.collect import DeviceFacts, PackageManager
+from sitewire.diagnose.facts import DeviceFacts, PackageManager
 from sitewire.diagnose.parse import Handler, NetifdInterface, WgPeer, parse_number
 from sitewire.diagnose.probes import (
     Probes,

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
-from sitewire.diagnose.collect import FACT_SECTIONS, DeviceFacts, facts_from_sections, run_sections
+from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.doctor import Live
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
+from sitewire.diagnose.script import FACT_SECTIONS
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 

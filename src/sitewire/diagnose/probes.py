@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sitewire import strict
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import ScriptSection, parse_number
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan

@@ -3,7 +3,7 @@
 Two round trips per site, all sites at once: a few of the collector's sections (the clock, the
 WireGuard dump with keys hidden, links, routes, Tailscale prefs) plus `tailscale status --json`,
 then pings across the tunnel, LAN to LAN and over the tailnet. Not the whole of
-diagnose.collect: status has no use for uci or packages, and on a busy router they are the slow
+diagnose.script: status has no use for uci or packages, and on a busy router they are the slow
 part. Each pair is measured from one of its two sites (alternating, so no router pings everyone),
 and every ping of one router runs at the same time. Everything but `gather_status` is pure.
 What one router said reaches another router's ping script only as a shell-quoted argument.
@@ -25,7 +25,8 @@ from typing import TypeVar
 
 from sitewire import strict
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
-from sitewire.diagnose.collect import COMMANDS, FACT_SECTIONS, FactsError, run_sections
+from sitewire.diagnose.collect import run_sections
+from sitewire.diagnose.facts import FactsError
 from sitewire.diagnose.parse import (
     Link,
     Route,
@@ -39,6 +40,7 @@ from sitewire.diagnose.parse import (
     parse_tailscale_prefs,
     parse_wg_dump,
 )
+from sitewire.diagnose.script import COMMANDS, FACT_SECTIONS
 from sitewire.errors import InputError, SitewireError
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan

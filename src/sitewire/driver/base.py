@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sitewire.deploy.diff import Change
     from sitewire.deploy.live import Step
     from sitewire.deploy.safety import Device
-    from sitewire.diagnose.collect import DeviceFacts
+    from sitewire.diagnose.facts import DeviceFacts
     from sitewire.diagnose.parse import ScriptSection
     from sitewire.plan import Plan
     from sitewire.plan.model import SitePlan

@@ -17,7 +17,7 @@ from sitewire.deploy.live import (
     tailscale_revert,
 )
 from sitewire.deploy.problems import ApplyError
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import ScriptSection
 from sitewire.driver.base import Command, Diff, Held, Push, PutFile
 from sitewire.plan import Plan

@@ -9,7 +9,7 @@ from sitewire.deploy import safety
 from sitewire.deploy.diff import Change, describe, planned_changes
 from sitewire.deploy.live import Step, common_steps, live_drift, live_peer_script, tailscale_revert
 from sitewire.deploy.problems import ApplyError
-from sitewire.diagnose.collect import DeviceFacts
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import HIDDEN, Handler, ScriptSection
 from sitewire.driver.base import Command, Diff, Held, Push
 from sitewire.errors import SitewireError

@@ -1,0 +1,130 @@
+"""The fact-gathering script: one POSIX sh program whose sections frame each probe's output.
+
+It runs on BusyBox ash and dash alike. Keys are hidden on the router before anything is sent:
+the awk filter blanks the key fields of `wg show all dump`, and sed blanks
+private_key/preshared_key in uci output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+PRELUDE = r"""exec </dev/null
+umask 077
+PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
+_err=$(mktemp 2>/dev/null) || _err=/tmp/sitewire-facts.$$
+trap 'rm -f "$_err"' EXIT
+has() { command -v "$1" >/dev/null 2>&1; }
+through() {
+	{ _st=$( { { "$1"; echo $? >&3; } | "$2" >&4; } 3>&1 ); } 4>&1
+	return "${_st:-1}"
+}
+hide_keys() {
+	sed -e "s/\(private_key[^']*'\)[^']\{1,\}'/\1(hidden)'/" \
+		-e "s/\(preshared_key[^']*'\)[^']\{1,\}'/\1(hidden)'/"
+}
+hide_dump() {
+	awk -F '\t' 'BEGIN { OFS = "\t" }
+		NF == 5 { if ($2 != "(none)") $2 = "(hidden)"; print; next }
+		NF == 9 { if ($3 != "(none)") $3 = "(hidden)"; print; next }
+		NF > 0 { print "(unexpected line with " NF " fields)" }'
+}
+section() {
+	printf '@@sitewire begin %s\n' "$1"
+	"s_$1" 2>"$_err"
+	_rc=$?
+	printf '\n@@sitewire stderr %s\n' "$1"
+	head -n 5 "$_err"
+	printf '\n@@sitewire end %s %d\n' "$1" "$_rc"
+}
+uci_export_network() { uci export network; }
+uci_export_firewall() { uci export firewall; }
+uci_pending() { uci changes; }
+wg_dump() { wg show all dump; }
+"""
+
+# (section, body of its shell function). 127 means "not here" (the command is missing).
+FACT_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("clock", "date +%s"),
+    ("openwrt_release", "cat /etc/openwrt_release"),
+    ("os_release", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release"),
+    (
+        "commands",
+        "for _c in apk opkg apt-get dnf yum pacman zypper uci wg wg-quick tailscale awk sed ip\n"
+        "do\n"
+        '\t_p=$(command -v "$_c") && echo "$_c $_p"\ndone\nreturn 0',
+    ),
+    (
+        "packages",
+        "if has apk; then apk list --installed\nelif has opkg; then opkg list-installed\n"
+        "else return 127; fi",
+    ),
+    (
+        "handler",
+        'for _f in /lib/netifd/proto/wireguard.*; do [ -e "$_f" ] && echo "file $_f"; done\n'
+        "_h=/lib/netifd/proto/wireguard.sh\n"
+        'if [ -f "$_h" ]; then\n'
+        '\tgrep -q syncconf "$_h" && echo syncconf\n'
+        "\tgrep -q 'renew_handler=1' \"$_h\" && echo renew\n"
+        "fi\nreturn 0",
+    ),
+    ("netifd", "has ubus || return 127\nubus call network.interface dump"),
+    ("uci_network", "has uci || return 127\nthrough uci_export_network hide_keys"),
+    ("uci_firewall", "has uci || return 127\nthrough uci_export_firewall hide_keys"),
+    ("uci_changes", "has uci || return 127\nthrough uci_pending hide_keys"),
+    (
+        "wg",
+        "has wg || return 127\n"
+        'has awk || { echo "awk: not found" >&2; return 127; }\n'
+        "through wg_dump hide_dump",
+    ),
+    ("rules4", "ip -4 rule show"),
+    ("rules6", "ip -6 rule show"),
+    ("routes4", "ip -4 route show"),
+    ("routes6", "ip -6 route show"),
+    ("table52_4", "ip -4 route show table 52"),
+    ("table52_6", "ip -6 route show table 52"),
+    ("links", "ip -o link show"),
+    (
+        "tailscale",
+        "has tailscale || return 127\n"
+        "if has timeout; then timeout 5 tailscale debug prefs; else tailscale debug prefs; fi",
+    ),
+    (
+        "rc_local",
+        "[ -f /etc/rc.local ] || return 0\n"
+        "awk '/^[ \\t]*#/ { next } /tailscale[ \\t]+up/ "
+        '{ print NR, (/accept-routes/ ? "accept-routes" : "-") }\' /etc/rc.local',
+    ),
+    (
+        "wg_quick",
+        "[ -d /etc/wireguard ] || return 0\n"
+        'for _f in /etc/wireguard/*.conf; do [ -e "$_f" ] && basename "$_f" .conf; done\n'
+        "return 0",
+    ),
+)
+
+# What a person would type to see a section's output, for messages.
+COMMANDS = {
+    "openwrt_release": "cat /etc/openwrt_release",
+    "packages": "opkg list-installed / apk list --installed",
+    "netifd": "ubus call network.interface dump",
+    "uci_network": "uci export network",
+    "uci_firewall": "uci export firewall",
+    "uci_changes": "uci changes",
+    "wg": "wg show all dump",
+    "rules4": "ip -4 rule show",
+    "rules6": "ip -6 rule show",
+    "routes4": "ip -4 route show",
+    "routes6": "ip -6 route show",
+    "table52_4": "ip -4 route show table 52",
+    "table52_6": "ip -6 route show table 52",
+    "links": "ip -o link show",
+    "tailscale": "tailscale debug prefs",
+}
+
+
+def build_script(sections: Sequence[tuple[str, str]]) -> str:
+    functions = "".join(f"s_{name}() {{\n{body}\n}}\n" for name, body in sections)
+    calls = "".join(f"section {name}\n" for name, _ in sections)
+    return PRELUDE + functions + calls
