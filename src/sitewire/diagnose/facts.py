@@ -45,6 +45,7 @@ from sitewire.diagnose.parse import (
 )
 from sitewire.diagnose.script import COMMANDS
 from sitewire.diagnose.summary import format_facts
+from sitewire.driver import driver_for
 from sitewire.errors import SitewireError, UciError
 from sitewire.spec.model import Platform
 from sitewire.uci import Package, parse_uci
@@ -106,9 +107,7 @@ class DeviceFacts:
 
     @property
     def wireguard_tools(self) -> bool:
-        if self.platform is Platform.OPENWRT:
-            return "wireguard-tools" in self.packages
-        return "wg" in self.commands
+        return driver_for(self.platform).wireguard_tools(self)
 
     @property
     def lookup52(self) -> int | None:
@@ -189,7 +188,7 @@ def facts_from_sections(
     listed = reader.text("commands").split("\n")
     commands = frozenset(line.split()[0] for line in listed if line.strip())
     manager = next((m for m in PackageManager if m.value in commands), None)
-    on_openwrt = platform is Platform.OPENWRT
+    reads = driver_for(platform).reads_facts
     wg = reader.parse("wg", parse_wg_dump) if "wg" in commands else WgDump(())
     if wg.secrets_sent:
         reader.notes.append("the router sent a WireGuard key in clear; sitewire dropped it")
@@ -200,12 +199,12 @@ def facts_from_sections(
         openwrt=openwrt,
         os_release=os_release,
         package_manager=manager,
-        packages=_read_packages(reader, manager) if on_openwrt else InstalledPackages(),
+        packages=_read_packages(reader, manager) if "packages" in reads else InstalledPackages(),
         commands=commands,
-        handler=parse_handler(reader.text("handler")) if on_openwrt else None,
-        network=_read_uci(reader, "network") if on_openwrt else None,
-        firewall=_read_uci(reader, "firewall") if on_openwrt else None,
-        pending_changes=_read_changes(reader) if on_openwrt else (),
+        handler=parse_handler(reader.text("handler")) if "handler" in reads else None,
+        network=_read_uci(reader, "network") if "uci_network" in reads else None,
+        firewall=_read_uci(reader, "firewall") if "uci_firewall" in reads else None,
+        pending_changes=_read_changes(reader) if "uci_changes" in reads else (),
         wg=wg,
         rules4=tuple(reader.parse("rules4", parse_ip_rules)),
         rules6=tuple(reader.optional("rules6", parse_ip_rules) or ()),
@@ -222,7 +221,7 @@ def facts_from_sections(
         rc_local=reader.parse("rc_local", parse_rc_local_probe),
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
-        netifd=_read_netifd(reader) if on_openwrt else None,
+        netifd=_read_netifd(reader) if "netifd" in reads else None,
     )
 
 
@@ -290,15 +289,16 @@ def _clock(text: str) -> int | None:
 
 def _read_openwrt(reader: _Reader, platform: Platform) -> OpenWrtRelease | None:
     openwrt = reader.optional("openwrt_release", parse_openwrt_release)
-    if platform is Platform.OPENWRT and openwrt is None:
+    expected = driver_for(platform).expects_openwrt_release
+    if expected and openwrt is None:
         raise FactsError(
             "no /etc/openwrt_release: this is not an OpenWrt router",
             where=reader.site,
             fix=f'set platform = "linux" for sites.{reader.site} in the spec, or check the address',
         )
-    if platform is Platform.LINUX and openwrt is not None:
+    if not expected and openwrt is not None:
         raise FactsError(
-            f"runs OpenWrt {openwrt.release} but the spec says platform = 'linux'",
+            f"runs OpenWrt {openwrt.release} but the spec says platform = '{platform}'",
             where=reader.site,
             fix=f'set platform = "openwrt" for sites.{reader.site} in the spec',
         )

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sitewire.diagnose.parse import Handler, WgInterface
-from sitewire.spec.model import Platform
+from sitewire.driver import driver_for
 
 if TYPE_CHECKING:
     from sitewire.diagnose.facts import DeviceFacts
@@ -26,7 +26,7 @@ def format_facts(facts: DeviceFacts, now: float | None = None) -> str:
     if configured:
         lines.append(f"  uci only    {', '.join(configured)} (configured, not live)")
     lines.append(f"  tailscale   {_tailscale(facts)}")
-    if facts.platform is Platform.OPENWRT:
+    if driver_for(facts.platform).uses_uci:
         pending = len(facts.pending_changes)
         lines.append(f"  uci         {pending or 'no'} pending change{'s' if pending != 1 else ''}")
     lines.extend(f"  ! {w}" for w in facts.warnings)

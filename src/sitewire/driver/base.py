@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sitewire.plan import Plan
     from sitewire.plan.model import SitePlan
     from sitewire.render.model import Rendered, Secrets
+    from sitewire.uci import Package
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,4 +158,23 @@ class Driver(Protocol):
         self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
     ) -> dict[str, bool | None] | None:
         """Which peers the device holds a preshared key for (None: it cannot be told)."""
+        ...
+
+    # --- diagnose
+    uses_uci: bool  # the configuration is UCI's: doctor reads it, quotes it, counts pending changes
+    uses_fw4: bool  # firewall4 zones, forwardings and rules: doctor's firewall checks apply
+    runs_netifd: bool  # netifd runs the interface and says why it is down
+    expects_openwrt_release: bool  # /etc/openwrt_release must be there (else: must not)
+    reads_facts: frozenset[str]  # sections of FACT_SECTIONS read only on this platform
+    start_interface: tuple[str, ...]  # what brings `{iface}` up, the first preferred
+    reresolve: str  # doctor's words for what re-resolves the names `{iface}` dials
+
+    def wireguard_tools(self, facts: DeviceFacts) -> bool:
+        """Whether the device has WireGuard's tools (`wg`)."""
+        ...
+
+    def render_onto(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, current: Mapping[str, Package] | None
+    ) -> Rendered:
+        """`render`, given the UCI packages the device holds by name (None: not read)."""
         ...

@@ -25,6 +25,7 @@ from sitewire.plan.model import SitePlan
 from sitewire.render.linux import CONF_DIR, key_path, nft_table, psk_path, render_linux
 from sitewire.render.model import Rendered, Secrets
 from sitewire.spec.model import Platform
+from sitewire.uci import Package
 
 _NEED_WG = "command -v wg >/dev/null 2>&1 || { echo 'wg: not installed' >&2; exit 3; }; "
 
@@ -199,6 +200,24 @@ class Linux:
         self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()
     ) -> dict[str, bool | None] | None:
         return None  # the files' keys are hidden; the running peers say what is held
+
+    # --- diagnose
+
+    uses_uci = False
+    uses_fw4 = False
+    runs_netifd = False
+    expects_openwrt_release = False
+    reads_facts: frozenset[str] = frozenset()
+    start_interface: tuple[str, ...] = ("wg-quick up {iface}", "systemctl start wg-quick@{iface}")
+    reresolve = "the sitewire-reresolve-{iface} cron job"
+
+    def wireguard_tools(self, facts: DeviceFacts) -> bool:
+        return "wg" in facts.commands
+
+    def render_onto(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, current: Mapping[str, Package] | None
+    ) -> Rendered:
+        return render_linux(plan, site, secrets)  # no UCI here: `current` says nothing
 
 
 DRIVER = Linux()

@@ -18,6 +18,7 @@ from sitewire.plan.model import WATCHDOG_CRON, SitePlan
 from sitewire.render.model import Rendered, Secrets
 from sitewire.render.openwrt import INTERFACE_OPTIONS, SECRET_OPTIONS, peer_section, render_openwrt
 from sitewire.spec.model import Platform
+from sitewire.uci import Package
 
 # Every file a change may touch; the revert timer restores them byte for byte.
 BACKUP = ("/etc/config/network", "/etc/config/firewall", "/etc/crontabs/root")
@@ -233,6 +234,26 @@ class OpenWrt:
                     held = c.after is not None
             out[peer.name] = held
         return out
+
+    # --- diagnose
+
+    uses_uci = True
+    uses_fw4 = True
+    runs_netifd = True
+    expects_openwrt_release = True
+    reads_facts: frozenset[str] = frozenset(
+        {"packages", "handler", "netifd", "uci_network", "uci_firewall", "uci_changes"}
+    )
+    start_interface: tuple[str, ...] = ("ifup {iface}",)
+    reresolve = "or: ifup {iface}; the wireguard_watchdog cron job"
+
+    def wireguard_tools(self, facts: DeviceFacts) -> bool:
+        return "wireguard-tools" in facts.packages
+
+    def render_onto(
+        self, plan: Plan, site: SitePlan, secrets: Secrets, current: Mapping[str, Package] | None
+    ) -> Rendered:
+        return render_openwrt(plan, site, secrets, current)
 
 
 DRIVER = OpenWrt()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sitewire.driver import driver_for
 from sitewire.plan import Plan
 from sitewire.render.client import render_client
-from sitewire.render.linux import render_linux
 from sitewire.render.model import NoSecrets, Rendered, RenderedFile, Secrets
-from sitewire.render.openwrt import render_openwrt
-from sitewire.spec.model import Platform
 from sitewire.uci import Package
 
 __all__ = ["NoSecrets", "Rendered", "RenderedFile", "Secrets", "render_client", "render_site"]
@@ -18,7 +16,6 @@ __all__ = ["NoSecrets", "Rendered", "RenderedFile", "Secrets", "render_client", 
 def render_site(
     plan: Plan, name: str, secrets: Secrets, current: Mapping[str, Package] | None = None
 ) -> Rendered:
+    """`name`'s files, rendered over `current` (the UCI packages its device holds) if known."""
     site = plan.site(name)
-    if site.platform is Platform.OPENWRT:
-        return render_openwrt(plan, site, secrets, current)
-    return render_linux(plan, site, secrets)
+    return driver_for(site.platform).render_onto(plan, site, secrets, current)
