@@ -1,0 +1,169 @@
+"""The firewall4 checks: the interface in no zone, a missing forwarding, a closed port."""
+
+from __future__ import annotations
+
+from sitewire.diagnose.doctor.model import APPLY, Finding, Live
+from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.parse import parse_number
+from sitewire.driver import driver_for
+from sitewire.plan.model import SitePlan
+from sitewire.uci import Section
+
+
+def _uci_line(package: str, section: Section) -> str:
+    head = f"{package}.{section.name or '@' + section.type}={section.type}"
+    opts = " ".join(
+        f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in section.options.items()
+    )
+    return f"{head} {opts}".strip()
+
+
+def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
+    if facts.firewall is None:
+        return None
+    # netifd's `option zone` on the interface also puts it in a zone (reference §2.1).
+    section = facts.network.section(iface) if facts.network is not None else None
+    named = section.options.get("zone") if section is not None else None
+    for zone in facts.firewall.sections_of_type("zone"):
+        if named is not None and zone.options.get("name") == named:
+            return zone
+    for zone in facts.firewall.sections_of_type("zone"):
+        networks = zone.options.get("network", ())
+        devices = zone.options.get("device", ())
+        listed = [*(networks if isinstance(networks, tuple) else networks.split())]
+        listed += [*(devices if isinstance(devices, tuple) else devices.split())]
+        if iface in listed:
+            return zone
+    return None
+
+
+def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:
+    """10. The WireGuard interface in no firewall zone: fw4 drops what it forwards."""
+    facts = live.facts[site.name]
+    if not driver_for(site.platform).uses_fw4 or facts.firewall is None:
+        return []
+    if _zone_of(facts, site.interface) is not None:
+        return []
+    zones = [
+        _uci_line("firewall", z)
+        for z in facts.firewall.sections_of_type("zone")
+        if z.options.get("name") in ("lan", "wan", "sitewire")
+    ]
+    return [
+        Finding(
+            "interface-without-zone",
+            site.name,
+            f"{site.interface} is in no firewall zone: fw4 rejects what crosses it",
+            ("$ uci export firewall  (no zone lists it under 'network')", *zones),
+            f"uci add_list firewall.sw_zone.network='{site.interface}' && uci commit firewall "
+            f"&& /etc/init.d/firewall reload   (or: {APPLY})",
+        )
+    ]
+
+
+def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
+    """2. A forwarding missing between the WireGuard zone and `lan`, either direction."""
+    facts = live.facts[site.name]
+    if not driver_for(site.platform).uses_fw4 or facts.firewall is None:
+        return []
+    zone = _zone_of(facts, site.interface)
+    if zone is None:
+        return []  # check_no_zone owns this
+    name = str(zone.options.get("name", ""))
+    have = {
+        (f.options.get("src"), f.options.get("dest"))
+        for f in facts.firewall.sections_of_type("forwarding")
+        if f.options.get("enabled", "1") != "0"
+    }
+    out = []
+    for src, dest in (("lan", name), (name, "lan")):
+        # fw4 takes `*` for any zone on either side (reference §2.2).
+        if {(src, dest), ("*", dest), (src, "*"), ("*", "*")} & have:
+            continue
+        shown = [_uci_line("firewall", f) for f in facts.firewall.sections_of_type("forwarding")]
+        out.append(
+            Finding(
+                "missing-forwarding",
+                site.name,
+                f"no firewall forwarding {src} → {dest}: "
+                + (
+                    "LAN hosts cannot send into the tunnel"
+                    if src == "lan"
+                    else "the remote LANs cannot reach this LAN"
+                ),
+                ("$ uci show firewall | grep forwarding", *(shown or ["(no forwarding)"])),
+                # Delete first: a disabled sw_fwd section would keep its enabled='0'.
+                f"uci -q delete firewall.sw_fwd_{src}_{dest}; "
+                f"uci set firewall.sw_fwd_{src}_{dest}=forwarding && "
+                f"uci set firewall.sw_fwd_{src}_{dest}.src='{src}' && "
+                f"uci set firewall.sw_fwd_{src}_{dest}.dest='{dest}' && uci commit firewall && "
+                f"/etc/init.d/firewall reload   (or: {APPLY})",
+            )
+        )
+    return out
+
+
+def _port_open(facts: DeviceFacts, port: int) -> bool:
+    assert facts.firewall is not None
+    # fw4 reads policies and targets case-insensitively; a rule's `src` may be `*` (any
+    # zone, as LuCI writes it) and its proto defaults to `tcpudp` (reference §2.1, §2.3).
+    for zone in facts.firewall.sections_of_type("zone"):
+        if zone.options.get("name") == "wan" and str(zone.options.get("input")).upper() == "ACCEPT":
+            return True
+    for rule in facts.firewall.sections_of_type("rule"):
+        o = rule.options
+        if o.get("enabled", "1") == "0" or o.get("src") not in ("wan", "*"):
+            continue
+        if str(o.get("target", "")).upper() != "ACCEPT":
+            continue
+        if o.get("dest") not in (None, ""):
+            continue  # a forward rule, not input
+        proto = o.get("proto", "tcpudp")
+        protos = proto if isinstance(proto, tuple) else tuple(str(proto).split())
+        if not ({"udp", "tcpudp", "all", "any"} & {p.lower() for p in protos}):
+            continue
+        ports = o.get("dest_port")
+        if ports is None:
+            return True
+        for item in ports if isinstance(ports, tuple) else str(ports).split():
+            low, _, high = item.replace(":", "-").partition("-")
+            first, last = parse_number(low), parse_number(high or low)
+            if first is not None and last is not None and first <= port <= last:
+                return True
+    return False
+
+
+def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
+    """3. A listener whose WireGuard port is not open on its WAN."""
+    facts = live.facts[site.name]
+    if not driver_for(site.platform).uses_fw4 or facts.firewall is None:
+        return []
+    if site.firewall.open_port is None or _port_open(facts, site.firewall.open_port):
+        return []
+    port = site.firewall.open_port
+    shown = [
+        _uci_line("firewall", z)
+        for z in facts.firewall.sections_of_type("zone")
+        if z.options.get("name") == "wan"
+    ]
+    shown += [
+        _uci_line("firewall", r)
+        for r in facts.firewall.sections_of_type("rule")
+        if r.options.get("src") in ("wan", "*")
+    ]
+    rule = f"firewall.sw_allow_{site.interface}"
+    return [
+        Finding(
+            "port-closed",
+            site.name,
+            f"others dial this site on udp/{port}, but no firewall rule accepts it from wan",
+            ("$ uci show firewall  (the wan zone and rules from wan)", *(shown or ["(none)"])),
+            # Delete first: a disabled or altered sw_allow section would keep its options.
+            f"uci -q delete {rule}; uci set {rule}=rule && "
+            f"uci set {rule}.name='Allow-sitewire-{site.interface}' && "
+            f"uci set {rule}.src='wan' && uci set {rule}.proto='udp' && "
+            f"uci set {rule}.dest_port='{port}' && uci set {rule}.target='ACCEPT' && "
+            "uci commit firewall "
+            f"&& /etc/init.d/firewall reload   (or: {APPLY})",
+        )
+    ]

@@ -1,0 +1,119 @@
+"""The routing checks: no route to a remote LAN, and Tailscale's table 52 capturing one."""
+
+from __future__ import annotations
+
+from sitewire.diagnose.doctor.model import APPLY, Finding, Live
+from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.parse import NetifdInterface
+from sitewire.plan.model import SitePlan
+from sitewire.render.openwrt import peer_section
+from sitewire.strict import IPNetwork
+
+
+def _netifd_down(facts: DeviceFacts, iface: str) -> NetifdInterface | None:
+    """netifd's state of IFACE when netifd says it is not up (None: up, or not known)."""
+    state = (facts.netifd or {}).get(iface)
+    return state if state is not None and not state.up else None
+
+
+def _routed(facts: DeviceFacts, prefix: IPNetwork, iface: str) -> bool:
+    return any(r.dest == prefix and r.dev == iface for r in facts.routes)
+
+
+def check_routes(live: Live, site: SitePlan) -> list[Finding]:
+    """6. `route_allowed_ips` off: no route to a remote LAN, which leaks to the WAN default."""
+    facts = live.facts[site.name]
+    if facts.wg.interface(site.interface) is None or _netifd_down(facts, site.interface):
+        return []
+    out = []
+    for peer in site.peers:
+        if peer.kind != "site":
+            continue
+        missing = [
+            p
+            for p in peer.allowed_ips
+            if p.prefixlen < p.max_prefixlen and not _routed(facts, p, site.interface)
+        ]
+        if not missing:
+            continue
+        section = facts.network.section(peer_section(peer.name)) if facts.network else None
+        flag = section.options.get("route_allowed_ips") if section is not None else None
+        probe = live.probes[site.name].route_router.get(peer.name, "")
+        evidence = [f"$ ip route show  (no route for {', '.join(map(str, missing))})"]
+        if probe:
+            evidence += [f"$ ip route get {probe.split()[0]}", probe]
+        if section is not None:
+            evidence += [
+                f"$ uci get network.{peer_section(peer.name)}.route_allowed_ips",
+                str(flag or "(unset: 0)"),
+            ]
+        out.append(
+            Finding(
+                "no-route",
+                site.name,
+                f"no route to {', '.join(map(str, missing))} through {site.interface}"
+                + (" (route_allowed_ips is off)" if flag != "1" else "")
+                + ": that traffic leaves through the WAN default route",
+                tuple(evidence),
+                f"uci set network.{peer_section(peer.name)}.route_allowed_ips='1' && "
+                f"uci commit network && ifup {site.interface}   (or: {APPLY})",
+            )
+        )
+    return out
+
+
+def _covers(outer: IPNetwork, inner: IPNetwork) -> bool:
+    return (
+        outer.version == inner.version
+        and inner.network_address in outer
+        and inner.prefixlen >= outer.prefixlen
+    )
+
+
+def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
+    """1. Tailscale's accepted routes capture a WireGuard-routed prefix (table 52 first)."""
+    facts = live.facts[site.name]
+    probes = live.probes[site.name]
+    out = []
+    for other, line in probes.route_lan.items():
+        if "tailscale0" not in line and " table 52" not in line:
+            continue
+        prefix = live.plan.site(other).lan[0]
+        in52 = [r for r in facts.table52 if _covers(r.dest, prefix)]
+        rule = facts.lookup52
+        router_ok = probes.ping_router.get(other)
+        evidence = [
+            "$ ip rule show",
+            f"{rule}:\tfrom all lookup 52" if rule is not None else "(no lookup 52 rule)",
+            "$ ip route show table 52",
+            *(f"{r.dest} dev {r.dev}" for r in in52),
+            f"$ ip route get {line.split()[0]} from {probes.lan_source} iif {probes.lan_device}",
+            line,
+        ]
+        if router_ok:
+            dst = probes.route_router.get(other, "").split()[:1] or [f"<{other} LAN>"]
+            evidence.append(f"$ ping -c 2 {dst[0]}   → ok  (from the router itself)")
+        path = "the tailnet" if "tailscale0" in probes.route_router.get(other, "") else "WireGuard"
+        shape = (
+            f" (pings from the router itself still get through, over {path}: it works from "
+            "the router and fails from the LAN)"
+            if router_ok
+            else ""
+        )
+        pinned = site.tailscale is not None and site.tailscale.accept_routes
+        out.append(
+            Finding(
+                "tailscale-captures-route",
+                site.name,
+                f"Tailscale's accepted routes capture {prefix}: LAN traffic to {other} goes "
+                f"into tailscale0, not {site.interface}{shape}",
+                tuple(evidence),
+                # The spec keeps accepted routes: apply restores the rules that pin the
+                # WireGuard prefixes to main ahead of table 52 (turning them off would fight it).
+                f"{APPLY}   (it puts back the rules that pin {prefix} to main ahead of table 52)"
+                if pinned
+                else "tailscale set --accept-routes=false   (or keep them: accept_routes = true "
+                f"under sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
+            )
+        )
+    return out
