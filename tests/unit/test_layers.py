@@ -27,6 +27,8 @@ PURE = [
     "sitewire.deploy.runner",
     "sitewire.deploy.events",
     "sitewire.diagnose.parse",
+    "sitewire.diagnose.facts",
+    "sitewire.diagnose.status",
     "sitewire.diagnose.doctor",
 ]
 

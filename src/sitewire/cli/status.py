@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sitewire.cli.apply import _common, reach
 from sitewire.cli.out import echo
+from sitewire.diagnose.gather import gather_status
 from sitewire.diagnose.graph import graph_format, network_graph, render_graph
 from sitewire.diagnose.status import (
     Health,
@@ -26,7 +27,6 @@ from sitewire.diagnose.status import (
     Over,
     SiteStatus,
     format_age,
-    gather_status,
     status_from_json,
     status_json,
     status_path,

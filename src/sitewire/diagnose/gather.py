@@ -1,20 +1,39 @@
-"""The live network for status and doctor: every site's facts, then its probes, in parallel."""
+"""The live network for status and doctor: two round trips per site, every site at once.
+
+The SSH edge of diagnose: each fan-out runs through `run_on_sites`, so one site's failure stays
+that site's. A site that cannot be read is reported with why; a bug (an exception that is not a
+SitewireError) is raised once every site's task has finished and every session is closed.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from sitewire.deploy.ssh import Credentials, Session, Target, connect
+from sitewire.deploy.remote import Credentials, Shell, Target
+from sitewire.deploy.runner import Results, run_on_sites
+from sitewire.deploy.ssh import connect
 from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.doctor import Live
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
 from sitewire.diagnose.script import FACT_SECTIONS
+from sitewire.diagnose.status import (
+    READ_SECTIONS,
+    NetworkStatus,
+    Seen,
+    build_status,
+    parse_pings,
+    ping_sections,
+    read_sections,
+)
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
+
+T = TypeVar("T")
+Pings = dict[tuple[str, str], float | None]
 
 
 @dataclass
@@ -24,36 +43,76 @@ class Gathered:
     seconds: float = 0.0
 
 
+def _why(results: Results[T]) -> dict[str, str]:
+    """Why each failed site could not be read; a bug is raised, not taken for a site's fault."""
+    for exc in results.failed.values():
+        if not isinstance(exc, SitewireError):
+            raise exc
+    return {name: str(exc) for name, exc in results.failed.items()}
+
+
+async def _close(sessions: Mapping[str, Shell]) -> None:
+    """Close every session; one that fails to close changes nothing that was read over it."""
+    await run_on_sites(sessions, lambda name: sessions[name].close())
+
+
 async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Credentials) -> Gathered:
-    """Two round trips per site, all sites at once; a site that cannot be read is reported."""
+    """Every site's facts, then its probes; a site that cannot be read is reported."""
     started = time.monotonic()
-    sessions: dict[str, Session] = {}
-    facts: dict[str, DeviceFacts] = {}
-    unreachable: dict[str, str] = {}
+    sessions: dict[str, Shell] = {}
 
-    async def read(name: str) -> None:
-        try:
-            session = await connect(targets[name], creds)
-            sessions[name] = session
-            sections = await run_sections(session, FACT_SECTIONS)
-            facts[name] = facts_from_sections(name, plan.site(name).platform, sections)
-        except SitewireError as exc:
-            unreachable[name] = str(exc)
-
-    probes: dict[str, Probes] = {}
-
-    async def probe(name: str) -> None:
-        try:
-            sections = await run_sections(sessions[name], probe_sections(plan, name, {**facts}))
-            probes[name] = parse_probes(sections["sw_probes"])
-        except SitewireError as exc:
-            unreachable[name] = str(exc)
-            facts.pop(name, None)
+    async def read(name: str) -> DeviceFacts:
+        session = sessions[name] = await connect(targets[name], creds)
+        sections = await run_sections(session, FACT_SECTIONS)
+        return facts_from_sections(name, plan.site(name).platform, sections)
 
     try:
-        await asyncio.gather(*(read(n) for n in plan.site_names))
-        await asyncio.gather(*(probe(n) for n in plan.site_names if n in facts))
+        found = await run_on_sites(plan.site_names, read)
+        unreachable = _why(found)
+        facts = dict(found.ok)
+
+        async def probe(name: str) -> Probes:
+            sections = await run_sections(sessions[name], probe_sections(plan, name, {**facts}))
+            return parse_probes(sections["sw_probes"])
+
+        probed = await run_on_sites(facts, probe)
+        lost = _why(probed)
     finally:
-        await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
-    live = Live(plan, facts, probes)
-    return Gathered(live, unreachable, time.monotonic() - started)
+        await _close(sessions)
+    unreachable.update(lost)
+    for name in lost:
+        del facts[name]
+    return Gathered(Live(plan, facts, probed.ok), unreachable, time.monotonic() - started)
+
+
+async def gather_status(
+    plan: Plan, targets: Mapping[str, Target], creds: Credentials
+) -> NetworkStatus:
+    """Every site's state, then the round-trip times it measures; a site that cannot be read
+    is reported."""
+    taken_at, started = time.time(), time.monotonic()
+    sessions: dict[str, Shell] = {}
+
+    async def read(name: str) -> Seen:
+        session = sessions[name] = await connect(targets[name], creds)
+        return read_sections(name, await run_sections(session, READ_SECTIONS))
+
+    try:
+        found = await run_on_sites(plan.site_names, read)
+        errors = _why(found)
+        seen = dict(found.ok)
+
+        async def measure(name: str) -> Pings | None:
+            sections = ping_sections(plan, name, seen)
+            if not sections:
+                return None
+            answered = await run_sections(sessions[name], sections)
+            return parse_pings(answered[sections[0][0]])
+
+        measured = await run_on_sites(seen, measure)
+        unmeasured = _why(measured)
+    finally:
+        await _close(sessions)
+    errors.update({n: f"round-trip times not measured: {why}" for n, why in unmeasured.items()})
+    pings = {name: p for name, p in measured.ok.items() if p is not None}
+    return build_status(plan, seen, pings, errors, taken_at, time.monotonic() - started)
