@@ -95,29 +95,45 @@ def probe_sections(
     me = plan.site(site)
     local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
     lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1] }\'']
+    route_lan = ":"
     if local is not None:
         src, dev = local
         host = lan_host(next(p for p in me.lan if src in p), src)
         lines.append(f"echo lan {q(host)} {q(dev)}")
-    mtu = running_mtu(facts.get(site), me)
+        route_lan = (
+            f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
+        )
+    # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
+    lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
+    lines.append(_probe_function(running_mtu(facts.get(site), me), route_lan))
+    for t in targets(plan, site, facts):
+        dst = t.lan_address or str(t.lan_prefix.network_address + 1)
+        router_ping = int(t.lan_address is not None and local is not None)
+        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
+    for peer in me.peers:
+        if peer.dial is not None and peer.dial.endpoint.kind == "name":
+            name = q(peer.dial.endpoint.host)
+            lines.append(
+                f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
+                "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
+                f"); do echo resolved {name} $a; done"
+            )
+    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
+
+
+def _probe_function(mtu: int, route_lan: str) -> str:
+    """`probe SITE DST OVERLAY PING`: DST the remote router's LAN address (for `ip route get`;
+    pinged from this router when PING is 1), OVERLAY its tunnel address.
+
+    One function, then one short background call per target: dropbear drops a connection
+    whose command exceeds 9000 bytes (MAX_CMD_LEN), so the script must not grow with a block
+    per site; and the pings to all sites overlap, so a site's probes take as long as its
+    slowest target, not their sum. Each `echo` is one short write."""
     size = mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
     # Smaller DF sizes tried when the full size fails but small pings pass: the largest
     # that crosses is the MTU to set.
     smaller = " ".join(str(m - 28) for m in range(mtu - 20, 1279, -20)) or "''"
-    # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
-    lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
-    # One function, then one short background call per target: dropbear drops a connection
-    # whose command exceeds 9000 bytes (MAX_CMD_LEN), so the script must not grow with a
-    # block per site; and the pings to all sites overlap, so a site's probes take as long as
-    # its slowest target, not their sum. Each `echo` is one short write.
-    # probe SITE DST OVERLAY PING: DST the remote router's LAN address (for `ip route get`;
-    # pinged from this router when PING is 1), OVERLAY its tunnel address.
-    route_lan = (
-        f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
-        if local is not None
-        else ":"
-    )
-    lines.append(
+    return (
         "probe() {\n"
         'echo "route_router $1 $(ip route get "$2" 2>&1 | head -n 1)"\n'
         f"{route_lan}\n"
@@ -135,19 +151,6 @@ def probe_sections(
         'else echo "large $1 unknown"; fi\n'
         "}"
     )
-    for t in targets(plan, site, facts):
-        dst = t.lan_address or str(t.lan_prefix.network_address + 1)
-        router_ping = int(t.lan_address is not None and local is not None)
-        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
-    for peer in me.peers:
-        if peer.dial is not None and peer.dial.endpoint.kind == "name":
-            name = q(peer.dial.endpoint.host)
-            lines.append(
-                f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
-                "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
-                f"); do echo resolved {name} $a; done"
-            )
-    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
 
 
 def parse_probes(section: ScriptSection) -> Probes:
