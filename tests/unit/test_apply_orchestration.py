@@ -17,8 +17,8 @@ from sitewire.cli.report import event_json, lines_for
 from sitewire.deploy import safety
 from sitewire.deploy.apply import apply_network
 from sitewire.deploy.events import Decided, Event, StepStarted
-from sitewire.deploy.problems import Kind
-from sitewire.deploy.remote import Credentials, RemoteResult, Target
+from sitewire.deploy.problems import ApplyError, Kind
+from sitewire.deploy.remote import Credentials, RemoteError, RemoteResult, Target
 from sitewire.deploy.run import Options, Outcome, Result
 from sitewire.diagnose.parse import ScriptSection
 from sitewire.keys import generate_private_key, public_key
@@ -242,7 +242,7 @@ def test_missing_packages_are_installed_then_the_network_restarted(tmp_path: Pat
     assert net.devices["B"].commands("install") == []
 
 
-def test_a_second_apply_with_nothing_to_change_arms_nothing(
+def test_a_dry_run_shows_the_diff_and_changes_nothing(
     tmp_path: Path, seed_net: FakeNetwork
 ) -> None:
     spec = seed(tmp_path)
@@ -281,3 +281,93 @@ def test_confirm_tries_every_site_and_names_each_that_failed(
     # ... and the other was confirmed all the same.
     assert set(seed_net.devices["B"].commits.values()) == {"confirmed"}
     assert recorder.text == f"B: commit {outcome.sites['B'].token} confirmed"
+
+
+def test_the_listener_is_configured_first_whatever_the_order_of_the_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "network.toml"
+    # B listens, A dials it: A comes first in the spec, B must be configured first.
+    text = seed(tmp_path).read_text().replace('endpoint = "a.example.net"\n', "")
+    text = text.replace(
+        'lan = ["192.168.7.0/24"]', 'lan = ["192.168.7.0/24"]\nendpoint = "b.example.net"'
+    )
+    spec.write_text(text.replace('via = "A"', 'via = "B"'))
+    net = network(
+        A=FakeDevice("A", factory("192.168.3.1")), B=FakeDevice("B", factory("192.168.7.1"))
+    )
+    outcome, ui = apply(spec, net)
+    assert outcome.ok, ui.text
+    assert net.order("push") == ["B", "A"]
+    # Every step of the listener is sent before the dialer's configuration starts.
+    configure = [s.site for s in net.journal if s.kind in ("push", "step")]
+    assert configure == sorted(configure, key=lambda site: site != "B"), configure
+
+
+def test_a_failed_install_releases_that_site_and_rolls_back_the_one_whose_key_was_made(
+    tmp_path: Path,
+) -> None:
+    net = network(
+        A=FakeDevice("A", factory("192.168.3.1", wireguard=False)),
+        B=FakeDevice("B", factory("192.168.7.1")),
+    )
+
+    def no_feed(sent: Sent) -> RemoteResult | None:
+        return (
+            RemoteResult(1, "", "Failed to download the package list\n")
+            if sent.kind == "install"
+            else None
+        )
+
+    net.devices["A"].faults.append(no_feed)
+    with pytest.raises(ApplyError, match="could not install"):
+        apply(seed(tmp_path), net)
+    # A wrote nothing (its install failed before any key): let go with a confirm. B made its
+    # key: its backup is restored.
+    assert net.devices["A"].commands("safety:rollback") == []
+    assert net.devices["A"].commits and set(net.devices["A"].commits.values()) == {"confirmed"}
+    assert set(net.devices["B"].commits.values()) == {"reverted"}
+    assert not net.order("push")
+
+
+def test_a_failed_psk_write_rolls_back_both_ends_of_the_pair(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    # Both hold their keys already: only the preshared key is written in prepare.
+    for device in seed_net.devices.values():
+        device.pubkey = public_key(generate_private_key())
+
+    def full(sent: Sent) -> RemoteResult | None:
+        failing = sent.kind == "psk" and "read -r psk" in sent.command
+        return RemoteResult(1, "", "uci: I/O error\n") if failing else None
+
+    seed_net.devices["B"].faults.append(full)
+    with pytest.raises(RemoteError, match="read failed: uci: I/O error"):
+        apply(seed(tmp_path), seed_net)
+    for device in seed_net.devices.values():
+        assert set(device.commits.values()) == {"reverted"}, device.name
+    assert not seed_net.order("push")
+
+
+def test_a_site_whose_configuration_failed_is_no_judge_of_the_others(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    def batch_fails(sent: Sent) -> RemoteResult | None:
+        failing = sent.kind == "push"
+        return (
+            RemoteResult(1, "", "uci: Parse error (invalid command) at line 3\n")
+            if failing
+            else None
+        )
+
+    def cannot_reach_a(sent: Sent) -> RemoteResult | None:
+        if sent.kind != "verify":
+            return None
+        return RemoteResult(0, "hs A none\nping overlay A fail\n", "")
+
+    seed_net.devices["A"].faults.append(batch_fails)
+    seed_net.devices["B"].faults.append(cannot_reach_a)
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    a, b = outcome.sites["A"], outcome.sites["B"]
+    assert a.result is Result.ROLLED_BACK, ui.text
+    assert [p.kind for p in a.problems] == [Kind.CONFIGURE]
+    # A is going back to what it was: B not reaching it says nothing about B.
+    assert b.result is Result.CONFIRMED, ui.text

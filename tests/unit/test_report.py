@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from sitewire.cli.report import Json, ProgressLines, event_json, lines_for
-from sitewire.deploy.events import Armed, Decided, Planned, Result, StepStarted
+from sitewire.deploy.events import Armed, Decided, Planned, Result, StepStarted, Verified
 from sitewire.deploy.problems import Kind, Problem, warning
 
 
@@ -21,19 +21,25 @@ def test_the_words_of_each_ending() -> None:
         "sitewire confirm"
     ]
     cut = Problem(Kind.UNREACHABLE, "no new SSH connection after the change (locked out?)")
-    assert lines_for(Decided("B", Result.REVERTING, (cut,), within=41)) == [
+    # The reasons come with the evidence, before the site is rolled back (which may take a
+    # minute); the ending says only what became of it.
+    assert lines_for(Verified("B", ("handshake with A: none",), (cut,))) == [
+        "B: handshake with A: none",
         "B: FAILED: no new SSH connection after the change (locked out?)",
+    ]
+    assert lines_for(Decided("B", Result.REVERTING, (cut,), within=41)) == [
         "B: reverting: the router restores its backup by itself within 41 s",
     ]
     wrong = Problem(Kind.VERIFY, "cannot reach A across the tunnel")
-    assert lines_for(Decided("B", Result.ROLLED_BACK, (wrong,))) == [
-        "B: FAILED: cannot reach A across the tunnel",
-        "B: rolled back",
-    ]
-    late = Problem(Kind.CONFIRM, "could not confirm: B: no answer")
+    assert lines_for(Decided("B", Result.ROLLED_BACK, (wrong,))) == ["B: rolled back"]
+    late = Problem(Kind.CONFIRM, "B: no answer within 60 s to 'confirm' (connection lost?)")
     assert lines_for(Decided("B", Result.REVERTING, (late,))) == [
-        "B: could not confirm: B: no answer; the router reverts by itself"
+        "B: could not confirm (B: no answer within 60 s to 'confirm' (connection lost?)); "
+        "the router reverts by itself"
     ]
+    assert (
+        str(late) == "could not confirm: B: no answer within 60 s to 'confirm' (connection lost?)"
+    )
     assert lines_for(Planned("A", (), (warning("rc.local runs tailscale up"),))) == [
         "A: no changes",
         "A: warning: rc.local runs tailscale up",
@@ -49,19 +55,22 @@ def test_progress_prints_the_lines_and_keeps_one_live_line_per_site() -> None:
         shown.event(Armed("A", 300))
         shown.event(StepStarted("A", "ifup wg0", "the interface is new"))
         shown.event(Armed("B", 300))
-        # Router text with markup in it is shown as text, not as rich markup.
+        # Router text with markup in it is shown as text, not as rich markup, and an IPv6
+        # address is not an emoji code (`:100:`).
         shown.event(StepStarted("B", "echo [bold]x[/bold]", None))
+        shown.event(Planned("B", ("B: interface wg0: addresses: [none] => [fd00:100::1/64]",)))
         tasks = {t.description for t in shown.progress.tasks}
     assert len(shown.progress.tasks) == 2
     assert "A: [#] ifup (the interface is new)" in tasks
     text = out.getvalue()
     assert "A: backed up; it reverts by itself in 300 s unless confirmed" in text
     assert "B: [#] echo [bold]x[/bold]" in text
+    assert "[fd00:100::1/64]" in text
 
 
 def test_json_is_one_object_per_event(capsys: pytest.CaptureFixture[str]) -> None:
     problem = Problem(Kind.VERIFY, "cannot reach A across the tunnel")
-    Json(yes=True).event(Decided("B", Result.ROLLED_BACK, (problem,)))
+    Json().event(Decided("B", Result.ROLLED_BACK, (problem,)))
     [line] = capsys.readouterr().out.splitlines()
     assert json.loads(line) == {
         "event": "decided",

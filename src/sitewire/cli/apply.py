@@ -126,10 +126,10 @@ def lab_reach(state: LabState, sites: Iterable[str]) -> Reach:
 
 
 @contextmanager
-def observer(as_json: bool, yes: bool = False) -> Iterator[Observer]:
+def observer(as_json: bool) -> Iterator[Observer]:
     """JSON lines, a progress display on a terminal, or plain lines."""
     if as_json:
-        yield Json(yes)
+        yield Json()
     elif sys.stdout.isatty():
         with ProgressLines().shown() as shown:
             yield shown
@@ -186,7 +186,7 @@ def apply(
     opts = Options(
         yes=yes, dry_run=dry_run, confirm=not no_confirm, revert_after=revert_after, env=where.env
     )
-    with exclusive(spec), command_log(verbose), observer(as_json, yes) as shown:
+    with exclusive(spec), command_log(verbose), observer(as_json) as shown:
         outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, shown))
     if isinstance(shown, Json):
         shown.summary(outcome)

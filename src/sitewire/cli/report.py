@@ -59,8 +59,10 @@ def lines_for(event: Event) -> list[str]:
             return [f"{site}: private key made on the device; public key {key}"]
         case PskShared(site, peer):
             return [f"{site}, {peer}: preshared key made on {site}, copied device to device"]
-        case Verified(site, evidence):
-            return [f"{site}: {line}" for line in evidence]
+        case Verified(site, evidence, problems):
+            return [f"{site}: {line}" for line in evidence] + [
+                f"{site}: FAILED: {p}" for p in problems
+            ]
         case Decided():
             return _decided(event)
         case ReleaseFailed(site, error):
@@ -81,18 +83,15 @@ def _decided(event: Decided) -> list[str]:
             f"{site}: verified; not confirmed (--no-confirm): it reverts within "
             f"{event.within} s unless you run: sitewire confirm"
         ]
-    out = []
-    for problem in event.problems:
-        if problem.kind is Kind.CONFIRM:
-            out.append(f"{site}: {problem.text}; the router reverts by itself")
-        else:
-            out.append(f"{site}: FAILED: {problem}")
+    # The reasons were shown with the evidence (Verified); only the confirm's own failure is new.
+    late = [p for p in event.problems if p.kind is Kind.CONFIRM]
+    out = [f"{site}: could not confirm ({p.text}); the router reverts by itself" for p in late]
     if event.within is not None:
         out.append(
             f"{site}: {result.value}: the router restores its backup by itself "
             f"within {event.within} s"
         )
-    elif not any(p.kind is Kind.CONFIRM for p in event.problems):
+    elif not late:
         out.append(f"{site}: {result.value}")
     return out
 
@@ -131,8 +130,8 @@ def _stage(event: Event) -> str | None:
             return f"[#] {event.shown.split()[0]}" + (f" ({why})" if why else "")
         case KeyMade():
             return "private key made"
-        case Verified():
-            return "verified"
+        case Verified(_, _, problems):
+            return "failed" if problems else "verified"
         case Decided(_, result):
             return result.value
         case Settled(_, _, state):
@@ -144,7 +143,8 @@ class ProgressLines:
     """The lines, above one live line per site saying what it is doing (terminals only)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console()
+        # No emoji codes (`fd00:100::1` holds `:100:`), no markup: router text is shown as is.
+        self.console = console or Console(emoji=False, markup=False, highlight=False)
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", markup=False),
@@ -155,7 +155,7 @@ class ProgressLines:
 
     def event(self, event: Event) -> None:
         for line in lines_for(event):
-            self.console.print(printable(line), markup=False, highlight=False, soft_wrap=True)
+            self.console.out(printable(line), highlight=False)
         stage = _stage(event)
         if event.site is None or stage is None:
             return
@@ -198,9 +198,6 @@ def event_json(event: Event) -> dict[str, Any]:
 class Json:
     """One JSON object per line on stdout: every event, then the summary."""
 
-    def __init__(self, yes: bool) -> None:
-        self.yes = yes
-
     def event(self, event: Event) -> None:
         click.echo(json.dumps(event_json(event)))
 
@@ -237,7 +234,8 @@ def command_log(verbose: bool) -> Iterator[None]:
     logger = logging.getLogger("sitewire.remote")
     handler = _CommandLog()
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)
     try:
         yield
     finally:

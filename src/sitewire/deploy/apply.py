@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +45,11 @@ from sitewire.deploy.events import (
     Planned,
     Read,
     Result,
-    StepStarted,
 )
-from sitewire.deploy.live import Step
 from sitewire.deploy.prepare import arm_site, prepare_site, share_psks
-from sitewire.deploy.problems import ApplyError, Kind, Problem
+from sitewire.deploy.problems import ApplyError, Kind, Problem, Touched
 from sitewire.deploy.read import read_site, stale_psks
-from sitewire.deploy.remote import ConnectionLost, Credentials, Shell, Target
+from sitewire.deploy.remote import Credentials, Target
 from sitewire.deploy.run import (
     Armed,
     Before,
@@ -64,6 +62,7 @@ from sitewire.deploy.run import (
     Site,
     SiteReport,
     guarded,
+    run_steps,
 )
 from sitewire.deploy.runner import run_on_sites
 from sitewire.driver import Command, driver_for
@@ -235,8 +234,7 @@ async def _prepare(
     results = await run_on_sites(armed, one)
     run.clock.add(results.seconds)
     touched = {n for n, p in results.ok.items() if p.touched}
-    # A site that failed while making its key may have written it: roll it back, to be sure.
-    touched |= {n for n in results.failed if before[n].key is None}
+    touched |= {n for n, exc in results.failed.items() if isinstance(exc, Touched)}
     error = results.first_error() if results.failed else None
     if error is None:
         shared, error = await share_psks(
@@ -291,24 +289,6 @@ async def _configure(
         for name, exc in results.failed.items():
             out[name] = Configured(problem=Problem(Kind.CONFIGURE, str(exc)))
     return out
-
-
-async def run_steps(
-    session: Shell, armed: Armed, steps: Sequence[Step], emit: Callable[[Event], None]
-) -> Configured:
-    """The live steps in order; a dropped session leaves the rest for the new connection."""
-    site = session.target.name
-    for n, step in enumerate(steps):
-        started = StepStarted(site, step.command, step.why)
-        emit(started)
-        try:
-            await guarded(session, armed, step.command, f"the step '{step.why}'")
-        except ConnectionLost:
-            # A restart may cut this session; the verification over a new one decides, after
-            # running the steps left (a step cut short runs again: they all may).
-            dropped = f"the session dropped during {started.shown.split()[0]!r}"
-            return Configured(tuple(steps[n:]), Problem(Kind.DROPPED, dropped))
-    return Configured()
 
 
 # --- the whole apply ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from sitewire.deploy.events import (
 )
 from sitewire.deploy.problems import ApplyError, Kind, Problem
 from sitewire.deploy.remote import Credentials, RemoteError, Shell, Target
-from sitewire.deploy.run import GUARD_MARGIN, Armed, Before, Configured, Site, timed
-from sitewire.deploy.runner import run_on_sites
+from sitewire.deploy.run import GUARD_MARGIN, Armed, Before, Configured, Site, run_steps, timed
+from sitewire.deploy.runner import one_line, run_on_sites
 from sitewire.deploy.verify import Evidence, evidence_lines, judge, parse_evidence, verify_script
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.driver import driver_for
@@ -104,13 +104,15 @@ async def verify_and_decide(
     run.clock.add(results.seconds)
     evidence = dict(results.ok)
     for name, exc in results.failed.items():
-        evidence[name] = Evidence(reached=True, failed=Problem(Kind.VERIFY, str(exc)))
+        evidence[name] = Evidence(reached=True, failed=Problem(_kind(exc), one_line(exc)))
     # A site counts as a fair judge of others when it was not changed, or when it answered
-    # over a new connection and its own routing is right.
+    # over a new connection and its own routing is right; not one whose change failed before
+    # it could be verified (it is going back to what it was).
     healthy = {
         n
         for n in run.sites
-        if n not in evidence or (evidence[n].reached and not judge(final, n, evidence[n], set()))
+        if n not in configured
+        or (n in evidence and evidence[n].reached and not judge(final, n, evidence[n], set()))
     }
 
     async def decide(name: str) -> Decision:
@@ -126,7 +128,7 @@ async def verify_and_decide(
                 for peer, ok in ev.overlay.items()
                 if not ok and peer in healthy
             ]
-        run.emit(Verified(name, tuple(lines)))
+        run.emit(Verified(name, tuple(lines), tuple(problems)))
         decided = await _decide(run, name, armed[name], tuple(problems))
         run.emit(
             Decided(name, decided.result, decided.problems, _within(run, decided, armed[name]))
@@ -137,8 +139,14 @@ async def verify_and_decide(
     run.clock.add(decisions.seconds)
     out = dict(decisions.ok)
     for name, exc in decisions.failed.items():
-        out[name] = Decision(Result.REVERTING, (Problem(Kind.CONFIRM, str(exc)),))
+        # Nothing more is sent to it: its own timer reverts whatever it was left holding.
+        out[name] = Decision(Result.REVERTING, (Problem(_kind(exc), one_line(exc)),))
+        run.emit(Decided(name, out[name].result, out[name].problems))
     return out
+
+
+def _kind(exc: Exception) -> Kind:
+    return Kind.VERIFY if isinstance(exc, SitewireError) else Kind.INTERNAL
 
 
 def _within(run: Run, decided: Decision, armed: Armed) -> int | None:
@@ -157,8 +165,6 @@ async def _verify(
     armed: Armed,
     configured: Configured,
 ) -> Evidence:
-    from sitewire.deploy.apply import run_steps
-
     session = await _reconnect(run, name)
     if session is None:
         return Evidence()
@@ -247,7 +253,7 @@ async def _decide(run: Run, name: str, armed: Armed, problems: tuple[Problem, ..
             safety.confirm(run.sessions[name], armed.token, device=device), 60, name, "confirm"
         )
     except SitewireError as exc:
-        return Decision(Result.REVERTING, (Problem(Kind.CONFIRM, f"could not confirm: {exc}"),))
+        return Decision(Result.REVERTING, (Problem(Kind.CONFIRM, str(exc)),))
     return Decision(Result.CONFIRMED)
 
 
@@ -313,8 +319,10 @@ def _raise_failed(verb: str, failed: Mapping[str, Exception]) -> None:
         return
     if len(failed) == 1:
         raise next(iter(failed.values()))
+    done = {"confirm": "confirmed", "rollback": "rolled back"}[verb]
     raise ApplyError(
         "; ".join(str(e) for e in failed.values()),
         where=verb,
-        fix=f"the other sites were {verb}ed; run 'sitewire {verb}' again for these",
+        fix=f"the sites not named here were {done} where anything was pending; "
+        f"run 'sitewire {verb}' again for these",
     )

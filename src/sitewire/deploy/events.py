@@ -78,10 +78,12 @@ class PskShared:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """What the verification over a new connection found (evidence, one fact per line)."""
+    """What the verification over a new connection found (evidence, one fact per line), and
+    what keeps the site from being kept; sent before the site is confirmed or rolled back."""
 
     site: str
     evidence: tuple[str, ...]
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

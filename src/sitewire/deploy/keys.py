@@ -39,7 +39,10 @@ End = tuple[Shell, Driver, str, str]
 def psk_hash_command(driver: Driver, iface: str, peer: str) -> str:
     """Prints the sha256 of the PSK held for `peer`, computed on the device; fails if none."""
     read = driver.psk_read(iface, peer)
-    return f'sw_k=$({read}); [ -n "$sw_k" ] && printf %s "$sw_k" | sha256sum | cut -d" " -f1'
+    return (
+        f'sw_k=$({read} 2>/dev/null); [ -n "$sw_k" ] && '
+        'printf %s "$sw_k" | sha256sum | cut -d" " -f1'
+    )
 
 
 async def _hash(session: Shell, driver: Driver, iface: str, peer: str) -> str:

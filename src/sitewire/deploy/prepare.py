@@ -9,7 +9,7 @@ from sitewire.deploy import safety
 from sitewire.deploy.changes import ClientSecrets
 from sitewire.deploy.events import Event, KeyMade, PskShared, StepStarted
 from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
-from sitewire.deploy.problems import ApplyError
+from sitewire.deploy.problems import ApplyError, Touched
 from sitewire.deploy.remote import Shell
 from sitewire.deploy.run import (
     GUARD_MARGIN,
@@ -25,6 +25,7 @@ from sitewire.deploy.run import (
 )
 from sitewire.deploy.runner import run_on_sites
 from sitewire.driver import install_command
+from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 
 PACKAGE_TIMEOUT = 600.0
@@ -67,12 +68,16 @@ async def prepare_site(
     if probe is not None:
         loaded = await timed(session.run(probe), 30, site.name, probe)
         handler_fresh = driver.handler_absent(loaded.stdout)
-    if before.key is None:
-        await guarded(session, armed, "true", "its private key was made")
-    key = await ensure_private_key(session, driver, planned.interface)
-    if before.key is None:
-        emit(KeyMade(site.name, key))
-    return Prepared(key, handler_fresh, touched=before.key is None)
+    if before.key is not None:
+        key = await ensure_private_key(session, driver, planned.interface)
+        return Prepared(key, handler_fresh, touched=False)
+    await guarded(session, armed, "true", "its private key was made")
+    try:
+        key = await ensure_private_key(session, driver, planned.interface)
+    except SitewireError as exc:
+        raise Touched(exc) from exc  # the key may be written: roll back, to be sure
+    emit(KeyMade(site.name, key))
+    return Prepared(key, handler_fresh, touched=True)
 
 
 def _install_command(before: Before) -> str:
@@ -139,5 +144,6 @@ async def share_psks(
         return made
 
     results = await run_on_sites(pairs, share)
-    touched = {name for pair, made in results.ok.items() if made for name in pairs[pair]}
+    # A pair that failed may have written its key on one end: both go back by rollback.
+    touched = {name for pair in pairs if results.ok.get(pair, True) for name in pairs[pair]}
     return touched, results.first_error() if results.failed else None

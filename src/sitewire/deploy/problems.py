@@ -24,6 +24,7 @@ class Kind(StrEnum):
     VERIFY = "verify"  # the evidence over a new connection says no
     UNREACHABLE = "unreachable"  # no new connection after the change: only its timer can act
     CONFIRM = "confirm"  # verified, but the confirm did not go through
+    INTERNAL = "internal"  # a bug in sitewire (not a SitewireError): the site is not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +38,18 @@ class Problem:
         return self.kind is not Kind.WARNING
 
     def __str__(self) -> str:
-        return f"warning: {self.text}" if self.kind is Kind.WARNING else self.text
+        if self.kind is Kind.WARNING:
+            return f"warning: {self.text}"
+        return f"could not confirm: {self.text}" if self.kind is Kind.CONFIRM else self.text
 
 
 def warning(text: str) -> Problem:
     return Problem(Kind.WARNING, text)
+
+
+class Touched(ApplyError):
+    """A stage failed after it had written to the device: going back needs a rollback (the
+    backup restored), not a release. Carries the cause's message, place and fix."""
+
+    def __init__(self, cause: SitewireError) -> None:
+        super().__init__(cause.message, where=cause.where, fix=cause.fix)

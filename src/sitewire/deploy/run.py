@@ -7,15 +7,15 @@ configured → evidence → decision) instead of filling in a shared record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sitewire.deploy import safety
 from sitewire.deploy.diff import Change
-from sitewire.deploy.events import Result
+from sitewire.deploy.events import Event, Result, StepStarted
 from sitewire.deploy.live import Step
-from sitewire.deploy.problems import ApplyError, Problem, TimerRanOut
+from sitewire.deploy.problems import ApplyError, Kind, Problem, TimerRanOut
 from sitewire.deploy.remote import ConnectionLost, RemoteError, Shell, Target
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.driver import Driver, Held
@@ -205,3 +205,21 @@ async def guarded(
         detail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
         raise RemoteError(f"{shown} failed: {detail[0]}", where=site)
     return result.stdout
+
+
+async def run_steps(
+    session: Shell, armed: Armed, steps: Sequence[Step], emit: Callable[[Event], None]
+) -> Configured:
+    """The live steps in order; a dropped session leaves the rest for the new connection."""
+    site = session.target.name
+    for n, step in enumerate(steps):
+        started = StepStarted(site, step.command, step.why)
+        emit(started)
+        try:
+            await guarded(session, armed, step.command, f"the step '{step.why}'")
+        except ConnectionLost:
+            # A restart may cut this session; the verification over a new one decides, after
+            # running the steps left (a step cut short runs again: they all may).
+            dropped = f"the session dropped during {started.shown.split()[0]!r}"
+            return Configured(tuple(steps[n:]), Problem(Kind.DROPPED, dropped))
+    return Configured()

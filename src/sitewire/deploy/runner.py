@@ -37,9 +37,6 @@ class Results(Generic[T]):
         if self.failed:
             raise self.first_error(prefer)
 
-    def values(self) -> list[T]:
-        return list(self.ok.values())
-
 
 async def run_on_sites(
     sites: Iterable[str], task: Callable[[str], Awaitable[T]], *, limit: int | None = None

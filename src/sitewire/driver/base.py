@@ -108,7 +108,8 @@ class Driver(Protocol):
         ...
 
     def psk_read(self, iface: str, peer: str) -> str:
-        """The command printing the preshared key held for `peer` (nothing if none)."""
+        """The command printing the preshared key held for `peer` (nothing, or a failure and
+        a message on stderr, if none)."""
         ...
 
     def psk_write(self, iface: str, peer: str) -> str:

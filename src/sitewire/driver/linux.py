@@ -97,7 +97,7 @@ class Linux:
         )
 
     def psk_read(self, iface: str, peer: str) -> str:
-        return f"cat {shlex.quote(psk_path(iface, peer))} 2>/dev/null"
+        return f"cat {shlex.quote(psk_path(iface, peer))}"
 
     def psk_write(self, iface: str, peer: str) -> str:
         path = shlex.quote(psk_path(iface, peer))

@@ -134,4 +134,3 @@ def error_for(answer: Answer | None, result: RemoteResult, site: str, step: str)
     return SafetyError(
         message.format(text=text, quoted=quoted, base=BASE), where=site, fix=fix.format(text=text)
     )
-    return SafetyError(message, where=site, fix=fix)
