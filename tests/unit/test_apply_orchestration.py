@@ -371,3 +371,35 @@ def test_a_site_whose_configuration_failed_is_no_judge_of_the_others(
     assert [p.kind for p in a.problems] == [Kind.CONFIGURE]
     # A is going back to what it was: B not reaching it says nothing about B.
     assert b.result is Result.CONFIRMED, ui.text
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "captures"
+
+
+@pytest.mark.parametrize("release", ["openwrt-24.10", "openwrt-25.12"])
+def test_routers_recorded_after_an_apply_have_nothing_to_change(
+    tmp_path: Path, release: str
+) -> None:
+    """The facts two real lab routers answered right after `sitewire apply` (recorded by
+    scripts/record-driver-captures): a second apply reads them, finds nothing, arms nothing."""
+    import shutil
+
+    from sitewire.deploy.events import NothingToChange
+    from sitewire.diagnose.parse import parse_sections
+
+    cases = {site: RECORDED / release / f"seed-applied-{site}" for site in ("A", "B")}
+    for name in ("network.toml", "network.lock"):
+        shutil.copy(cases["A"] / name, tmp_path / name)
+    net = network(
+        **{
+            site: FakeDevice(site, parse_sections((case / "facts.out").read_text()))
+            for site, case in cases.items()
+        }
+    )
+    lock_before = (tmp_path / "network.lock").read_text()
+    outcome, ui = apply(tmp_path / "network.toml", net)
+    assert outcome.ok and not outcome.lock_changed, ui.text
+    assert {r.result for r in outcome.sites.values()} == {Result.UNCHANGED}
+    assert any(isinstance(e, NothingToChange) for e in ui.events)
+    assert {s.kind for s in net.journal} == {"facts", "safety:status"}
+    assert (tmp_path / "network.lock").read_text() == lock_before
