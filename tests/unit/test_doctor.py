@@ -552,3 +552,31 @@ def test_findings_carry_no_secret() -> None:
     assert [f.check for f in findings] == ["dialer-without-keepalive"]
     assert all(secret not in f.text() for f in findings)
     assert all(secret not in str(f.as_json()) for f in findings)
+
+
+def _linux_b(plan: Plan, **override: tuple[str, int]) -> DeviceFacts:
+    """B as a Linux host (wg-quick): no UCI, no openwrt_release, `wg` on the PATH."""
+    outputs = {
+        "openwrt_release": ("", 1),
+        "os_release": ('NAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\n', 0),
+        "commands": ("apt-get /usr/bin/apt-get\nwg /usr/bin/wg\nwg-quick /usr/bin/wg-quick\n", 0),
+        "wg": (wg_dump(plan, "B"), 0),
+        "routes4": (routes4(plan, "B"), 0),
+        "rules4": (TAILSCALE_RULES, 0),
+        "table52_4": (table52("B"), 0),
+        "rc_local": ("", 0),
+        **override,
+    }
+    return facts_from_sections("B", Platform.LINUX, openwrt_sections(**outputs))
+
+
+def test_fixes_on_a_linux_host_say_what_a_linux_host_runs() -> None:
+    plan = seed_plan(
+        SEED.read_text().replace('[sites.B]\nplatform = "openwrt"', '[sites.B]\nplatform = "linux"')
+    )
+    assert plan.site("B").platform is Platform.LINUX
+    b = _linux_b(plan, wg=(wg_dump(plan, "B", keepalive=False), 0))
+    finding = one(diagnose(seed_live(plan, {"B": b})), "dialer-without-keepalive", "B")
+    assert "uci" not in finding.fix
+    assert f"wg set wg0 peer {KEYS['A']} persistent-keepalive 25" in finding.fix
+    assert "PersistentKeepalive = 25" in finding.fix and "/etc/wireguard/wg0.conf" in finding.fix

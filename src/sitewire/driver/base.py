@@ -169,6 +169,11 @@ class Driver(Protocol):
     reads_facts: frozenset[str]  # sections of FACT_SECTIONS read only on this platform
     start_interface: tuple[str, ...]  # what brings `{iface}` up, the first preferred
     reresolve: str  # doctor's words for what re-resolves the names `{iface}` dials
+    # The fixes doctor quotes, by hand; `{iface}`, `{peer}` (a site's name), `{key}` filled in.
+    fix_keepalive: str  # the peer `{key}` of `{iface}` gets persistent keepalive 25
+    fix_peer_key: str  # `{peer}`'s public key on `{iface}` becomes `{key}`
+    fix_route: str  # `{iface}` routes every prefix of `{peer}`'s AllowedIPs
+    restart_network: str | None  # what reloads the proto handlers (None: no such thing)
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         """Whether the device has WireGuard's tools (`wg`)."""

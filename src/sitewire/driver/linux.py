@@ -210,6 +210,16 @@ class Linux:
     reads_facts: frozenset[str] = frozenset()
     start_interface: tuple[str, ...] = ("wg-quick up {iface}", "systemctl start wg-quick@{iface}")
     reresolve = "the sitewire-reresolve-{iface} cron job"
+    fix_keepalive = (
+        "wg set {iface} peer {key} persistent-keepalive 25, and PersistentKeepalive = 25 in "
+        "{peer}'s [Peer] of /etc/wireguard/{iface}.conf"
+    )
+    fix_peer_key = (
+        "PublicKey = {key} in {peer}'s [Peer] of /etc/wireguard/{iface}.conf, then: "
+        "wg-quick down {iface}; wg-quick up {iface}"
+    )
+    fix_route = "wg-quick down {iface}; wg-quick up {iface}  (it routes every AllowedIPs prefix)"
+    restart_network: str | None = None
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         return "wg" in facts.commands

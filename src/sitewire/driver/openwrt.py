@@ -246,6 +246,17 @@ class OpenWrt:
     )
     start_interface: tuple[str, ...] = ("ifup {iface}",)
     reresolve = "or: ifup {iface}; the wireguard_watchdog cron job"
+    fix_keepalive = (
+        "uci set network.sw_peer_{peer}.persistent_keepalive='25' && uci commit network && "
+        "wg set {iface} peer {key} persistent-keepalive 25"
+    )
+    fix_peer_key = (
+        "uci set network.sw_peer_{peer}.public_key='{key}' && uci commit network && ifup {iface}"
+    )
+    fix_route = (
+        "uci set network.sw_peer_{peer}.route_allowed_ips='1' && uci commit network && ifup {iface}"
+    )
+    restart_network: str | None = "/etc/init.d/network restart"
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         return "wireguard-tools" in facts.packages

@@ -20,7 +20,7 @@ def check_interface_running(live: Live, site: SitePlan) -> list[Finding]:
     driver = driver_for(site.platform)
     start, *others = (command.format(iface=iface) for command in driver.start_interface)
     if driver.runs_netifd:
-        return _netifd_not_running(facts, site, start)
+        return _netifd_not_running(facts, site, start, driver.restart_network or start)
     if facts.wg.interface(iface) is not None:
         return []
     return [
@@ -34,7 +34,9 @@ def check_interface_running(live: Live, site: SitePlan) -> list[Finding]:
     ]
 
 
-def _netifd_not_running(facts: DeviceFacts, site: SitePlan, start: str) -> list[Finding]:
+def _netifd_not_running(
+    facts: DeviceFacts, site: SitePlan, start: str, restart: str
+) -> list[Finding]:
     """netifd's state of the interface, as a finding when it does not run."""
     iface = site.interface
     running = facts.wg.interface(iface) is not None
@@ -55,7 +57,6 @@ def _netifd_not_running(facts: DeviceFacts, site: SitePlan, start: str) -> list[
         return []
     status = f"proto {state.proto or '?'}" + "".join(f", {code}" for code in state.errors)
     evidence = [f"$ ubus call network.interface.{iface} status", f'"up": false ({status})']
-    restart = "/etc/init.d/network restart"
     if state.proto == "none" and facts.handler is Handler.ABSENT:
         install = "apk add" if facts.package_manager is PackageManager.APK else "opkg install"
         problem = (

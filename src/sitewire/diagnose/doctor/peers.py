@@ -35,9 +35,10 @@ def check_keepalive(live: Live, site: SitePlan) -> list[Finding]:
                     "$ wg show all dump  (keepalive is the last field)",
                     dump_line(site.interface, running),
                 ),
-                f"uci set network.{peer_section(peer.name)}.persistent_keepalive='25' && "
-                f"uci commit network && wg set {site.interface} peer {running.public_key} "
-                f"persistent-keepalive 25   (or: {APPLY})",
+                driver_for(site.platform).fix_keepalive.format(
+                    iface=site.interface, peer=peer.name, key=running.public_key
+                )
+                + f"   (or: {APPLY})",
             )
         )
     return out
@@ -68,8 +69,10 @@ def check_keys(live: Live, site: SitePlan) -> list[Finding]:
                     actual,
                 ),
                 f"{APPLY}   (it reads each router's real key; or by hand: "
-                f"uci set network.{peer_section(peer.name)}.public_key='{actual}' && "
-                f"uci commit network && ifup {site.interface})",
+                + driver_for(site.platform).fix_peer_key.format(
+                    iface=site.interface, peer=peer.name, key=actual
+                )
+                + ")",
             )
         )
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import NetifdInterface
+from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import peer_section
 from sitewire.strict import IPNetwork
@@ -55,8 +56,8 @@ def check_routes(live: Live, site: SitePlan) -> list[Finding]:
                 + (" (route_allowed_ips is off)" if flag != "1" else "")
                 + ": that traffic leaves through the WAN default route",
                 tuple(evidence),
-                f"uci set network.{peer_section(peer.name)}.route_allowed_ips='1' && "
-                f"uci commit network && ifup {site.interface}   (or: {APPLY})",
+                driver_for(site.platform).fix_route.format(iface=site.interface, peer=peer.name)
+                + f"   (or: {APPLY})",
             )
         )
     return out
