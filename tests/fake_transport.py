@@ -179,9 +179,7 @@ class FakeSession(Shell):
         self.number = number
         self.dead = False
 
-    async def run(
-        self, command: str, stdin: str | None = None, *, shown: str | None = None
-    ) -> RemoteResult:
+    async def execute(self, command: str, stdin: str | None) -> RemoteResult:
         if self.dead:
             raise ConnectionLost(
                 "connection lost: the fake session was cut", where=self.target.name

@@ -41,9 +41,7 @@ class FakeShell(Shell):
         self.answer = answer
         self.closed = False
 
-    async def run(
-        self, command: str, stdin: str | None = None, *, shown: str | None = None
-    ) -> RemoteResult:
+    async def execute(self, command: str, stdin: str | None) -> RemoteResult:
         script = shlex.split(command)[2]
         return RemoteResult(0, self.answer(re.findall(r"^section (\S+)$", script, re.M)), "")
 

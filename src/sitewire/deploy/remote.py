@@ -6,6 +6,7 @@ transport of the tests) import nothing of asyncssh; `sitewire.deploy.ssh` is the
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from abc import ABC, abstractmethod
@@ -14,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 
 from sitewire.errors import SitewireError
+
+log = logging.getLogger("sitewire.remote")
 
 _TARGET = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
 
@@ -68,12 +71,18 @@ class Shell(ABC):
 
     target: Target
 
-    @abstractmethod
     async def run(
         self, command: str, stdin: str | None = None, *, shown: str | None = None
     ) -> RemoteResult:
-        """Run a POSIX sh command. Input is never logged (unless `shown`, a script without
-        secrets); commands must not contain secrets."""
+        """Run a POSIX sh command, logged as `[#] site: command`. Input is never logged
+        (unless `shown`, a script without secrets); commands must not contain secrets."""
+        text = shown if shown is not None else command + (" <<(input)" if stdin else "")
+        log.info("[#] %s: %s", self.target.name, text)
+        return await self.execute(command, stdin)
+
+    @abstractmethod
+    async def execute(self, command: str, stdin: str | None) -> RemoteResult:
+        """The transport's part of `run`: send it, return its status and output."""
 
     async def script(self, text: str) -> RemoteResult:
         """Run a shell script sent on stdin, not on the command line: dropbear refuses a command

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import asyncssh
@@ -18,8 +17,6 @@ from sitewire.deploy.remote import (
 
 __all__ = ["ConnectionLost", "Credentials", "RemoteError", "RemoteResult", "Session", "Target"]
 
-log = logging.getLogger("sitewire.remote")
-
 
 class Session(Shell):
     """One SSH connection to one device; every command it runs is logged as `[#] site: cmd`."""
@@ -28,13 +25,7 @@ class Session(Shell):
         self.target = target
         self._conn = conn
 
-    async def run(
-        self, command: str, stdin: str | None = None, *, shown: str | None = None
-    ) -> RemoteResult:
-        """Run a POSIX sh command. Input is never logged (unless `shown`, a script without
-        secrets); commands must not contain secrets."""
-        text = shown if shown is not None else command + (" <<(input)" if stdin else "")
-        log.info("[#] %s: %s", self.target.name, text)
+    async def execute(self, command: str, stdin: str | None) -> RemoteResult:
         try:
             done = await self._conn.run(command, input=stdin, check=False)
         except (OSError, asyncssh.Error) as exc:
