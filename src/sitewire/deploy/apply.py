@@ -66,7 +66,7 @@ from sitewire.deploy.run import (
 )
 from sitewire.deploy.runner import run_on_sites
 from sitewire.driver import Command, driver_for
-from sitewire.pipeline import Workspace
+from sitewire.pipeline import Workspace, save_keys
 from sitewire.plan import Plan
 from sitewire.spec.lock import Lock, save_lock
 
@@ -146,8 +146,6 @@ async def _apply(run: Run, first: Plan) -> Outcome:
     }
     kept = {n for n in run.sites if n not in reports or reports[n].result in _KEPT}
     if run.ws.keys is not None and run.ws.keys_changed and run.ws.keys_path is not None:
-        from sitewire.pipeline import save_keys
-
         save_keys(run.ws)
     lock_changed = save_lock(run.ws.lock_path, _lock_for(final.lock, before, kept))
     return Outcome({**unchanged, **reports}, lock_changed)
