@@ -7,9 +7,9 @@ Listeners are configured before dialers, so a dialer's first handshake is answer
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
+from sitewire.deploy.runner import run_on_sites
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
@@ -23,9 +23,11 @@ async def configure_sites(
 ) -> None:
     sites = [plan.site(name) for name in plan.site_names]
     for group in ([s for s in sites if s.endpoint], [s for s in sites if not s.endpoint]):
-        await asyncio.gather(
-            *(_configure(plan, site, secrets, targets[site.name], creds) for site in group)
+        done = await run_on_sites(
+            [s.name for s in group],
+            lambda name: _configure(plan, plan.site(name), secrets, targets[name], creds),
         )
+        done.raise_first()
 
 
 async def _configure(
