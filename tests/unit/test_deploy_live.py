@@ -323,3 +323,73 @@ def test_a_route_allowed_ips_change_restores_the_routes(plan: Plan) -> None:
     [step] = openwrt_steps(plan.site("B"), facts, [change], handler_fresh=False, cron_missing=False)
     assert "wg set" not in step.command  # the peer itself runs as planned
     assert "ip -4 route replace 192.168.3.0/24 dev wg0" in step.command
+
+
+# --- issue 12: refusals before any change ------------------------------------------------------
+
+
+def test_a_foreign_wireguard_interface_on_the_planned_port_is_refused(plan: Plan) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+
+    site = plan.site("A")
+    foreign = f"wg9\t{HIDDEN}\t{KEYS['B']}\t{site.listen_port}\toff\n"
+    facts = _facts(plan, "A", foreign)
+    with pytest.raises(ApplyError, match=r"wg9.*already listens on udp/51820") as caught:
+        preflight(OPENWRT, site, facts)
+    assert caught.value.where == "A" and "sites.A" in (caught.value.fix or "")
+    # The planned interface itself on that port is what sitewire manages: no refusal.
+    preflight(OPENWRT, site, _facts(plan, "A", _dump(plan, "A")))
+
+
+def test_a_foreign_uci_wireguard_interface_on_the_planned_port_is_refused(plan: Plan) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+
+    site = plan.site("A")
+    network = (
+        "package network\n\nconfig interface 'lan'\n\toption proto 'static'\n\n"
+        "config interface 'vpn'\n\toption proto 'wireguard'\n\toption listen_port '51820'\n"
+    )
+    facts = facts_from_sections(
+        "A",
+        Platform.OPENWRT,
+        openwrt_sections(uci_changes=("", 0), uci_network=(network, 0), wg=("", 0)),
+    )
+    with pytest.raises(ApplyError, match=r"'vpn'.*udp/51820"):
+        preflight(OPENWRT, site, facts)
+
+
+def test_the_planned_interface_name_held_by_another_kind_of_interface_is_refused(
+    plan: Plan,
+) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+
+    site = plan.site("A")
+    network = (
+        "package network\n\nconfig interface 'wg0'\n\toption proto 'static'\n"
+        "\toption ipaddr '10.9.9.1'\n"
+    )
+    facts = facts_from_sections(
+        "A",
+        Platform.OPENWRT,
+        openwrt_sections(uci_changes=("", 0), uci_network=(network, 0), wg=("", 0)),
+    )
+    with pytest.raises(ApplyError, match=r"network\.wg0 is a 'static' interface") as caught:
+        preflight(OPENWRT, site, facts)
+    assert "interface" in (caught.value.fix or "")
+    # On Linux: a link of that name that WireGuard does not list.
+    links = "5: wg0: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state UP\\    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n"
+    linux = facts_from_sections(
+        "A",
+        Platform.LINUX,
+        openwrt_sections(
+            openwrt_release=("", 1),
+            commands=("wg /usr/bin/wg\napt-get /usr/bin/apt-get\n", 0),
+            wg=("", 0),
+            links=(links, 0),
+        ),
+    )
+    with pytest.raises(ApplyError, match=r"wg0 exists and is not a WireGuard interface"):
+        preflight(LINUX, site, linux)

@@ -128,6 +128,7 @@ def preflight(
             fix="look at them with 'uci changes' on the router, then 'uci commit' or 'uci revert'",
         )
     missing = driver.missing_packages(site, facts)
+    refuse_foreign(site, facts)
     pins = site.tailscale.pins if site.tailscale is not None else ()
     for version, rule52 in ((4, facts.lookup52), (6, facts.lookup52_v6)):
         if not any(p.version == version for p in pins) or rule52 is None:
@@ -150,6 +151,48 @@ def preflight(
             )
         )
     return missing, warnings
+
+
+def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:
+    """What sitewire would break by taking the planned name or port: refused, nothing changed."""
+    iface, port = site.interface, site.listen_port
+    fix_port = f"give sites.{site.name} another port (port = ...), or remove that interface"
+    for live in facts.wg.interfaces:
+        if live.name != iface and live.listen_port == port:
+            raise ApplyError(
+                f"{live.name} (not {iface}, which sitewire manages) already listens on udp/{port}",
+                where=site.name,
+                fix=fix_port,
+            )
+    network = facts.network
+    if network is not None:
+        for section in network.sections_of_type("interface"):
+            if section.name in (None, iface) or section.options.get("proto") != "wireguard":
+                continue
+            if section.options.get("listen_port") == str(port):
+                raise ApplyError(
+                    f"the WireGuard interface {section.name!r} is set to listen on udp/{port}, "
+                    f"the port planned for {iface}",
+                    where=site.name,
+                    fix=fix_port,
+                )
+        held = network.section(iface)
+        proto = held.options.get("proto") if held is not None else "wireguard"
+        if held is not None and held.type == "interface" and proto != "wireguard":
+            raise ApplyError(
+                f"network.{iface} is a {proto!r} interface, not WireGuard",
+                where=site.name,
+                fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
+                f"or rename that one",
+            )
+    if any(link.name == iface for link in facts.links) and facts.wg.interface(iface) is None:
+        if network is None:  # on OpenWrt netifd may be re-creating it; UCI said above
+            raise ApplyError(
+                f"{iface} exists and is not a WireGuard interface",
+                where=site.name,
+                fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
+                f"or remove that link",
+            )
 
 
 def stale_psks(plan: Plan, hashes: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
