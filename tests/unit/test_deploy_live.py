@@ -380,7 +380,10 @@ def test_the_planned_interface_name_held_by_another_kind_of_interface_is_refused
         preflight(OPENWRT, site, facts)
     assert "interface" in (caught.value.fix or "")
     # On Linux: a link of that name that WireGuard does not list.
-    links = "5: wg0: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state UP\\    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n"
+    links = (
+        "5: wg0: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state UP\\    "
+        "link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n"
+    )
     linux = facts_from_sections(
         "A",
         Platform.LINUX,

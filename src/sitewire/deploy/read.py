@@ -185,14 +185,15 @@ def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:
                 fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
                 f"or rename that one",
             )
-    if any(link.name == iface for link in facts.links) and facts.wg.interface(iface) is None:
-        if network is None:  # on OpenWrt netifd may be re-creating it; UCI said above
-            raise ApplyError(
-                f"{iface} exists and is not a WireGuard interface",
-                where=site.name,
-                fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
-                f"or remove that link",
-            )
+    # On OpenWrt UCI said above (netifd may be re-creating the device just now).
+    linked = any(link.name == iface for link in facts.links)
+    if network is None and linked and facts.wg.interface(iface) is None:
+        raise ApplyError(
+            f"{iface} exists and is not a WireGuard interface",
+            where=site.name,
+            fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
+            f"or remove that link",
+        )
 
 
 def stale_psks(plan: Plan, hashes: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
