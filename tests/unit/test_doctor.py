@@ -580,3 +580,40 @@ def test_fixes_on_a_linux_host_say_what_a_linux_host_runs() -> None:
     assert "uci" not in finding.fix
     assert f"wg set wg0 peer {KEYS['A']} persistent-keepalive 25" in finding.fix
     assert "PersistentKeepalive = 25" in finding.fix and "/etc/wireguard/wg0.conf" in finding.fix
+
+
+# --- issue 12: what a hand-made network leaves beside sitewire's ----------------------------
+
+
+def test_one_public_key_in_two_peer_sections() -> None:
+    plan = seed_plan()
+    hand_made = (
+        f"\nconfig wireguard_wg0\n\toption public_key '{KEYS['B']}'\n"
+        "\tlist allowed_ips '192.168.5.0/24'\n\toption route_allowed_ips '1'\n"
+    )
+    a = facts(plan, "A", uci_network=(network_uci(plan, "A") + hand_made, 0))
+    finding = one(diagnose(seed_live(plan, {"A": a})), "duplicate-peer", "A")
+    assert "two peer sections for B's key (sw_peer_B, @wireguard_wg0[2])" in finding.problem
+    assert "uci delete network.@wireguard_wg0[2]" in finding.fix
+
+
+def test_the_interface_in_two_zones() -> None:
+    plan = seed_plan()
+    extra = (
+        "\nconfig zone\n\toption name 'wireguard'\n\tlist network 'wg0'\n\toption input 'ACCEPT'\n"
+    )
+    a = facts(plan, "A", uci_firewall=(firewall_uci(plan, "A") + extra, 0))
+    finding = one(diagnose(seed_live(plan, {"A": a})), "interface-in-two-zones", "A")
+    assert "wg0 is in two firewall zones (sitewire, wireguard)" in finding.problem
+    assert finding.fix.startswith("uci del_list firewall.@zone[")
+    assert "network='wg0'" in finding.fix
+
+
+def test_a_foreign_peer_is_named_and_kept() -> None:
+    plan = seed_plan()
+    stranger = "S" * 43 + "="
+    dump = wg_dump(plan, "A") + (f"wg0\t{stranger}\t(none)\t(none)\t10.99.0.2/32\t0\t0\t0\toff\n")
+    a = facts(plan, "A", wg=(dump, 0))
+    finding = one(diagnose(seed_live(plan, {"A": a})), "foreign-peer", "A")
+    assert f"runs a peer sitewire does not plan ({stranger[:8]}…, 10.99.0.2/32)" in finding.problem
+    assert f"wg set wg0 peer {stranger} remove" in finding.fix

@@ -174,6 +174,7 @@ class Driver(Protocol):
     fix_peer_key: str  # `{peer}`'s public key on `{iface}` becomes `{key}`
     fix_route: str  # `{iface}` routes every prefix of `{peer}`'s AllowedIPs
     restart_network: str | None  # what reloads the proto handlers (None: no such thing)
+    peer_store: str  # where `{iface}`'s peers are kept, for a person to edit
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         """Whether the device has WireGuard's tools (`wg`)."""

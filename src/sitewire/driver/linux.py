@@ -220,6 +220,7 @@ class Linux:
     )
     fix_route = "wg-quick down {iface}; wg-quick up {iface}  (it routes every AllowedIPs prefix)"
     restart_network: str | None = None
+    peer_store = "/etc/wireguard/{iface}.conf (its [Peer])"
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         return "wg" in facts.commands

@@ -257,6 +257,7 @@ class OpenWrt:
         "uci set network.sw_peer_{peer}.route_allowed_ips='1' && uci commit network && ifup {iface}"
     )
     restart_network: str | None = "/etc/init.d/network restart"
+    peer_store = "/etc/config/network (its wireguard_{iface} section)"
 
     def wireguard_tools(self, facts: DeviceFacts) -> bool:
         return "wireguard-tools" in facts.packages

@@ -16,6 +16,11 @@ from sitewire.diagnose.doctor.firewall import check_forwardings, check_no_zone, 
 from sitewire.diagnose.doctor.interface import check_interface_running
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
 from sitewire.diagnose.doctor.mtu import check_mtu
+from sitewire.diagnose.doctor.ownership import (
+    check_duplicate_peers,
+    check_foreign_peers,
+    check_zones,
+)
 from sitewire.diagnose.doctor.peers import check_keepalive, check_keys, check_saved_not_live
 from sitewire.diagnose.doctor.routes import check_routes, check_tailscale
 
@@ -25,6 +30,8 @@ __all__ = [
     "Finding",
     "Live",
     "check_ddns",
+    "check_duplicate_peers",
+    "check_foreign_peers",
     "check_forwardings",
     "check_interface_running",
     "check_keepalive",
@@ -35,6 +42,7 @@ __all__ = [
     "check_routes",
     "check_saved_not_live",
     "check_tailscale",
+    "check_zones",
     "diagnose",
 ]
 
@@ -51,6 +59,9 @@ CHECKS = (
     check_saved_not_live,
     check_mtu,
     check_no_zone,
+    check_duplicate_peers,
+    check_zones,
+    check_foreign_peers,
 )
 
 
