@@ -167,6 +167,12 @@ def _workspace(spec: Path, where: Reach) -> Workspace:
     help="Keep the keys of clients without a public_key in this 0600 file "
     "(sites' keys are always made on the devices).",
 )
+@click.option(
+    "--remove-foreign",
+    is_flag=True,
+    help="Also remove peers of the interface that the spec does not know (by default they "
+    "are kept and named).",
+)
 def apply(
     spec: Path,
     use_lab: bool,
@@ -177,6 +183,7 @@ def apply(
     no_confirm: bool,
     revert_after: int,
     keys_path: Path | None,
+    remove_foreign: bool,
     verbose: bool,
     as_json: bool,
 ) -> int:
@@ -184,7 +191,12 @@ def apply(
     where = reach(spec, use_lab, lab_name, lock_path, keys_path)
     ws = _workspace(spec, where)
     opts = Options(
-        yes=yes, dry_run=dry_run, confirm=not no_confirm, revert_after=revert_after, env=where.env
+        yes=yes,
+        dry_run=dry_run,
+        confirm=not no_confirm,
+        revert_after=revert_after,
+        env=where.env,
+        remove_foreign=remove_foreign,
     )
     with exclusive(spec), command_log(verbose), observer(as_json) as shown:
         outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, shown))

@@ -25,7 +25,7 @@ import fcntl
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sitewire.deploy import safety
@@ -136,7 +136,7 @@ async def _apply(run: Run, first: Plan) -> Outcome:
             "nothing was changed", where="apply", fix="run again and answer yes, or pass --yes"
         )
     armed = await _arm(run, draft, before, changed)
-    prepared = await _prepare(run, first, before, armed)
+    prepared = await _prepare(run, first, draft, before, armed)
     final = run.plan({**keys, **{n: p.key for n, p in prepared.items()}})
     configured = await _configure(run, final, before, diffs, armed, prepared)
     decided = await verify_and_decide(run, final, before, armed, configured)
@@ -185,17 +185,24 @@ def _diff(
     run: Run, draft: Plan, before: Mapping[str, Before], placeholders: Mapping[str, str]
 ) -> dict[str, Diffed]:
     diffs = {
-        n: diff_site(draft, site, before[n], run.secrets, placeholders)
+        n: diff_site(
+            draft,
+            site,
+            before[n],
+            run.secrets,
+            placeholders,
+            remove_foreign=run.opts.remove_foreign,
+        )
         for n, site in run.sites.items()
     }
     extra: dict[str, list[str]] = {n: [] for n in run.sites}
-    for a, b in stale_psks(draft, {n: before[n].psk_hashes for n in run.sites}):
+    for a, b in stale_psks(draft, before):
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
         extra[a].append(f"{a}: preshared key with {b}: made anew on the devices")
         extra[b].append(f"{b}: preshared key with {a}: made anew on the devices")
     out = {}
     for n, d in diffs.items():
-        out[n] = Diffed((*d.lines, *extra[n]), d.changes, d.warnings)
+        out[n] = Diffed((*d.lines, *extra[n]), d.changes, d.warnings, d.keep_peers)
         run.emit(Planned(n, out[n].lines, out[n].warnings))
     return out
 
@@ -221,12 +228,16 @@ async def _arm(
 
 
 async def _prepare(
-    run: Run, first: Plan, before: Mapping[str, Before], armed: Mapping[str, Armed]
+    run: Run, first: Plan, draft: Plan, before: Mapping[str, Before], armed: Mapping[str, Armed]
 ) -> dict[str, Prepared]:
     async def one(name: str) -> Prepared:
         site = run.sites[name]
+        # Hand-made sections are told by the keys the devices really hold: the draft's.
+        took_over = site.driver.takeover(
+            draft.site(name), before[name].facts, drop_foreign=run.opts.remove_foreign
+        )
         return await prepare_site(
-            run.sessions[name], site, first, before[name], armed[name], run.emit
+            run.sessions[name], site, first, before[name], armed[name], run.emit, took_over
         )
 
     results = await run_on_sites(armed, one)
@@ -258,8 +269,10 @@ async def _configure(
 ) -> dict[str, Configured]:
     async def one(name: str) -> Configured:
         site, planned = run.sites[name], final.site(name)
-        session, held = run.sessions[name], before[name].held
-        rendered = site.driver.render(final, planned, run.secrets, held.facts)
+        session = run.sessions[name]
+        drop = run.opts.remove_foreign
+        held = replace(before[name].held, keep_peers=diffs[name].keep_peers, drop_foreign=drop)
+        rendered = site.driver.render(final, planned, run.secrets, held.facts, drop_foreign=drop)
         for item in site.driver.push(rendered, held):
             if isinstance(item, Command):
                 await guarded(session, armed[name], item.command, item.what, stdin=item.stdin)

@@ -6,13 +6,16 @@ import base64
 import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from sitewire.deploy.live import drift_lines, tailscale_differs
 from sitewire.deploy.problems import warning
 from sitewire.deploy.run import Before, Diffed, Site
+from sitewire.diagnose.facts import DeviceFacts
 from sitewire.errors import InputError
 from sitewire.pipeline import Workspace
 from sitewire.plan import Plan, plan_network
+from sitewire.plan.model import SitePlan
 
 # --- keys: the live ones, and stand-ins for the ones not yet born ---------------------------------
 
@@ -82,14 +85,39 @@ def client_keys(ws: Workspace) -> dict[str, str]:
 # --- 2. diff --------------------------------------------------------------------------------------
 
 
+def foreign_peers(plan: Plan, site: SitePlan, facts: DeviceFacts) -> frozenset[str]:
+    """Running peers of the interface the plan does not know: not planned, not a retired node,
+    holding none of the planned prefixes (a planned prefix under another key is a wrong key,
+    and goes). Someone added them for themselves; sitewire keeps them (issue 12)."""
+    live = facts.wg.interface(site.interface)
+    if live is None:
+        return frozenset()
+    planned = {p.public_key for p in site.peers}
+    retired = {e.public_key for e in plan.lock.retired.values() if e.public_key}
+    carried = {prefix for p in site.peers for prefix in p.allowed_ips}
+    return frozenset(
+        p.public_key
+        for p in live.peers
+        if p.public_key not in planned | retired and not set(p.allowed_ips) & carried
+    )
+
+
 def diff_site(
-    plan: Plan, site: Site, before: Before, secrets: ClientSecrets, placeholders: Mapping[str, str]
+    plan: Plan,
+    site: Site,
+    before: Before,
+    secrets: ClientSecrets,
+    placeholders: Mapping[str, str],
+    *,
+    remove_foreign: bool = False,
 ) -> Diffed:
     """What the apply would change on `site`, as lines (none: nothing), and its warnings."""
     planned = plan.site(site.name)
     facts = before.facts
-    rendered = site.driver.render(plan, planned, secrets, facts)
-    found = site.driver.diff(planned, before.held, rendered)
+    foreign = frozenset() if remove_foreign else foreign_peers(plan, planned, facts)
+    held = replace(before.held, keep_peers=foreign, drop_foreign=remove_foreign)
+    rendered = site.driver.render(plan, planned, secrets, facts, drop_foreign=remove_foreign)
+    found = site.driver.diff(planned, held, rendered)
     lines: list[str] = []
     if before.missing_packages:
         lines.append(f"{site.name}: install {', '.join(before.missing_packages)}")
@@ -97,6 +125,13 @@ def diff_site(
         lines.append(f"{site.name}: private key: made on the device (only its public key returns)")
     lines += found.lines
     warnings = list(before.warnings)
+    warnings += [
+        warning(
+            f"{planned.interface}: peer {key[:8]}… runs here and is not planned: kept "
+            "(apply --remove-foreign removes it)"
+        )
+        for key in sorted(foreign)
+    ]
     ts = planned.tailscale
     if (
         ts is not None
@@ -114,7 +149,7 @@ def diff_site(
         )
     if not lines:
         # The files agree; the running peers may not (24.10's reload ignores them, or by hand).
-        lines = drift_lines(planned, facts, site.driver.held_psks(planned, facts))
+        lines = drift_lines(planned, facts, site.driver.held_psks(planned, facts), foreign)
     for name, key in placeholders.items():
         lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
-    return Diffed(tuple(lines), found.changes, tuple(warnings))
+    return Diffed(tuple(lines), found.changes, tuple(warnings), foreign)

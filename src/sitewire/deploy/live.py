@@ -95,6 +95,7 @@ def live_peer_script(
     psks: Mapping[str, bool | None] | None = None,
     *,
     routes: bool = False,
+    keep: frozenset[str] = frozenset(),
 ) -> str | None:
     """`wg set` for exactly the peers that differ; None when none do and `routes` is off.
 
@@ -114,7 +115,7 @@ def live_peer_script(
     # Unplanned peers first (a wrong key, a removed site); a route stays while a planned peer
     # carries its prefix, whoever held it before.
     for gone in live.peers:
-        if gone.public_key in wanted:
+        if gone.public_key in wanted or gone.public_key in keep:
             continue
         lines.append(f"wg set {iface} peer {q(gone.public_key)} remove")
         for old in set(gone.allowed_ips) - carried:
@@ -166,7 +167,10 @@ def _set_peer(site: SitePlan, peer: PeerPlan, psk_source: Callable[[str, str], s
 
 
 def drift_lines(
-    site: SitePlan, facts: DeviceFacts, psks: Mapping[str, bool | None] | None
+    site: SitePlan,
+    facts: DeviceFacts,
+    psks: Mapping[str, bool | None] | None,
+    keep: frozenset[str] = frozenset(),
 ) -> list[str]:
     """How the running device's peers differ from the plan (`wg show all dump`), one line each.
 
@@ -184,11 +188,14 @@ def drift_lines(
             for p in site.peers
             if (running := live.peer(p.public_key or "")) is not None
         }
-    return live_drift(site, live, psks)
+    return live_drift(site, live, psks, keep)
 
 
 def live_drift(
-    site: SitePlan, live: WgInterface, psks: Mapping[str, bool | None] | None = None
+    site: SitePlan,
+    live: WgInterface,
+    psks: Mapping[str, bool | None] | None = None,
+    keep: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Peers the device runs other than planned (24.10's `reload` ignores peer sections);
     `psks` as for `peer_differs`, by peer name."""
@@ -204,7 +211,7 @@ def live_drift(
             )
     keys = {p.public_key for p in site.peers}
     for extra in live.peers:
-        if extra.public_key not in keys:
+        if extra.public_key not in keys and extra.public_key not in keep:
             out.append(
                 f"{site.name}: {site.interface}: peer {extra.public_key}: runs but is not "
                 "planned; removed live"

@@ -24,7 +24,7 @@ from sitewire.deploy.run import (
     timed,
 )
 from sitewire.deploy.runner import run_on_sites
-from sitewire.driver import install_command
+from sitewire.driver import Command, install_command
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 
@@ -56,8 +56,10 @@ async def prepare_site(
     before: Before,
     armed: Armed,
     emit: Callable[[Event], None],
+    took_over: Command | None = None,
 ) -> Prepared:
-    """Packages, then the device's private key (made there if it has none)."""
+    """Packages, hand-made sections taken over (`took_over`, from the plan with the live
+    keys), then the device's private key (made there if it has none)."""
     planned, driver = plan.site(site.name), site.driver
     handler_fresh = False
     if before.missing_packages:
@@ -68,16 +70,25 @@ async def prepare_site(
     if probe is not None:
         loaded = await timed(session.run(probe), 30, site.name, probe)
         handler_fresh = driver.handler_absent(loaded.stdout)
-    if before.key is not None:
-        key = await ensure_private_key(session, driver, planned.interface)
-        return Prepared(key, handler_fresh, touched=False)
-    await guarded(session, armed, "true", "its private key was made")
+    if took_over is not None:
+        emit(StepStarted(site.name, took_over.command.split()[0] + " ...", took_over.what))
+        try:
+            await guarded(session, armed, took_over.command, took_over.what, stdin=took_over.stdin)
+        except SitewireError as exc:
+            raise Touched(exc) from exc
+    touched = took_over is not None
     try:
+        if before.key is None:
+            await guarded(session, armed, "true", "its private key was made")
+            touched = True
         key = await ensure_private_key(session, driver, planned.interface)
     except SitewireError as exc:
+        if not touched:
+            raise
         raise Touched(exc) from exc  # the key may be written: roll back, to be sure
-    emit(KeyMade(site.name, key))
-    return Prepared(key, handler_fresh, touched=True)
+    if before.key is None:
+        emit(KeyMade(site.name, key))
+    return Prepared(key, handler_fresh, touched)
 
 
 def _install_command(before: Before) -> str:

@@ -87,6 +87,7 @@ async def read_site(session: Shell, site: Site, plan: Plan, paths: Sequence[str]
     )
     facts = facts_from_sections(site.name, site.platform, sections)
     pubkey = sections["sw_pubkey"].stdout.strip()
+    by_key = sections.get("sw_psk_keys")
     files, leaked = read_files(sections, paths)
     missing, warnings = preflight(site.driver, planned, facts)
     switch = await safety.status(session, device=site.device)
@@ -103,11 +104,8 @@ async def read_site(session: Shell, site: Site, plan: Plan, paths: Sequence[str]
         facts=facts,
         key=pubkey if _PUBLIC_KEY.fullmatch(pubkey) else None,
         files=files,
-        psk_hashes=dict(
-            line.split()
-            for line in sections["sw_psk"].stdout.splitlines()
-            if len(line.split()) == 2
-        ),
+        psk_hashes=_pairs(sections["sw_psk"].stdout),
+        psk_by_key=_pairs(by_key.stdout) if by_key is not None else {},
         watchdog_missing=site.driver.watchdog_missing(planned, sections),
         missing_packages=missing,
         warnings=(
@@ -115,6 +113,16 @@ async def read_site(session: Shell, site: Site, plan: Plan, paths: Sequence[str]
             *warnings,
         ),
     )
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """`<name> <value>` lines; any other line is ignored."""
+    out = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2:
+            out[words[0]] = words[1]
+    return out
 
 
 def preflight(
@@ -196,15 +204,16 @@ def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:
         )
 
 
-def stale_psks(plan: Plan, hashes: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
-    """Site pairs whose ends do not hold the same preshared key (or none at all)."""
+def stale_psks(plan: Plan, before: Mapping[str, Before]) -> list[tuple[str, str]]:
+    """Site pairs whose ends do not hold the same preshared key (or none at all); a hand-made
+    peer section counts, found by the other end's public key."""
     out = []
     for name in plan.site_names:
         for peer in plan.site(name).peers:
             if peer.kind != "site" or not peer.preshared or peer.name < name:
                 continue
-            mine = hashes[name].get(peer.name, "-")
-            theirs = hashes[peer.name].get(name, "-")
+            mine = before[name].psk_hash(peer.name, peer.public_key)
+            theirs = before[peer.name].psk_hash(name, plan.site(peer.name).peer(name).public_key)
             if mine == "-" or mine != theirs:
                 out.append((name, peer.name))
     return out

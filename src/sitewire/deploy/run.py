@@ -41,6 +41,7 @@ class Options:
     verify_timeout: float = 30.0
     env: str = ""  # prefixed to Linux wg-quick commands (the lab: the userspace fallback)
     reconnect_timeout: float = 30.0
+    remove_foreign: bool = False  # remove running peers the plan does not know (issue 12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,15 @@ class Before:
     watchdog_missing: bool
     missing_packages: tuple[str, ...]
     warnings: tuple[Problem, ...] = ()
+    # public key -> the same, for every peer section (a hand-made one too: issue 12)
+    psk_by_key: Mapping[str, str] = field(default_factory=dict)
+
+    def psk_hash(self, peer: str, key: str | None) -> str:
+        """The hash of the preshared key held for `peer` (whose public key is `key`), "-"."""
+        found = self.psk_hashes.get(peer, "-")
+        if found == "-" and key is not None:
+            return self.psk_by_key.get(key, "-")
+        return found
 
     @property
     def held(self) -> Held:
@@ -82,6 +92,7 @@ class Diffed:
     lines: tuple[str, ...]
     changes: tuple[Change, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    keep_peers: frozenset[str] = frozenset()  # foreign peers left running (deploy.changes)
 
 
 @dataclass(frozen=True, slots=True)

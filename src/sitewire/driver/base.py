@@ -60,6 +60,10 @@ class Held:
     facts: DeviceFacts
     files: Mapping[str, str | None]  # device path -> text with keys hidden; None: absent
     watchdog_missing: bool
+    # Public keys of running peers the plan does not know and sitewire leaves alone (issue 12):
+    # a peer someone added for themselves. A wrong key or a retired node is not among them.
+    keep_peers: frozenset[str] = frozenset()
+    drop_foreign: bool = False  # --remove-foreign: and their configuration goes too
 
 
 _INSTALL = {
@@ -84,7 +88,13 @@ class Driver(Protocol):
 
     # --- render
     def render(
-        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+        self,
+        plan: Plan,
+        site: SitePlan,
+        secrets: Secrets,
+        facts: DeviceFacts | None,
+        *,
+        drop_foreign: bool = False,
     ) -> Rendered: ...
 
     # --- read: what the device holds
@@ -123,6 +133,13 @@ class Driver(Protocol):
 
     def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
         """What the revert timer runs after restoring the files."""
+        ...
+
+    def takeover(
+        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
+    ) -> Command | None:
+        """What makes the device's hand-made sections sitewire's, run before the keys are
+        shared; None when there is nothing to take over (issue 12)."""
         ...
 
     def fresh_handler(self, installed: Sequence[str]) -> bool:

@@ -56,9 +56,15 @@ class Linux:
     device = safety.LINUX
 
     def render(
-        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+        self,
+        plan: Plan,
+        site: SitePlan,
+        secrets: Secrets,
+        facts: DeviceFacts | None,
+        *,
+        drop_foreign: bool = False,
     ) -> Rendered:
-        return render_linux(plan, site, secrets)
+        return render_linux(plan, site, secrets)  # its files are sitewire's whole
 
     # --- read
 
@@ -128,6 +134,11 @@ class Linux:
             *tailscale_revert(site, facts),
         ]
 
+    def takeover(
+        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
+    ) -> Command | None:
+        return None  # the wg-quick file is sitewire's whole: nothing beside it to take over
+
     def fresh_handler(self, installed: Sequence[str]) -> bool:
         return False
 
@@ -181,8 +192,9 @@ class Linux:
                 Step(restart, "an interface-level setting changed: the device is re-created")
             )
         else:
-            if live_peer_script(site, live, self.psk_read) is not None:
-                script = live_peer_script(site, live, self.psk_read, routes=True)
+            keep = held.keep_peers
+            if live_peer_script(site, live, self.psk_read, keep=keep) is not None:
+                script = live_peer_script(site, live, self.psk_read, routes=True, keep=keep)
                 assert script is not None
                 steps.append(Step(script, "peer changes, applied live with wg set"))
             nft = next((p for p in after if p.endswith(".nft")), None)

@@ -17,6 +17,7 @@ from sitewire.plan import Plan
 from sitewire.plan.model import WATCHDOG_CRON, SitePlan
 from sitewire.render.model import Rendered, Secrets
 from sitewire.render.openwrt import INTERFACE_OPTIONS, SECRET_OPTIONS, peer_section, render_openwrt
+from sitewire.render.takeover import Takeover, batch_text, plan_takeover, taken_over
 from sitewire.spec.model import Platform
 from sitewire.uci import Package
 
@@ -30,19 +31,47 @@ _NEED_WG = "command -v wg >/dev/null 2>&1 || { echo 'wg: not installed' >&2; exi
 _WATCHDOG_LINE = shlex.quote(WATCHDOG_CRON)
 
 
+def _current(facts: DeviceFacts) -> dict[str, Package]:
+    return {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+
+
+def _taken_over(
+    site: SitePlan, facts: DeviceFacts, drop_foreign: bool = False
+) -> tuple[dict[str, Package], list[Takeover]]:
+    """What the device holds once its hand-made sections are taken over (issue 12)."""
+    current = _current(facts)
+    takeovers = plan_takeover(site, current, drop_foreign=drop_foreign)
+    return taken_over(current, takeovers), takeovers
+
+
 class OpenWrt:
     platform = Platform.OPENWRT
     device = safety.OPENWRT
 
     def render(
-        self, plan: Plan, site: SitePlan, secrets: Secrets, facts: DeviceFacts | None
+        self,
+        plan: Plan,
+        site: SitePlan,
+        secrets: Secrets,
+        facts: DeviceFacts | None,
+        *,
+        drop_foreign: bool = False,
     ) -> Rendered:
-        current = (
-            {p.name: p for p in (facts.network, facts.firewall) if p is not None}
-            if facts is not None
-            else None
-        )
-        return render_openwrt(plan, site, secrets, current)
+        if facts is None:
+            return render_openwrt(plan, site, secrets, None)
+        current, _ = _taken_over(site, facts, drop_foreign)
+        link = next((x for x in facts.links if x.name == site.interface), None)
+        mtu = link.mtu if link is not None else None
+        return render_openwrt(plan, site, secrets, current, device_mtu=mtu)
+
+    def takeover(
+        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
+    ) -> Command | None:
+        """The uci batch that renames or removes hand-made sections meaning planned ones."""
+        takeovers = plan_takeover(site, _current(facts), drop_foreign=drop_foreign)
+        if not takeovers:
+            return None
+        return Command(UCI_BATCH, "hand-made sections were taken over", batch_text(takeovers))
 
     # --- read
 
@@ -60,7 +89,18 @@ class OpenWrt:
             f"grep -qxF {_WATCHDOG_LINE} /etc/crontabs/root 2>/dev/null && echo line\n"
             "/etc/init.d/cron enabled 2>/dev/null && echo enabled\nreturn 0"
         )
-        return [("sw_pubkey", pubkey), ("sw_cron", cron)]
+        # Every peer section of the interface, named or not (a hand-made one to take over):
+        # `<public key> <sha256 of its preshared key, or ->`, hashed on the router.
+        by_key = (
+            "for _s in $(uci -q show network | "
+            f"sed -n 's/^network\\.\\([^=]*\\)=wireguard_{site.interface}$/\\1/p'); do\n"
+            '\t_k=$(uci -q get "network.$_s.public_key") || continue\n'
+            '\t_p=$(uci -q get "network.$_s.preshared_key")\n'
+            '\tif [ -n "$_p" ]; then echo "$_k $(printf %s "$_p" | sha256sum | cut -d" " -f1)"; '
+            'else echo "$_k -"; fi\n'
+            "done\n_p=\nreturn 0"
+        )
+        return [("sw_pubkey", pubkey), ("sw_cron", cron), ("sw_psk_keys", by_key)]
 
     def watchdog_missing(self, site: SitePlan, sections: Mapping[str, ScriptSection]) -> bool:
         found = sections["sw_cron"].stdout.split()
@@ -110,8 +150,7 @@ class OpenWrt:
     # --- change
 
     def diff(self, site: SitePlan, held: Held, rendered: Rendered) -> Diff:
-        facts = held.facts
-        current = {p.name: p for p in (facts.network, facts.firewall) if p is not None}
+        current, takeovers = _taken_over(site, held.facts, held.drop_foreign)
         try:
             changes = planned_changes(current, rendered.text("uci-batch"))
         except SitewireError as exc:
@@ -120,7 +159,8 @@ class OpenWrt:
             ) from None
         # A secret can't be compared (the device hides it): unchanged unless the section is new.
         kept = tuple(c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN))
-        lines = describe(site.name, list(kept)) if kept else []
+        lines = [t.shown(site.name) for t in takeovers]
+        lines += describe(site.name, list(kept)) if kept else []
         if held.watchdog_missing:
             lines.append(f"{site.name}: cron: wireguard_watchdog every minute")
         return Diff(tuple(lines), kept)
@@ -171,7 +211,7 @@ class OpenWrt:
                 )
             ]
         else:
-            steps = self._network_steps(site, facts, changes)
+            steps = self._network_steps(site, held, changes)
         if any(c.package == "firewall" for c in changes):
             steps.append(Step("/etc/init.d/firewall reload", "firewall sections changed"))
         steps += common_steps(site, facts)
@@ -186,9 +226,8 @@ class OpenWrt:
             )
         return steps
 
-    def _network_steps(
-        self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change]
-    ) -> list[Step]:
+    def _network_steps(self, site: SitePlan, held: Held, changes: Sequence[Change]) -> list[Step]:
+        facts = held.facts
         iface = site.interface
         live = facts.wg.interface(iface)
         network = [c for c in changes if c.package == "network"]
@@ -202,7 +241,8 @@ class OpenWrt:
             return [Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created")]
         steps = []
         psks = self.held_psks(site, facts, changes)
-        if any(c.section.startswith(owned) for c in network) or live_drift(site, live, psks):
+        drift = live_drift(site, live, psks, held.keep_peers)
+        if any(c.section.startswith(owned) for c in network) or drift:
             if facts.handler is Handler.SYNCCONF:
                 steps.append(
                     Step(
@@ -211,7 +251,9 @@ class OpenWrt:
                     )
                 )
             else:
-                script = live_peer_script(site, live, self.psk_read, psks, routes=True)
+                script = live_peer_script(
+                    site, live, self.psk_read, psks, routes=True, keep=held.keep_peers
+                )
                 if script is not None:
                     steps.append(Step(script, "peer changes, applied live with wg set"))
         if any(c.section != iface and not c.section.startswith(owned) for c in network):

@@ -45,13 +45,19 @@ def peer_section(peer: str) -> str:
 
 
 def render_openwrt(
-    plan: Plan, site: SitePlan, secrets: Secrets, current: Mapping[str, Package] | None = None
+    plan: Plan,
+    site: SitePlan,
+    secrets: Secrets,
+    current: Mapping[str, Package] | None = None,
+    *,
+    device_mtu: int | None = None,
 ) -> Rendered:
-    """Render one OpenWrt site. `current` (the device's packages) lets stale sections be removed."""
+    """Render one OpenWrt site. `current` (the device's packages) lets stale sections be removed;
+    `device_mtu` is the running interface's MTU, which an unset `mtu` already means."""
     batch = _Batch()
     batch.comment(f"sitewire: network '{plan.name}', site {site.name} (openwrt). Generated.")
     batch.comment(f"Used by commands.sh from {STAGING}/uci-batch; commits network and firewall")
-    _network(plan, batch, site, secrets)
+    _network(plan, batch, site, secrets, _mtu(site, current or {}, device_mtu))
     _firewall(batch, site)
     _drop_retired(batch, plan, site)
     _drop_stale(batch, site, current or {})
@@ -97,7 +103,17 @@ def openwrt_commands(site: SitePlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets) -> None:
+def _mtu(site: SitePlan, current: Mapping[str, Package], device_mtu: int | None) -> str | None:
+    """The planned MTU, or None (left unset) where unset already means it: setting an option to
+    its effective value would re-create the interface for nothing (issue 12)."""
+    network = current.get("network")
+    section = network.section(site.interface) if network is not None else None
+    if section is not None and "mtu" not in section.options and device_mtu == site.mtu:
+        return None
+    return str(site.mtu)
+
+
+def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets, mtu: str | None) -> None:
     private = secrets.private_key(site.name)
     batch.comment(f"interface {site.interface}: {site.role}, MTU {site.mtu} ({site.mtu_reason})")
     if private is None:
@@ -112,7 +128,7 @@ def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets) -> Non
             "private_key": private,
             "listen_port": str(site.listen_port),
             "addresses": tuple(str(a) for a in site.addresses),
-            "mtu": str(site.mtu),
+            "mtu": mtu,
         },
         keep_secrets=private is None,
     )

@@ -1,0 +1,195 @@
+"""Taking over what a person made by hand on an OpenWrt router, as uci lines. Pure.
+
+A network made in LuCI describes the planned one in its own sections: an anonymous
+`wireguard_wg0` peer section per public key, a zone named `wireguard` holding wg0, forwardings
+to and from it, an `Allow-WireGuard` rule for the port (issue 12). Applying beside them would
+leave two peer sections per key (netifd adds both; the last read wins the AllowedIPs and
+routes), the interface in two zones and two rules for one port. Instead, each hand-made section
+that means the same as a planned one is renamed to sitewire's name (so it keeps its position,
+its preshared key and, on the device, its identity), a second one for the same thing is
+deleted, and a zone shared with other networks only loses the interface. The render that
+follows then rewrites the taken-over sections exactly as it writes its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sitewire.plan.model import SitePlan
+from sitewire.render.openwrt import OWNED_PREFIX, peer_section
+from sitewire.render.quote import uci_value
+from sitewire.uci import Package, Section, UciStore
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """One uci line and what it means for a person (`label: what`)."""
+
+    line: str
+    label: str  # e.g. "peer B", "zone wireguard"
+    what: str  # e.g. "hand-made section @wireguard_wg0[0] taken over"
+    order: int = 0  # deletions last, highest index first: indexes stay right until then
+
+    def shown(self, site: str) -> str:
+        return f"{site}: {self.label}: {self.what}"
+
+
+def _ref(package: Package, section: Section) -> tuple[str, int]:
+    """uci's name for the section (`@type[index]` if anonymous) and its index in its type."""
+    same = [s for s in package.sections if s.type == section.type]
+    index = next(i for i, s in enumerate(same) if s is section)
+    return (section.name or f"@{section.type}[{index}]"), index
+
+
+def _listed(value: str | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else value.split()
+
+
+def _delete(package: Package, section: Section, label: str, why: str) -> Takeover:
+    ref, index = _ref(package, section)
+    return Takeover(f"delete {package.name}.{ref}", label, f"{why} {ref} removed", 1000 - index)
+
+
+def _rename(package: Package, section: Section, name: str, label: str) -> Takeover:
+    ref, _ = _ref(package, section)
+    line = f"rename {package.name}.{ref}={name}"
+    return Takeover(line, label, f"hand-made section {ref} taken over")
+
+
+def plan_takeover(
+    site: SitePlan, current: Mapping[str, Package], *, drop_foreign: bool = False
+) -> list[Takeover]:
+    """What to rename, delete or unlist so that one section describes each planned thing;
+    with `drop_foreign`, peer sections of the interface for keys the plan does not know go."""
+    network, firewall = current.get("network"), current.get("firewall")
+    out: list[Takeover] = []
+    if network is not None:
+        out += _peers(site, network, drop_foreign)
+    if firewall is not None:
+        out += _zone(site, firewall)
+        out += _rules(site, firewall)
+    return sorted(out, key=lambda t: t.order)
+
+
+def _peers(site: SitePlan, network: Package, drop_foreign: bool) -> list[Takeover]:
+    by_key = {p.public_key: p.name for p in site.peers if p.public_key}
+    taken = {s.name for s in network.sections if s.name}
+    out = []
+    for section in network.sections_of_type(f"wireguard_{site.interface}"):
+        key = section.options.get("public_key")
+        name = by_key.get(key) if isinstance(key, str) else None
+        owned = (section.name or "").startswith(OWNED_PREFIX)
+        if name is None and drop_foreign and not owned:
+            shown = f"{key[:8]}…" if isinstance(key, str) else "without a key"
+            out.append(
+                _delete(network, section, f"peer {shown}", "not planned (--remove-foreign):")
+            )
+            continue
+        if name is None or section.name == peer_section(name):
+            continue
+        label = f"peer {name}"
+        if peer_section(name) in taken:
+            out.append(_delete(network, section, label, "second section for its key:"))
+        else:
+            out.append(_rename(network, section, peer_section(name), label))
+            taken.add(peer_section(name))
+    return out
+
+
+def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
+    iface, ours = site.interface, f"{OWNED_PREFIX}zone"
+    zones = [
+        z for z in firewall.sections_of_type("zone") if iface in _listed(z.options.get("network"))
+    ]
+    out: list[Takeover] = []
+    have_ours = firewall.section(ours) is not None
+    for zone in zones:
+        if zone.name == ours:
+            continue
+        ref, _ = _ref(firewall, zone)
+        old = str(zone.options.get("name", ref))
+        label = f"zone {old}"
+        if have_ours or _listed(zone.options.get("network")) != [iface]:
+            line = f"del_list firewall.{ref}.network={uci_value(iface)}"
+            out.append(Takeover(line, label, f"{iface} leaves it (one zone per interface)"))
+            continue
+        out.append(_rename(firewall, zone, ours, label))
+        out += _forwardings(site, firewall, old)
+        have_ours = True
+    return out
+
+
+def _forwardings(site: SitePlan, firewall: Package, old: str) -> list[Takeover]:
+    """The taken-over zone's forwardings: the planned ones taken over, others follow its name."""
+    new = site.firewall.zone
+    planned = set(site.firewall.forwardings)
+    out = []
+    for fwd in firewall.sections_of_type("forwarding"):
+        src, dest = fwd.options.get("src"), fwd.options.get("dest")
+        if old not in (src, dest) or not isinstance(src, str) or not isinstance(dest, str):
+            continue
+        pair = (new if src == old else src, new if dest == old else dest)
+        label = f"forwarding {src}→{dest}"
+        name = f"{OWNED_PREFIX}fwd_{pair[0]}_{pair[1]}"
+        if pair in planned and firewall.section(name) is None:
+            out.append(_rename(firewall, fwd, name, label))
+            continue
+        ref, _ = _ref(firewall, fwd)
+        for option, value in (("src", src), ("dest", dest)):
+            if value == old:
+                line = f"set firewall.{ref}.{option}={uci_value(new)}"
+                out.append(Takeover(line, label, f"follows the zone's new name {new}"))
+    return out
+
+
+def _rules(site: SitePlan, firewall: Package) -> list[Takeover]:
+    port, ours = site.firewall.open_port, f"{OWNED_PREFIX}allow_{site.firewall.interface}"
+    if port is None:
+        return []
+    have_ours = firewall.section(ours) is not None
+    out = []
+    for rule in firewall.sections_of_type("rule"):
+        if rule.name == ours or not _opens(rule, port):
+            continue
+        label = f"rule {rule.options.get('name', _ref(firewall, rule)[0])}"
+        if have_ours:
+            out.append(_delete(firewall, rule, label, "same port as sitewire's rule:"))
+        else:
+            out.append(_rename(firewall, rule, ours, label))
+            have_ours = True
+    return out
+
+
+def _opens(rule: Section, port: int) -> bool:
+    """A rule that accepts exactly the planned port from the WAN, as the planned one does."""
+    o = rule.options
+    protos = _listed(o.get("proto"))
+    return (
+        o.get("src") == "wan"
+        and o.get("target") == "ACCEPT"
+        and _listed(o.get("dest_port")) == [str(port)]
+        and protos in (["udp"], ["tcp", "udp"], ["tcpudp"])
+        and "dest" not in o
+        and o.get("enabled") not in ("0", "no", "off", "false")
+    )
+
+
+def taken_over(current: Mapping[str, Package], takeovers: list[Takeover]) -> dict[str, Package]:
+    """`current` as the real `uci batch` of the takeovers leaves it (the uci model, which is
+    checked against recorded runs of the real uci)."""
+    if not takeovers:
+        return dict(current)
+    store = UciStore(dict(current))
+    result = store.batch(batch_text(takeovers))
+    if result.stderr.strip():
+        raise ValueError(f"takeover batch refused: {result.stderr.strip().splitlines()[0]}")
+    return {name: store.committed(name) for name in current}
+
+
+def batch_text(takeovers: list[Takeover]) -> str:
+    packages = {t.line.split()[1].split(".")[0] for t in takeovers}
+    commits = [f"commit {p}" for p in ("network", "firewall") if p in packages]
+    return "\n".join([*(t.line for t in takeovers), *commits]) + "\n"
