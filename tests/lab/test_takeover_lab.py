@@ -1,0 +1,169 @@
+"""A network made by hand the LuCI way, then `sitewire apply` (issue 12), on OpenWrt's own
+uci, netifd, wireguard handler and fw4: the hand-made sections are taken over, keys and traffic
+kept.
+
+Both routers are configured as a person does it in LuCI (the seed network this project
+started from): wg0 with a key made on the router, anonymous `wireguard_wg0` peer sections
+holding the overlay /24 and the other LAN, B dialling A's name with keepalive; a zone
+`wireguard` with lan↔wireguard and wireguard→wan; A's `Allow-WireGuard` rule for udp/51820.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sitewire.keys import generate_private_key, public_key
+from sitewire.lab.state import LabState
+from tests.conftest import SEED, spec_from
+from tests.lab import applying
+from tests.lab.applying import apply_lab, router, settled, write_spec
+from tests.lab.conftest import MakeLab
+from tests.lab.test_apply_live import REBIND_LOSS
+from tests.lab.test_doctor_faults2 import Seed, doctor
+
+A_HOST, B_HOST = "192.168.3.100", "192.168.7.100"
+PHONE = public_key(generate_private_key())
+PHONE_LUCI = "192.168.5.3/32"
+
+
+def sh(state: LabState, site: str, command: str) -> str:
+    return router(state, site, "sh", "-c", command)
+
+
+def _install(state: LabState, site: str) -> None:
+    install = (
+        "apk add wireguard-tools >/dev/null"
+        if state.openwrt_release == "25.12"
+        else "opkg update >/dev/null && opkg install wireguard-tools >/dev/null"
+    )
+    sh(state, site, f"{install} && /etc/init.d/network restart")
+
+
+def luci_made(state: LabState) -> dict[str, str]:
+    """The hand-made network; returns each router's public key."""
+    keys = {}
+    for site in ("A", "B"):
+        _install(state, site)
+        sh(
+            state,
+            site,
+            "uci set network.wg0=interface && uci set network.wg0.proto=wireguard && "
+            'uci set network.wg0.private_key="$(wg genkey)" && '
+            "uci set network.wg0.listen_port=51820 && "
+            f"uci add_list network.wg0.addresses=192.168.5.{1 if site == 'A' else 2}/24 && "
+            "uci commit network",
+        )
+        keys[site] = sh(state, site, "uci get network.wg0.private_key | wg pubkey").strip()
+    peers = {
+        "A": [("B", keys["B"], "192.168.7.0/24", ""), ("phone", PHONE, "", "")],
+        "B": [("A", keys["A"], "192.168.3.0/24", "a.example.net")],
+    }
+    for site, entries in peers.items():
+        for name, key, lan, endpoint in entries:
+            lines = [
+                "uci add network wireguard_wg0 >/dev/null",
+                f"uci set network.@wireguard_wg0[-1].description='{name}'",
+                f"uci set network.@wireguard_wg0[-1].public_key='{key}'",
+                "uci set network.@wireguard_wg0[-1].route_allowed_ips='1'",
+            ]
+            ips = [PHONE_LUCI] if name == "phone" else ["192.168.5.0/24", lan]
+            lines += [f"uci add_list network.@wireguard_wg0[-1].allowed_ips='{ip}'" for ip in ips]
+            if endpoint:
+                lines += [
+                    f"uci set network.@wireguard_wg0[-1].endpoint_host='{endpoint}'",
+                    "uci set network.@wireguard_wg0[-1].endpoint_port='51820'",
+                    "uci set network.@wireguard_wg0[-1].persistent_keepalive='25'",
+                ]
+            sh(state, site, " && ".join([*lines, "uci commit network"]))
+        zone = [
+            "uci add firewall zone >/dev/null",
+            "uci set firewall.@zone[-1].name='wireguard'",
+            "uci set firewall.@zone[-1].input='ACCEPT'",
+            "uci set firewall.@zone[-1].output='ACCEPT'",
+            "uci set firewall.@zone[-1].forward='ACCEPT'",
+            "uci add_list firewall.@zone[-1].network='wg0'",
+        ]
+        for src, dest in (("lan", "wireguard"), ("wireguard", "lan"), ("wireguard", "wan")):
+            zone += [
+                "uci add firewall forwarding >/dev/null",
+                f"uci set firewall.@forwarding[-1].src='{src}'",
+                f"uci set firewall.@forwarding[-1].dest='{dest}'",
+            ]
+        if site == "A":
+            zone += [
+                "uci add firewall rule >/dev/null",
+                "uci set firewall.@rule[-1].name='Allow-WireGuard'",
+                "uci set firewall.@rule[-1].src='wan'",
+                "uci set firewall.@rule[-1].proto='udp'",
+                "uci set firewall.@rule[-1].dest_port='51820'",
+                "uci set firewall.@rule[-1].target='ACCEPT'",
+            ]
+        sh(state, site, " && ".join([*zone, "uci commit firewall", "/etc/init.d/firewall reload"]))
+        sh(state, site, "ifup wg0")
+        settled(state, site)
+    return keys
+
+
+def _lan_to_lan(state: LabState) -> bool:
+    from sitewire.lab.host import host_exec
+
+    argv = ["ping", "-c", "3", "-i", "0.3", "-W", "2", B_HOST]
+    return host_exec(state, "A", argv).returncode == 0
+
+
+def _private(state: LabState, site: str) -> str:
+    return sh(state, site, "uci get network.wg0.private_key").strip()
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("release", ["24.10", "25.12"])
+def test_a_luci_made_network_is_taken_over_with_its_keys_and_no_packet_lost(
+    make_lab: MakeLab, tmp_path: Path, release: str
+) -> None:
+    text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
+    spec = write_spec(tmp_path / "network.toml", text)
+    state = make_lab(spec_from(text), release=release)
+    keys = luci_made(state)
+    deadline = time.monotonic() + 30
+    while not _lan_to_lan(state):
+        assert time.monotonic() < deadline, "the hand-made network does not carry LAN to LAN"
+    private = {s: _private(state, s) for s in ("A", "B")}
+
+    with (
+        applying.Pinger(state, "A", B_HOST) as a_to_b,
+        applying.Pinger(state, "B", A_HOST) as b_to_a,
+    ):
+        outcome, ui = apply_lab(state, spec)
+    assert outcome.ok, ui.text
+    allowed = REBIND_LOSS.get(release, 0)
+    for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
+        assert ping.sent > 20 and ping.lost <= allowed, (name, ping.sent, ping.lost, ui.text)
+    assert "A: peer B: hand-made section @wireguard_wg0[0] taken over" in ui.lines, ui.text
+    assert "B: zone wireguard: hand-made section @zone[2] taken over" in ui.lines, ui.text
+    assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
+
+    for site in ("A", "B"):
+        # One peer section per public key, the interface in exactly one zone, the key kept.
+        shown = sh(state, site, "uci show network")
+        peer_keys = [
+            line.split("=", 1)[1].strip("'")
+            for line in shown.splitlines()
+            if line.endswith(".public_key" + line.split(".public_key", 1)[-1])
+            and ".public_key=" in line
+        ]
+        assert len(peer_keys) == len(set(peer_keys)), shown
+        zones = sh(state, site, 'uci show firewall | grep "\\.network=.*wg0" || true')
+        assert len(zones.strip().splitlines()) == 1, zones
+        assert _private(state, site) == private[site]
+        assert sh(state, site, "wg show wg0 public-key").strip() == keys[site]
+    rules = sh(state, "A", "uci show firewall | grep \"dest_port='51820'\" || true")
+    assert len(rules.strip().splitlines()) == 1, rules
+    assert _lan_to_lan(state)
+    # doctor: no findings; a second apply: nothing to change.
+    seed = Seed(state, spec, ())
+    assert doctor(seed) == []
+    again, ui2 = apply_lab(state, spec)
+    assert again.ok and "nothing to change" in ui2.lines, ui2.text
