@@ -167,3 +167,53 @@ def test_a_luci_made_network_is_taken_over_with_its_keys_and_no_packet_lost(
     assert doctor(seed) == []
     again, ui2 = apply_lab(state, spec)
     assert again.ok and "nothing to change" in ui2.lines, ui2.text
+
+
+@pytest.mark.lab
+def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    import shutil
+    import tomllib
+
+    from sitewire.cli.main import run
+    from sitewire.spec.lock import load_lock
+
+    text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
+    state = make_lab(spec_from(text))
+    keys = luci_made(state)
+    out = tmp_path / "adopted" / "network.toml"
+    out.parent.mkdir()
+    assert run(["adopt", "A", "B", "--lab-name", state.name, "-o", str(out)]) == 0
+    data = tomllib.loads(out.read_text())
+    assert data["network"]["overlay"] == "192.168.5.0/24"
+    assert data["network"]["preshared_keys"] is False  # none in the hand-made network
+    assert data["sites"]["A"]["endpoint"] == "a.example.net"
+    assert "endpoint" not in data["sites"]["B"]
+    assert data["sites"]["A"]["lan"] == ["192.168.3.0/24"]
+    assert data["sites"]["B"]["lan"] == ["192.168.7.0/24"]
+    assert data["clients"]["phone"] == {"via": "A", "public_key": PHONE}
+    lock = load_lock(out.with_suffix(".lock"))
+    assert lock is not None
+    assert {n: e.public_key for n, e in lock.sites.items()} == keys
+    assert {n: str(e.address) for n, e in lock.sites.items()} == {
+        "A": "192.168.5.1",
+        "B": "192.168.5.2",
+    }
+    assert str(lock.clients["phone"].address) == "192.168.5.3"
+    # The lab's apply uses the lab's lock: the adopted one.
+    shutil.copy(out.with_suffix(".lock"), state.dir / "network.lock")
+    private = {s: _private(state, s) for s in ("A", "B")}
+    with (
+        applying.Pinger(state, "A", B_HOST) as a_to_b,
+        applying.Pinger(state, "B", A_HOST) as b_to_a,
+    ):
+        outcome, ui = apply_lab(state, out)
+    assert outcome.ok, ui.text
+    for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
+        assert ping.sent > 20 and ping.lost == 0, (name, ping.sent, ping.lost, ui.text)
+    # Nothing re-keyed, nothing renumbered, nothing re-created.
+    assert not any("private key" in line or "made anew" in line for line in ui.lines), ui.text
+    assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
+    assert {s: _private(state, s) for s in ("A", "B")} == private
+    assert doctor(Seed(state, out, ())) == []

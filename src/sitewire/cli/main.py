@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
+from sitewire.cli.adopt import adopt
 from sitewire.cli.apply import apply, confirm, dry_run, rollback
 from sitewire.cli.diagnose import doctor
 from sitewire.cli.lab import lab
@@ -189,6 +190,7 @@ def schema() -> int:
 
 
 cli.add_command(lab)
+cli.add_command(adopt)
 cli.add_command(apply)
 cli.add_command(confirm)
 cli.add_command(rollback)

@@ -1,0 +1,306 @@
+"""What a live network made by hand means, as a spec and a lock that reproduce it. Pure.
+
+From each router's facts (UCI and `wg show`, keys hidden on the router): its WireGuard
+interface, listen port and overlay address, its LAN, its live public key; from the peer
+sections, who dials whom (the dialler's `endpoint_host` becomes the listener's `endpoint`),
+keepalive, whether preshared keys are in use, and the clients (peers that are no router). What
+cannot be said in a spec — a router holding a key for another that the other does not have,
+one side of a pair missing, two WireGuard interfaces to choose from — is refused naming the
+router and the section, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sitewire import strict
+from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.parse import HIDDEN
+from sitewire.errors import InputError
+from sitewire.spec.lock import Lock, LockEntry
+from sitewire.uci import Package, Section
+
+EXIT_ROUTES = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+
+
+class AdoptError(InputError):
+    """The live network cannot be expressed as a spec: nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    ref: str  # the section as uci names it
+    public_key: str
+    allowed_ips: tuple[strict.IPNetwork, ...]
+    endpoint: str | None  # host, or host:port when not the listener's port
+    endpoint_port: int | None
+    keepalive: int | None
+    preshared: bool
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """One router as found."""
+
+    name: str
+    ssh: str
+    interface: str
+    public_key: str
+    port: int
+    address: strict.IPInterface
+    lan: tuple[strict.IPNetwork, ...]
+    peers: tuple[Peer, ...]
+    facts: DeviceFacts = field(repr=False, compare=False)
+
+
+def _list(value: str | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else value.split()
+
+
+def _ref(package: Package, section: Section) -> str:
+    same = [s for s in package.sections if s.type == section.type]
+    return section.name or f"@{section.type}[{next(i for i, s in enumerate(same) if s is section)}]"
+
+
+def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
+    network = facts.network
+    if network is None:
+        raise AdoptError(
+            "is not an OpenWrt router sitewire can read (no UCI)",
+            where=name,
+            fix="adopt reads OpenWrt routers; for a Linux host pass its file with --wg-quick",
+        )
+    ifaces = [
+        s
+        for s in network.sections_of_type("interface")
+        if s.name and s.options.get("proto") == "wireguard"
+    ]
+    if len(ifaces) != 1:
+        found = ", ".join(str(s.name) for s in ifaces) or "none"
+        raise AdoptError(
+            f"has {len(ifaces)} WireGuard interfaces ({found}); adopt takes a router with one",
+            where=name,
+            fix="adopt the others separately, or remove the one that is not part of this network",
+        )
+    section = ifaces[0]
+    iface = str(section.name)
+    live = facts.wg.interface(iface)
+    if live is None or live.public_key is None:
+        raise AdoptError(
+            f"{iface} is configured but does not run, so its public key is unknown",
+            where=name,
+            fix=f"bring it up (ifup {iface}) and adopt again",
+        )
+    addresses = [strict.interface(a) for a in _list(section.options.get("addresses"))]
+    v4 = [a for a in addresses if a.version == 4]
+    if not v4:
+        raise AdoptError(
+            f"{iface} has no IPv4 address in UCI (network.{iface}.addresses)",
+            where=name,
+            fix="give it its overlay address, e.g. uci add_list "
+            f"network.{iface}.addresses='192.168.5.1/24'",
+        )
+    return Router(
+        name,
+        ssh,
+        iface,
+        live.public_key,
+        live.listen_port,
+        v4[0],
+        _lan(name, network, facts),
+        tuple(_peer(network, s) for s in network.sections_of_type(f"wireguard_{iface}")),
+        facts,
+    )
+
+
+def _lan(name: str, network: Package, facts: DeviceFacts) -> tuple[strict.IPNetwork, ...]:
+    lan = network.section("lan")
+    address = lan.options.get("ipaddr") if lan is not None else None
+    mask = lan.options.get("netmask") if lan is not None else None
+    for item in _list(address):
+        try:
+            if "/" not in item and isinstance(mask, str):
+                bits = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
+                item = f"{item}/{bits}"
+            return (strict.interface(item).network,)
+        except ValueError:
+            break
+    raise AdoptError(
+        "has no 'lan' interface with an address and netmask sitewire can read in UCI",
+        where=name,
+        fix="adopt reads the LAN from network.lan.ipaddr; set it, or write the spec by hand",
+    )
+
+
+def _peer(network: Package, section: Section) -> Peer:
+    o = section.options
+    port = strict.digits(o.get("endpoint_port"))
+    keepalive = strict.digits(o.get("persistent_keepalive"))
+    host = o.get("endpoint_host")
+    description = o.get("description")
+    return Peer(
+        _ref(network, section),
+        str(o.get("public_key", "")),
+        tuple(strict.network(p, strict=False) for p in _list(o.get("allowed_ips"))),
+        host if isinstance(host, str) and host else None,
+        port,
+        keepalive or None,
+        o.get("preshared_key") in (HIDDEN,) or bool(o.get("preshared_key")),
+        description if isinstance(description, str) else None,
+    )
+
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _client_name(peer: Peer, taken: set[str]) -> str:
+    base = _NAME_CHARS.sub("_", peer.description or "")[:24].strip("_")
+    base = base if base and base[0].isalpha() else f"client{base}"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def derive(network_name: str, routers: list[Router]) -> tuple[dict[str, Any], Lock]:
+    """The spec (as TOML-ready data) and the lock that reproduce `routers`."""
+    by_key = {r.public_key: r for r in routers}
+    overlay = routers[0].address.network
+    for r in routers:
+        if r.address.network != overlay:
+            raise AdoptError(
+                f"{r.interface} is on {r.address.network}, {routers[0].name} on {overlay}: "
+                "one overlay per network",
+                where=r.name,
+                fix="adopt the routers of one network together",
+            )
+    _check_pairs(routers, by_key)
+    port = Counter(r.port for r in routers).most_common(1)[0][0]
+    endpoints = _endpoints(routers, by_key)
+    keepalives = [
+        p.keepalive for r in routers for p in r.peers if p.public_key in by_key and p.endpoint
+    ]
+    keepalive = Counter(k for k in keepalives if k).most_common(1)
+    psk = any(p.preshared for r in routers for p in r.peers if p.public_key in by_key)
+    net: dict[str, Any] = {"name": network_name, "overlay": str(overlay), "port": port}
+    if keepalive:
+        net["keepalive"] = keepalive[0][0]
+    if not psk:
+        net["preshared_keys"] = False
+    sites: dict[str, Any] = {}
+    for r in routers:
+        site: dict[str, Any] = {"platform": "openwrt", "lan": [str(p) for p in r.lan], "ssh": r.ssh}
+        if r.name in endpoints:
+            site["endpoint"] = endpoints[r.name]
+        if r.port != port:
+            site["port"] = r.port
+        if r.interface != "wg0":
+            site["interface"] = r.interface
+        ts = _tailscale(r.facts)
+        if ts is not None:
+            site["tailscale"] = ts
+        sites[r.name] = site
+    clients, client_locks = _clients(routers, by_key, overlay)
+    spec: dict[str, Any] = {"network": net, "sites": sites}
+    if clients:
+        spec["clients"] = clients
+    lock = Lock(
+        network=network_name,
+        sites={
+            r.name: LockEntry(address=str(r.address.ip), public_key=r.public_key) for r in routers
+        },
+        clients=client_locks,
+    )
+    return spec, lock
+
+
+def _check_pairs(routers: list[Router], by_key: Mapping[str, Router]) -> None:
+    addresses = {r.address.ip: r for r in routers}
+    for r in routers:
+        for peer in r.peers:
+            other = by_key.get(peer.public_key)
+            if other is None:
+                claimed = [
+                    addresses[ip.network_address]
+                    for ip in peer.allowed_ips
+                    if ip.prefixlen == ip.max_prefixlen and ip.network_address in addresses
+                ]
+                if claimed and claimed[0] is not r:
+                    raise AdoptError(
+                        f"its peer section {peer.ref} holds {peer.public_key[:8]}… for "
+                        f"{claimed[0].name}'s address {claimed[0].address.ip}, but "
+                        f"{claimed[0].name}'s key is {claimed[0].public_key[:8]}…",
+                        where=r.name,
+                        fix=f"set network.{peer.ref}.public_key to {claimed[0].name}'s key, "
+                        "or adopt without that router",
+                    )
+                continue
+            if not any(p.public_key == r.public_key for p in other.peers):
+                raise AdoptError(
+                    f"holds {other.name}'s key ({peer.ref}), but {other.name} has no peer "
+                    f"for {r.name}",
+                    where=r.name,
+                    fix=f"add {r.name} as a peer on {other.name}, or remove {peer.ref}",
+                )
+
+
+def _endpoints(routers: list[Router], by_key: Mapping[str, Router]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in sorted(routers, key=lambda x: x.name):
+        for peer in r.peers:
+            other = by_key.get(peer.public_key)
+            if other is None or peer.endpoint is None or other.name in out:
+                continue
+            port = peer.endpoint_port
+            host = f"[{peer.endpoint}]" if ":" in peer.endpoint else peer.endpoint
+            out[other.name] = host if port in (None, other.port) else f"{host}:{port}"
+    return out
+
+
+def _tailscale(facts: DeviceFacts) -> dict[str, Any] | None:
+    prefs = facts.tailscale.prefs
+    if not facts.tailscale.installed or prefs is None:
+        return None
+    routes = [str(p) for p in prefs.advertise_routes if p not in EXIT_ROUTES]
+    out: dict[str, Any] = {"advertise_routes": routes}
+    if set(prefs.advertise_routes) >= EXIT_ROUTES:
+        out["exit_node"] = True
+    return out
+
+
+def _clients(
+    routers: list[Router], by_key: Mapping[str, Router], overlay: strict.IPNetwork
+) -> tuple[dict[str, Any], dict[str, LockEntry]]:
+    clients: dict[str, Any] = {}
+    locks: dict[str, LockEntry] = {}
+    taken = {r.name for r in routers}
+    seen: set[str] = set()
+    for r in routers:
+        for peer in r.peers:
+            if peer.public_key in by_key or peer.public_key in seen or not peer.public_key:
+                continue
+            seen.add(peer.public_key)
+            name = _client_name(peer, taken)
+            clients[name] = {"via": r.name, "public_key": peer.public_key}
+            address = next(
+                (
+                    ip.network_address
+                    for ip in peer.allowed_ips
+                    if ip.prefixlen == ip.max_prefixlen and ip.network_address in overlay
+                ),
+                None,
+            )
+            locks[name] = LockEntry(
+                address=str(address) if address is not None else None,
+                public_key=peer.public_key,
+            )
+    return clients, locks

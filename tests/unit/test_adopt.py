@@ -1,0 +1,104 @@
+"""adopt.derive: a spec and lock from routers configured by hand; what cannot be said, refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from sitewire.adopt.derive import AdoptError, derive, read_router
+from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
+from sitewire.diagnose.parse import HIDDEN
+from sitewire.errors import SpecError
+from sitewire.plan import plan_network
+from sitewire.spec.load import parse_model
+from sitewire.spec.model import Platform, Spec
+from tests.unit.test_diagnose_parse import openwrt_sections
+from tests.unit.test_takeover import KEYS, LUCI_FIREWALL, LUCI_NETWORK, _running, _stock
+
+B_NETWORK = f"""
+config interface 'wg0'
+\toption proto 'wireguard'
+\toption private_key '{HIDDEN}'
+\toption listen_port '51820'
+\tlist addresses '192.168.5.2/24'
+
+config wireguard_wg0
+\toption description 'A'
+\toption public_key '{KEYS["A"]}'
+\tlist allowed_ips '192.168.5.0/24'
+\tlist allowed_ips '192.168.3.0/24'
+\toption route_allowed_ips '1'
+\toption endpoint_host 'a.example.net'
+\toption endpoint_port '51820'
+\toption persistent_keepalive '25'
+"""
+
+
+def _facts(site: str, network_text: str, dump: str) -> DeviceFacts:
+    lan = "192.168.3.1" if site == "A" else "192.168.7.1"
+    stock = _stock("network.stock-lan-wan.uci", "network").replace("192.168.3.1", lan)
+    return facts_from_sections(
+        site,
+        Platform.OPENWRT,
+        openwrt_sections(
+            uci_network=(stock + network_text, 0),
+            uci_firewall=(_stock("firewall.stock-23.05-24.10.uci", "firewall") + LUCI_FIREWALL, 0),
+            uci_changes=("", 0),
+            wg=(dump, 0),
+            rc_local=("", 0),
+        ),
+    )
+
+
+def _b_running() -> str:
+    return (
+        f"wg0\t{HIDDEN}\t{KEYS['B']}\t51820\toff\n"
+        f"wg0\t{KEYS['A']}\t(none)\t198.18.0.10:51820\t192.168.5.0/24,192.168.3.0/24\t0\t0\t0\t25\n"
+    )
+
+
+def test_a_luci_made_pair_becomes_the_seed_spec() -> None:
+    a = read_router("A", "root@192.168.3.1", _facts("A", LUCI_NETWORK, _running()))
+    b = read_router("B", "root@192.168.7.1", _facts("B", B_NETWORK, _b_running()))
+    data, lock = derive("home", [a, b])
+    assert data["network"] == {
+        "name": "home",
+        "overlay": "192.168.5.0/24",
+        "port": 51820,
+        "keepalive": 25,
+    }  # A's section for B holds a preshared key: PSKs stay on
+    assert data["sites"]["A"]["endpoint"] == "a.example.net"
+    assert data["sites"]["B"] == {
+        "platform": "openwrt",
+        "lan": ["192.168.7.0/24"],
+        "ssh": "root@192.168.7.1",
+    }
+    assert data["clients"] == {"phone": {"via": "A", "public_key": KEYS["phone"]}}
+    assert {n: e.public_key for n, e in lock.sites.items()} == {"A": KEYS["A"], "B": KEYS["B"]}
+    spec = parse_model(Spec, data, "network.toml", SpecError)
+    plan = plan_network(spec, lock)
+    assert str(plan.site("B").addresses[0].ip) == "192.168.5.2"  # nothing renumbered
+
+
+def test_one_side_of_a_pair_missing_is_refused() -> None:
+    a = read_router("A", "root@a", _facts("A", LUCI_NETWORK, _running()))
+    lonely = B_NETWORK.split("config wireguard_wg0")[0]
+    b = read_router("B", "root@b", _facts("B", lonely, _b_running().splitlines()[0] + "\n"))
+    with pytest.raises(AdoptError, match=r"holds B.s key .*but B has no peer for A") as caught:
+        derive("home", [a, b])
+    assert caught.value.where == "A"
+
+
+def test_a_key_held_for_another_router_s_address_that_is_not_its_key_is_refused() -> None:
+    wrong = LUCI_NETWORK.replace(KEYS["B"], KEYS["phone"][:-2] + "A=")
+    a = read_router("A", "root@a", _facts("A", wrong, _running()))
+    b = read_router("B", "root@b", _facts("B", B_NETWORK, _b_running()))
+    with pytest.raises(
+        AdoptError, match=r"@wireguard_wg0\[0\] holds .* for B's address 192.168.5.2"
+    ):
+        derive("home", [a, b])
+
+
+def test_two_wireguard_interfaces_are_refused() -> None:
+    second = "\nconfig interface 'wg1'\n\toption proto 'wireguard'\n\toption listen_port '51821'\n"
+    with pytest.raises(AdoptError, match=r"has 2 WireGuard interfaces \(wg0, wg1\)"):
+        read_router("A", "root@a", _facts("A", LUCI_NETWORK + second, _running()))
