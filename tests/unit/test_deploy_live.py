@@ -396,3 +396,20 @@ def test_the_planned_interface_name_held_by_another_kind_of_interface_is_refused
     )
     with pytest.raises(ApplyError, match=r"wg0 exists and is not a WireGuard interface"):
         preflight(LINUX, site, linux)
+
+
+def test_a_foreign_peer_is_kept_a_removed_site_s_peer_is_not(plan: Plan) -> None:
+    from sitewire.deploy.changes import foreign_peers
+
+    stranger, removed = (public_key(generate_private_key()) for _ in range(2))
+    dump = _dump(plan, "A")
+    dump += f"wg0\t{stranger}\t(none)\t(none)\t10.99.0.2/32\t0\t0\t0\toff\n"
+    dump += f"wg0\t{removed}\t(none)\t(none)\t192.168.5.9/32,192.168.9.0/24\t0\t0\t0\toff\n"
+    facts = _facts(plan, "A", dump)
+    site = plan.site("A")
+    # A node the lock remembers and the spec no longer has: its peer goes.
+    assert foreign_peers(plan, site, facts, frozenset({removed})) == {stranger}
+    assert foreign_peers(plan, site, facts) == {stranger, removed}
+    script = live_peer_script(site, facts.wg.interfaces[0], OPENWRT.psk_read, keep={stranger})
+    assert script is not None
+    assert f"peer {removed} remove" in script and stranger not in script

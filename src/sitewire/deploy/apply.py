@@ -33,6 +33,7 @@ from sitewire.deploy.changes import (
     ClientSecrets,
     client_keys,
     diff_site,
+    gone_keys,
     placeholder_key,
     plan_with,
 )
@@ -184,6 +185,7 @@ async def _read(run: Run, first: Plan) -> dict[str, Before]:
 def _diff(
     run: Run, draft: Plan, before: Mapping[str, Before], placeholders: Mapping[str, str]
 ) -> dict[str, Diffed]:
+    gone = gone_keys(run.ws)
     diffs = {
         n: diff_site(
             draft,
@@ -192,6 +194,7 @@ def _diff(
             run.secrets,
             placeholders,
             remove_foreign=run.opts.remove_foreign,
+            gone=gone,
         )
         for n, site in run.sites.items()
     }

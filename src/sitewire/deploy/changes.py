@@ -85,7 +85,23 @@ def client_keys(ws: Workspace) -> dict[str, str]:
 # --- 2. diff --------------------------------------------------------------------------------------
 
 
-def foreign_peers(plan: Plan, site: SitePlan, facts: DeviceFacts) -> frozenset[str]:
+def gone_keys(ws: Workspace) -> frozenset[str]:
+    """Public keys the lock remembers for nodes no longer in the spec (their peers go)."""
+    lock = ws.lock
+    if lock is None:
+        return frozenset()
+    spec = ws.spec
+    return frozenset(
+        entry.public_key
+        for group in (lock.sites, lock.clients, lock.retired)
+        for name, entry in group.items()
+        if entry.public_key and name not in spec.sites and name not in spec.clients
+    )
+
+
+def foreign_peers(
+    plan: Plan, site: SitePlan, facts: DeviceFacts, gone: frozenset[str] = frozenset()
+) -> frozenset[str]:
     """Running peers of the interface the plan does not know: not planned, not a retired node,
     holding none of the planned prefixes (a planned prefix under another key is a wrong key,
     and goes). Someone added them for themselves; sitewire keeps them (issue 12)."""
@@ -93,7 +109,7 @@ def foreign_peers(plan: Plan, site: SitePlan, facts: DeviceFacts) -> frozenset[s
     if live is None:
         return frozenset()
     planned = {p.public_key for p in site.peers}
-    retired = {e.public_key for e in plan.lock.retired.values() if e.public_key}
+    retired = {e.public_key for e in plan.lock.retired.values() if e.public_key} | gone
     carried = {prefix for p in site.peers for prefix in p.allowed_ips}
     return frozenset(
         p.public_key
@@ -110,11 +126,12 @@ def diff_site(
     placeholders: Mapping[str, str],
     *,
     remove_foreign: bool = False,
+    gone: frozenset[str] = frozenset(),
 ) -> Diffed:
     """What the apply would change on `site`, as lines (none: nothing), and its warnings."""
     planned = plan.site(site.name)
     facts = before.facts
-    foreign = frozenset() if remove_foreign else foreign_peers(plan, planned, facts)
+    foreign = frozenset() if remove_foreign else foreign_peers(plan, planned, facts, gone)
     held = replace(before.held, keep_peers=foreign, drop_foreign=remove_foreign)
     rendered = site.driver.render(plan, planned, secrets, facts, drop_foreign=remove_foreign)
     found = site.driver.diff(planned, held, rendered)
