@@ -410,6 +410,8 @@ def test_a_foreign_peer_is_kept_a_removed_site_s_peer_is_not(plan: Plan) -> None
     # A node the lock remembers and the spec no longer has: its peer goes.
     assert foreign_peers(plan, site, facts, frozenset({removed})) == {stranger}
     assert foreign_peers(plan, site, facts) == {stranger, removed}
-    script = live_peer_script(site, facts.wg.interfaces[0], OPENWRT.psk_read, keep={stranger})
+    script = live_peer_script(
+        site, facts.wg.interfaces[0], OPENWRT.psk_read, keep=frozenset({stranger})
+    )
     assert script is not None
     assert f"peer {removed} remove" in script and stranger not in script
