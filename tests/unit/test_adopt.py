@@ -102,3 +102,28 @@ def test_two_wireguard_interfaces_are_refused() -> None:
     second = "\nconfig interface 'wg1'\n\toption proto 'wireguard'\n\toption listen_port '51821'\n"
     with pytest.raises(AdoptError, match=r"has 2 WireGuard interfaces \(wg0, wg1\)"):
         read_router("A", "root@a", _facts("A", LUCI_NETWORK + second, _running()))
+
+
+def test_wg_quick_files_name_a_linux_host_and_a_phone() -> None:
+    from sitewire.adopt.wgquick import file_key, router_from_wg_quick
+    from sitewire.keys import generate_private_key, public_key
+
+    b_private, phone_private = generate_private_key(), generate_private_key()
+    keys = {**KEYS, "B": public_key(b_private), "phone": public_key(phone_private)}
+    network = LUCI_NETWORK.replace(KEYS["B"], keys["B"]).replace(KEYS["phone"], keys["phone"])
+    running = _running().replace(KEYS["B"], keys["B"]).replace(KEYS["phone"], keys["phone"])
+    a = read_router("A", "root@a", _facts("A", network, running))
+    b_conf = (
+        f"[Interface]\nPrivateKey = {b_private}\nAddress = 192.168.5.2/24\nListenPort = 51820\n\n"
+        f"[Peer]\nPublicKey = {KEYS['A']}\nAllowedIPs = 192.168.5.0/24, 192.168.3.0/24\n"
+        "Endpoint = a.example.net:51820\nPersistentKeepalive = 25\n"
+    )
+    b = router_from_wg_quick("B", b_conf, "wg0.conf", "wg0")
+    phone_conf = f"[Interface]\nPrivateKey = {phone_private}\nAddress = 192.168.5.3/32\n"
+    data, lock = derive("home", [a, b], {file_key(phone_conf, "phone.conf"): "myphone"})
+    assert data["sites"]["B"] == {"platform": "linux", "lan": ["192.168.7.0/24"]}
+    assert data["sites"]["A"]["endpoint"] == "a.example.net"
+    assert data["clients"] == {"myphone": {"via": "A", "public_key": keys["phone"]}}
+    assert lock.sites["B"].public_key == keys["B"]
+    assert b_private not in repr(data) + lock.model_dump_json()  # the private key goes nowhere
+    plan_network(parse_model(Spec, data, "network.toml", SpecError), lock)

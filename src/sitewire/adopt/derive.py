@@ -56,7 +56,8 @@ class Router:
     address: strict.IPInterface
     lan: tuple[strict.IPNetwork, ...]
     peers: tuple[Peer, ...]
-    facts: DeviceFacts = field(repr=False, compare=False)
+    facts: DeviceFacts | None = field(default=None, repr=False, compare=False)
+    platform: str = "openwrt"
 
 
 def _list(value: str | tuple[str, ...] | None) -> list[str]:
@@ -171,8 +172,11 @@ def _client_name(peer: Peer, taken: set[str]) -> str:
     return name
 
 
-def derive(network_name: str, routers: list[Router]) -> tuple[dict[str, Any], Lock]:
-    """The spec (as TOML-ready data) and the lock that reproduce `routers`."""
+def derive(
+    network_name: str, routers: list[Router], client_names: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], Lock]:
+    """The spec (as TOML-ready data) and the lock that reproduce `routers`; `client_names`
+    names clients by their public key (a phone's own wg-quick file, say)."""
     by_key = {r.public_key: r for r in routers}
     overlay = routers[0].address.network
     for r in routers:
@@ -198,18 +202,23 @@ def derive(network_name: str, routers: list[Router]) -> tuple[dict[str, Any], Lo
         net["preshared_keys"] = False
     sites: dict[str, Any] = {}
     for r in routers:
-        site: dict[str, Any] = {"platform": "openwrt", "lan": [str(p) for p in r.lan], "ssh": r.ssh}
+        site: dict[str, Any] = {
+            "platform": r.platform,
+            "lan": [str(p) for p in _lan_of(r, routers)],
+        }
+        if r.ssh:
+            site["ssh"] = r.ssh
         if r.name in endpoints:
             site["endpoint"] = endpoints[r.name]
         if r.port != port:
             site["port"] = r.port
         if r.interface != "wg0":
             site["interface"] = r.interface
-        ts = _tailscale(r.facts)
+        ts = _tailscale(r.facts) if r.facts is not None else None
         if ts is not None:
             site["tailscale"] = ts
         sites[r.name] = site
-    clients, client_locks = _clients(routers, by_key, overlay)
+    clients, client_locks = _clients(routers, by_key, overlay, client_names or {})
     spec: dict[str, Any] = {"network": net, "sites": sites}
     if clients:
         spec["clients"] = clients
@@ -221,6 +230,31 @@ def derive(network_name: str, routers: list[Router]) -> tuple[dict[str, Any], Lo
         clients=client_locks,
     )
     return spec, lock
+
+
+def _lan_of(router: Router, routers: list[Router]) -> tuple[strict.IPNetwork, ...]:
+    """Its LAN as found, or (a Linux host's file says none) what the others route to it
+    beyond the overlay: the prefixes their peer for it carries."""
+    if router.lan:
+        return router.lan
+    overlay = router.address.network
+    carried = {
+        prefix
+        for other in routers
+        for p in other.peers
+        if p.public_key == router.public_key
+        for prefix in p.allowed_ips
+        if not _within(prefix, overlay)
+    }
+    return tuple(sorted(carried, key=lambda p: (p.version, int(p.network_address))))
+
+
+def _within(prefix: strict.IPNetwork, overlay: strict.IPNetwork) -> bool:
+    return (
+        prefix.version == overlay.version
+        and int(overlay.network_address) <= int(prefix.network_address)
+        and int(prefix.broadcast_address) <= int(overlay.broadcast_address)
+    )
 
 
 def _check_pairs(routers: list[Router], by_key: Mapping[str, Router]) -> None:
@@ -278,7 +312,10 @@ def _tailscale(facts: DeviceFacts) -> dict[str, Any] | None:
 
 
 def _clients(
-    routers: list[Router], by_key: Mapping[str, Router], overlay: strict.IPNetwork
+    routers: list[Router],
+    by_key: Mapping[str, Router],
+    overlay: strict.IPNetwork,
+    names: Mapping[str, str],
 ) -> tuple[dict[str, Any], dict[str, LockEntry]]:
     clients: dict[str, Any] = {}
     locks: dict[str, LockEntry] = {}
@@ -289,7 +326,8 @@ def _clients(
             if peer.public_key in by_key or peer.public_key in seen or not peer.public_key:
                 continue
             seen.add(peer.public_key)
-            name = _client_name(peer, taken)
+            name = names.get(peer.public_key) or _client_name(peer, taken)
+            taken.add(name)
             clients[name] = {"via": r.name, "public_key": peer.public_key}
             address = next(
                 (

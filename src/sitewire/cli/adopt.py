@@ -10,6 +10,7 @@ import click
 import tomli_w
 
 from sitewire.adopt.derive import AdoptError, Router, derive, read_router
+from sitewire.adopt.wgquick import file_key, parse_wg_quick, router_from_wg_quick
 from sitewire.cli.out import echo
 from sitewire.deploy.remote import Credentials, Shell, Target
 from sitewire.deploy.runner import run_on_sites
@@ -63,6 +64,14 @@ async def _read(targets: dict[str, Target], creds: Credentials) -> dict[str, Dev
 @click.option("--name", "network_name", default="home", show_default=True, help="network.name.")
 @click.option("--force", is_flag=True, help="Overwrite an existing spec and lock.")
 @click.option(
+    "--wg-quick",
+    "wg_quick",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="A wg-quick file: a Linux host of the network (it has a ListenPort) or a client "
+    "(a phone's file), named NAME. Its private key is read only to know its public key.",
+)
+@click.option(
     "--lab-name",
     help="Read the routers of this lab (TARGETS are its site names) over its management network.",
 )
@@ -71,6 +80,7 @@ def adopt(
     output: Path,
     network_name: str,
     force: bool,
+    wg_quick: tuple[str, ...],
     lab_name: str | None,
 ) -> int:
     """Write network.toml and network.lock reproducing routers configured by hand.
@@ -85,7 +95,8 @@ def adopt(
     found, creds = _where(targets, lab_name)
     facts = asyncio.run(_read({n: t for n, (t, _) in found.items()}, creds))
     routers: list[Router] = [read_router(n, found[n][1], facts[n]) for n in found]
-    data, lock = derive(network_name, routers)
+    hosts, clients = _files(wg_quick, set(found))
+    data, lock = derive(network_name, [*routers, *hosts], clients)
     text = _HEADER + tomli_w.dumps(data)
     spec = parse_model(Spec, data, str(output), SpecError)
     try:
@@ -99,6 +110,31 @@ def adopt(
     echo(f"wrote {output} and {lock_path} ({len(routers)} sites, {len(lock.clients)} clients)")
     echo(f"next: sitewire plan --live {output}  (only takeovers and fixes should show)")
     return ExitCode.OK
+
+
+def _files(items: tuple[str, ...], taken: set[str]) -> tuple[list[Router], dict[str, str]]:
+    hosts: list[Router] = []
+    clients: dict[str, str] = {}
+    for item in items:
+        match = _NAMED.fullmatch(item)
+        if match is None or match["name"] in taken:
+            raise InputError(
+                f"{item!r} is not NAME=FILE with a name of its own",
+                where="--wg-quick",
+                fix="name it: --wg-quick C=/etc/wireguard/wg0.conf",
+            )
+        name, path = match["name"], Path(match["target"])
+        taken.add(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read: {exc}", where=str(path)) from None
+        conf = parse_wg_quick(text, str(path))
+        if "listenport" in conf.interface:
+            hosts.append(router_from_wg_quick(name, text, str(path), path.stem))
+        else:
+            clients[file_key(text, str(path))] = name
+    return hosts, clients
 
 
 _HEADER = (
