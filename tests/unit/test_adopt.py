@@ -127,3 +127,13 @@ def test_wg_quick_files_name_a_linux_host_and_a_phone() -> None:
     assert lock.sites["B"].public_key == keys["B"]
     assert b_private not in repr(data) + lock.model_dump_json()  # the private key goes nowhere
     plan_network(parse_model(Spec, data, "network.toml", SpecError), lock)
+
+
+def test_a_client_without_its_own_overlay_address_is_refused() -> None:
+    wide = LUCI_NETWORK.replace(
+        "\tlist allowed_ips '192.168.5.3/32'", "\tlist allowed_ips '192.168.5.0/24'"
+    )
+    a = read_router("A", "root@a", _facts("A", wide, _running()))
+    b = read_router("B", "root@b", _facts("B", B_NETWORK, _b_running()))
+    with pytest.raises(AdoptError, match=r"a client, .* holds no single overlay address"):
+        derive("home", [a, b])

@@ -200,3 +200,49 @@ def test_remove_foreign_deletes_a_hand_made_peer_the_plan_does_not_know() -> Non
     [gone] = [t for t in dropped if t.line.startswith("delete network")]
     assert gone.line == "delete network.@wireguard_wg0[2]"
     assert gone.label == f"peer {stranger[:8]}…"
+
+
+def _with_firewall(extra: str) -> dict[str, Package]:
+    facts = _facts()
+    firewall = parse_uci(export_uci(_packages(facts)["firewall"]) + extra, "firewall")
+    return {**_packages(facts), "firewall": firewall}
+
+
+def test_rules_naming_the_taken_over_zone_follow_its_new_name() -> None:
+    extra = (
+        "\nconfig rule\n\toption name 'no-ssh'\n\toption src 'wireguard'\n"
+        "\toption dest_port '22'\n\toption target 'REJECT'\n"
+    )
+    lines = [t.line for t in plan_takeover(_plan().site("A"), _with_firewall(extra))]
+    assert "set firewall.@rule[10].src='sitewire'" in lines
+
+
+def test_a_zone_shared_as_an_option_string_loses_only_the_interface() -> None:
+    text = LUCI_FIREWALL.replace("\tlist network 'wg0'", "\toption network 'lan2 wg0'")
+    facts = _facts()
+    firewall = parse_uci(_stock("firewall.stock-23.05-24.10.uci", "firewall") + text, "firewall")
+    packages = {**_packages(facts), "firewall": firewall}
+    lines = [t.line for t in plan_takeover(_plan().site("A"), packages)]
+    assert "set firewall.@zone[2].network='lan2'" in lines
+    assert not [line for line in lines if line.startswith("rename firewall.@zone")]
+
+
+def test_a_rule_from_any_zone_or_without_proto_opens_the_port_too() -> None:
+    for rule in ("\toption src '*'\n\toption proto 'udp'\n", "\toption src 'wan'\n"):
+        text = LUCI_FIREWALL.split("config rule")[0] + (
+            f"config rule\n\toption name 'Allow-WireGuard'\n{rule}"
+            "\toption dest_port '51820'\n\toption target 'ACCEPT'\n"
+        )
+        firewall = parse_uci(
+            _stock("firewall.stock-23.05-24.10.uci", "firewall") + text, "firewall"
+        )
+        packages = {**_packages(_facts()), "firewall": firewall}
+        lines = [t.line for t in plan_takeover(_plan().site("A"), packages)]
+        assert any(line.endswith("=sw_allow_wg0") for line in lines), (rule, lines)
+
+
+def test_a_retired_node_keeps_its_public_key_in_the_lock() -> None:
+    plan = _plan()
+    without_phone = spec_from(SEED.read_text().replace('[clients.phone]\nvia = "A"\n', ""))
+    again = plan_network(without_phone, plan.lock)
+    assert again.lock.retired["phone"].public_key == KEYS["phone"]

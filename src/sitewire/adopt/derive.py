@@ -52,12 +52,14 @@ class Router:
     ssh: str
     interface: str
     public_key: str
-    port: int
+    port: int | None  # None: no listen_port in UCI (a random port, fine for a dialler)
     address: strict.IPInterface
     lan: tuple[strict.IPNetwork, ...]
     peers: tuple[Peer, ...]
     facts: DeviceFacts | None = field(default=None, repr=False, compare=False)
     platform: str = "openwrt"
+    address6: strict.IPInterface | None = None
+    mtu: int | None = None  # set by hand in UCI
 
 
 def _list(value: str | tuple[str, ...] | None) -> list[str]:
@@ -109,16 +111,19 @@ def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
             fix="give it its overlay address, e.g. uci add_list "
             f"network.{iface}.addresses='192.168.5.1/24'",
         )
+    v6 = [a for a in addresses if a.version == 6 and not a.ip.is_link_local]
     return Router(
         name,
         ssh,
         iface,
         live.public_key,
-        live.listen_port,
+        strict.digits(section.options.get("listen_port")),
         v4[0],
         _lan(name, network, facts),
         tuple(_peer(network, s) for s in network.sections_of_type(f"wireguard_{iface}")),
         facts,
+        address6=v6[0] if v6 else None,
+        mtu=strict.digits(section.options.get("mtu")),
     )
 
 
@@ -188,36 +193,9 @@ def derive(
                 fix="adopt the routers of one network together",
             )
     _check_pairs(routers, by_key)
-    port = Counter(r.port for r in routers).most_common(1)[0][0]
+    net = _network(network_name, routers, by_key)
     endpoints = _endpoints(routers, by_key)
-    keepalives = [
-        p.keepalive for r in routers for p in r.peers if p.public_key in by_key and p.endpoint
-    ]
-    keepalive = Counter(k for k in keepalives if k).most_common(1)
-    psk = any(p.preshared for r in routers for p in r.peers if p.public_key in by_key)
-    net: dict[str, Any] = {"name": network_name, "overlay": str(overlay), "port": port}
-    if keepalive:
-        net["keepalive"] = keepalive[0][0]
-    if not psk:
-        net["preshared_keys"] = False
-    sites: dict[str, Any] = {}
-    for r in routers:
-        site: dict[str, Any] = {
-            "platform": r.platform,
-            "lan": [str(p) for p in _lan_of(r, routers)],
-        }
-        if r.ssh:
-            site["ssh"] = r.ssh
-        if r.name in endpoints:
-            site["endpoint"] = endpoints[r.name]
-        if r.port != port:
-            site["port"] = r.port
-        if r.interface != "wg0":
-            site["interface"] = r.interface
-        ts = _tailscale(r.facts) if r.facts is not None else None
-        if ts is not None:
-            site["tailscale"] = ts
-        sites[r.name] = site
+    sites = {r.name: _site(r, routers, endpoints, net["port"]) for r in routers}
     clients, client_locks = _clients(routers, by_key, overlay, client_names or {})
     spec: dict[str, Any] = {"network": net, "sites": sites}
     if clients:
@@ -225,18 +203,69 @@ def derive(
     lock = Lock(
         network=network_name,
         sites={
-            r.name: LockEntry(address=str(r.address.ip), public_key=r.public_key) for r in routers
+            r.name: LockEntry(
+                address=str(r.address.ip),
+                address6=str(r.address6.ip) if r.address6 is not None else None,
+                public_key=r.public_key,
+            )
+            for r in routers
         },
         clients=client_locks,
     )
     return spec, lock
 
 
+def _network(name: str, routers: list[Router], by_key: Mapping[str, Router]) -> dict[str, Any]:
+    ports = Counter(r.port for r in routers if r.port is not None).most_common(1)
+    keepalives = [
+        p.keepalive for r in routers for p in r.peers if p.public_key in by_key and p.endpoint
+    ]
+    keepalive = Counter(k for k in keepalives if k).most_common(1)
+    psk = any(p.preshared for r in routers for p in r.peers if p.public_key in by_key)
+    net: dict[str, Any] = {
+        "name": name,
+        "overlay": str(routers[0].address.network),
+        "port": ports[0][0] if ports else 51820,
+    }
+    v6 = [r.address6.network for r in routers if r.address6 is not None]
+    if v6:
+        if len(v6) != len(routers) or len(set(v6)) != 1:
+            raise AdoptError(
+                "the routers' IPv6 overlay addresses are not all in one prefix",
+                where=routers[0].name,
+                fix="give every router an address in one IPv6 overlay, or none",
+            )
+        net["overlay6"] = str(v6[0])
+    if keepalive:
+        net["keepalive"] = keepalive[0][0]
+    if not psk:
+        net["preshared_keys"] = False
+    return net
+
+
+def _site(
+    r: Router, routers: list[Router], endpoints: Mapping[str, str], port: int
+) -> dict[str, Any]:
+    site: dict[str, Any] = {"platform": r.platform, "lan": [str(p) for p in _lan_of(r, routers)]}
+    if r.ssh:
+        site["ssh"] = r.ssh
+    if r.name in endpoints:
+        site["endpoint"] = endpoints[r.name]
+    if r.port is not None and r.port != port:
+        site["port"] = r.port
+    if r.mtu is not None:
+        site["mtu"] = r.mtu
+    if r.interface != "wg0":
+        site["interface"] = r.interface
+    ts = _tailscale(r.facts) if r.facts is not None else None
+    if ts is not None:
+        site["tailscale"] = ts
+    return site
+
+
 def _lan_of(router: Router, routers: list[Router]) -> tuple[strict.IPNetwork, ...]:
     """Its LAN as found, or (a Linux host's file says none) what the others route to it
     beyond the overlay: the prefixes their peer for it carries."""
-    if router.lan:
-        return router.lan
     overlay = router.address.network
     carried = {
         prefix
@@ -245,7 +274,9 @@ def _lan_of(router: Router, routers: list[Router]) -> tuple[strict.IPNetwork, ..
         if p.public_key == router.public_key
         for prefix in p.allowed_ips
         if not _within(prefix, overlay)
+        and not (router.address6 is not None and _within(prefix, router.address6.network))
     }
+    carried |= set(router.lan)
     return tuple(sorted(carried, key=lambda p: (p.version, int(p.network_address))))
 
 
@@ -319,7 +350,7 @@ def _clients(
 ) -> tuple[dict[str, Any], dict[str, LockEntry]]:
     clients: dict[str, Any] = {}
     locks: dict[str, LockEntry] = {}
-    taken = {r.name for r in routers}
+    taken = {r.name for r in routers} | set(names.values())
     seen: set[str] = set()
     for r in routers:
         for peer in r.peers:
@@ -337,6 +368,13 @@ def _clients(
                 ),
                 None,
             )
+            if address is None:
+                raise AdoptError(
+                    f"its peer section {peer.ref} (a client, {peer.public_key[:8]}…) holds no "
+                    f"single overlay address ({', '.join(map(str, peer.allowed_ips)) or 'none'})",
+                    where=r.name,
+                    fix="give that client its /32 in the overlay (allowed_ips), then adopt again",
+                )
             locks[name] = LockEntry(
                 address=str(address) if address is not None else None,
                 public_key=peer.public_key,

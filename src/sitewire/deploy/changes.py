@@ -110,12 +110,30 @@ def foreign_peers(
         return frozenset()
     planned = {p.public_key for p in site.peers}
     retired = {e.public_key for e in plan.lock.retired.values() if e.public_key} | gone
+    retired |= _owned_keys(facts)
     carried = {prefix for p in site.peers for prefix in p.allowed_ips}
     return frozenset(
         p.public_key
         for p in live.peers
         if p.public_key not in planned | retired and not set(p.allowed_ips) & carried
     )
+
+
+def _owned_keys(facts: DeviceFacts) -> set[str]:
+    """Keys in sitewire's own peer sections (OpenWrt): a stale one of ours is no stranger's."""
+    if facts.network is None:
+        return set()
+    return {
+        key
+        for s in facts.network.sections
+        if (s.name or "").startswith("sw_") and isinstance(key := s.options.get("public_key"), str)
+    }
+
+
+def _configured_keys(facts: DeviceFacts) -> set[str]:
+    if facts.network is None:
+        return set()
+    return {k for s in facts.network.sections if isinstance(k := s.options.get("public_key"), str)}
 
 
 def diff_site(
@@ -142,10 +160,14 @@ def diff_site(
         lines.append(f"{site.name}: private key: made on the device (only its public key returns)")
     lines += found.lines
     warnings = list(before.warnings)
+    configured = _configured_keys(facts)
     warnings += [
         warning(
             f"{planned.interface}: peer {key[:8]}… runs here and is not planned: kept "
             "(apply --remove-foreign removes it)"
+            if key in configured
+            else f"{planned.interface}: peer {key[:8]}… runs here, is not planned and is in no "
+            "configuration: left running, gone at the interface's next renew or re-creation"
         )
         for key in sorted(foreign)
     ]

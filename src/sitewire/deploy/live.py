@@ -111,14 +111,16 @@ def live_peer_script(
     iface = q(site.interface)
     lines: list[str] = []
     wanted = {p.public_key for p in site.peers if p.public_key}
+    # The interface's own prefix (netifd's route for its address) stays whoever claimed it.
     carried = {prefix for p in site.peers for prefix in p.allowed_ips}
+    kept = carried | {a.network for a in site.addresses}
     # Unplanned peers first (a wrong key, a removed site); a route stays while a planned peer
     # carries its prefix, whoever held it before.
     for gone in live.peers:
         if gone.public_key in wanted or gone.public_key in keep:
             continue
         lines.append(f"wg set {iface} peer {q(gone.public_key)} remove")
-        for old in set(gone.allowed_ips) - carried:
+        for old in set(gone.allowed_ips) - kept:
             lines.append(f"ip -{old.version} route del {q(str(old))} dev {iface} 2>/dev/null")
     for peer in site.peers:
         assert peer.public_key is not None
@@ -127,7 +129,7 @@ def live_peer_script(
             continue
         lines.append(_set_peer(site, peer, psk_source))
         if current is not None:
-            for old in set(current.allowed_ips) - carried:
+            for old in set(current.allowed_ips) - kept:
                 lines.append(f"ip -{old.version} route del {q(str(old))} dev {iface} 2>/dev/null")
     if not lines and not routes:
         return None

@@ -84,8 +84,10 @@ def plan_network(
             )
     topology = Topology(spec, nodes, source)
     notes += _caveats(spec)
+    # A retired node keeps its public key (never a secret): its peer, wherever it still runs,
+    # is then told from one someone added by hand, and removed (issue 12).
     retired = {
-        name: LockEntry(address=entry.address, address6=entry.address6)
+        name: LockEntry(address=entry.address, address6=entry.address6, public_key=entry.public_key)
         for group in (lock.sites, lock.clients, lock.retired)
         for name, entry in group.items()
         if name not in nodes

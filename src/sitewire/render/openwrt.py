@@ -57,7 +57,14 @@ def render_openwrt(
     batch = _Batch()
     batch.comment(f"sitewire: network '{plan.name}', site {site.name} (openwrt). Generated.")
     batch.comment(f"Used by commands.sh from {STAGING}/uci-batch; commits network and firewall")
-    _network(plan, batch, site, secrets, _mtu(site, current or {}, device_mtu))
+    _network(
+        plan,
+        batch,
+        site,
+        secrets,
+        _mtu(site, current or {}, device_mtu),
+        _port(site, current or {}),
+    )
     _firewall(batch, site)
     _drop_retired(batch, plan, site)
     _drop_stale(batch, site, current or {})
@@ -113,7 +120,19 @@ def _mtu(site: SitePlan, current: Mapping[str, Package], device_mtu: int | None)
     return str(site.mtu)
 
 
-def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets, mtu: str | None) -> None:
+def _port(site: SitePlan, current: Mapping[str, Package]) -> str | None:
+    """The listen port, or None (left unset: a random port) for a site nobody dials whose
+    interface has none: setting it would re-create the interface for nothing (issue 12)."""
+    network = current.get("network")
+    section = network.section(site.interface) if network is not None else None
+    if section is not None and "listen_port" not in section.options and site.endpoint is None:
+        return None
+    return str(site.listen_port)
+
+
+def _network(
+    plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets, mtu: str | None, port: str | None
+) -> None:
     private = secrets.private_key(site.name)
     batch.comment(f"interface {site.interface}: {site.role}, MTU {site.mtu} ({site.mtu_reason})")
     if private is None:
@@ -126,7 +145,7 @@ def _network(plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets, mtu: s
         {
             "proto": "wireguard",
             "private_key": private,
-            "listen_port": str(site.listen_port),
+            "listen_port": port,
             "addresses": tuple(str(a) for a in site.addresses),
             "mtu": mtu,
         },

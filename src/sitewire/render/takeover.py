@@ -112,14 +112,29 @@ def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
         ref, _ = _ref(firewall, zone)
         old = str(zone.options.get("name", ref))
         label = f"zone {old}"
-        if have_ours or _listed(zone.options.get("network")) != [iface]:
-            line = f"del_list firewall.{ref}.network={uci_value(iface)}"
-            out.append(Takeover(line, label, f"{iface} leaves it (one zone per interface)"))
+        shared = _listed(zone.options.get("network")) != [iface] or any(
+            zone.options.get(o) for o in ("device", "subnet")
+        )
+        if have_ours or shared:
+            out.append(_leave(firewall, zone, iface, label))
             continue
         out.append(_rename(firewall, zone, ours, label))
         out += _forwardings(site, firewall, old)
         have_ours = True
     return out
+
+
+def _leave(firewall: Package, zone: Section, iface: str, label: str) -> Takeover:
+    """The interface out of a zone it shares: `del_list` for a list; uci's del_list does
+    nothing on an option (`option network 'lan wg0'`, which fw4 reads too), so `set` the rest."""
+    ref, _ = _ref(firewall, zone)
+    value = zone.options.get("network")
+    if isinstance(value, tuple):
+        line = f"del_list firewall.{ref}.network={uci_value(iface)}"
+    else:
+        rest = " ".join(n for n in _listed(value) if n != iface)
+        line = f"set firewall.{ref}.network={uci_value(rest)}"
+    return Takeover(line, label, f"{iface} leaves it (one zone per interface)")
 
 
 def _forwardings(site: SitePlan, firewall: Package, old: str) -> list[Takeover]:
@@ -137,12 +152,27 @@ def _forwardings(site: SitePlan, firewall: Package, old: str) -> list[Takeover]:
         if pair in planned and firewall.section(name) is None:
             out.append(_rename(firewall, fwd, name, label))
             continue
-        ref, _ = _ref(firewall, fwd)
-        for option, value in (("src", src), ("dest", dest)):
-            if value == old:
-                line = f"set firewall.{ref}.{option}={uci_value(new)}"
-                out.append(Takeover(line, label, f"follows the zone's new name {new}"))
+        out += _follow(firewall, fwd, old, new, label)
+    for kind in ("rule", "redirect", "nat"):
+        for section in firewall.sections_of_type(kind):
+            label = f"{kind} {section.options.get('name', _ref(firewall, section)[0])}"
+            out += _follow(firewall, section, old, new, label)
     return out
+
+
+def _follow(firewall: Package, section: Section, old: str, new: str, label: str) -> list[Takeover]:
+    """A section naming the zone by its old name names it by the new one (fw4 skips a rule
+    or redirect whose zone does not exist)."""
+    ref, _ = _ref(firewall, section)
+    return [
+        Takeover(
+            f"set firewall.{ref}.{option}={uci_value(new)}",
+            label,
+            f"follows the zone's new name {new}",
+        )
+        for option in ("src", "dest", "reflection_zone")
+        if section.options.get(option) == old
+    ]
 
 
 def _rules(site: SitePlan, firewall: Package) -> list[Takeover]:
@@ -168,10 +198,10 @@ def _opens(rule: Section, port: int) -> bool:
     o = rule.options
     protos = _listed(o.get("proto"))
     return (
-        o.get("src") == "wan"
+        o.get("src") in ("wan", "*")
         and o.get("target") == "ACCEPT"
         and _listed(o.get("dest_port")) == [str(port)]
-        and protos in (["udp"], ["tcp", "udp"], ["tcpudp"])
+        and protos in ([], ["udp"], ["tcp", "udp"], ["tcpudp"])
         and "dest" not in o
         and o.get("enabled") not in ("0", "no", "off", "false")
     )

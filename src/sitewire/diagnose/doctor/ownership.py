@@ -89,10 +89,18 @@ def check_zones(live: Live, site: SitePlan) -> list[Finding]:
                 "$ uci show firewall | grep network",
                 *(f"firewall.{section_ref(firewall, z)}.network={site.interface}" for z in zones),
             ),
-            f"uci del_list firewall.{ref}.network='{site.interface}' && uci commit firewall && "
+            _leave_command(theirs, ref, site.interface) + " && uci commit firewall && "
             f"/etc/init.d/firewall reload   (or: {APPLY})",
         )
     ]
+
+
+def _leave_command(zone: Section, ref: str, iface: str) -> str:
+    value = zone.options.get("network")
+    if isinstance(value, tuple):
+        return f"uci del_list firewall.{ref}.network='{iface}'"
+    rest = " ".join(n for n in _listed(value) if n != iface)
+    return f"uci set firewall.{ref}.network='{rest}'"
 
 
 def check_foreign_peers(live: Live, site: SitePlan) -> list[Finding]:
