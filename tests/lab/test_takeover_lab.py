@@ -42,7 +42,7 @@ def _install(state: LabState, site: str) -> None:
     sh(state, site, f"{install} && /etc/init.d/network restart")
 
 
-def luci_made(state: LabState) -> dict[str, str]:
+def luci_made(state: LabState, iface: str = "wg0", zone_name: str = "wireguard") -> dict[str, str]:
     """The hand-made network; returns each router's public key."""
     keys = {}
     for site in ("A", "B"):
@@ -50,13 +50,13 @@ def luci_made(state: LabState) -> dict[str, str]:
         sh(
             state,
             site,
-            "uci set network.wg0=interface && uci set network.wg0.proto=wireguard && "
-            'uci set network.wg0.private_key="$(wg genkey)" && '
-            "uci set network.wg0.listen_port=51820 && "
-            f"uci add_list network.wg0.addresses=192.168.5.{1 if site == 'A' else 2}/24 && "
+            f"uci set network.{iface}=interface && uci set network.{iface}.proto=wireguard && "
+            f'uci set network.{iface}.private_key="$(wg genkey)" && '
+            f"uci set network.{iface}.listen_port=51820 && "
+            f"uci add_list network.{iface}.addresses=192.168.5.{1 if site == 'A' else 2}/24 && "
             "uci commit network",
         )
-        keys[site] = sh(state, site, "uci get network.wg0.private_key | wg pubkey").strip()
+        keys[site] = sh(state, site, f"uci get network.{iface}.private_key | wg pubkey").strip()
     peers = {
         "A": [("B", keys["B"], "192.168.7.0/24", ""), ("phone", PHONE, "", "")],
         "B": [("A", keys["A"], "192.168.3.0/24", "a.example.net")],
@@ -64,29 +64,31 @@ def luci_made(state: LabState) -> dict[str, str]:
     for site, entries in peers.items():
         for name, key, lan, endpoint in entries:
             lines = [
-                "uci add network wireguard_wg0 >/dev/null",
-                f"uci set network.@wireguard_wg0[-1].description='{name}'",
-                f"uci set network.@wireguard_wg0[-1].public_key='{key}'",
-                "uci set network.@wireguard_wg0[-1].route_allowed_ips='1'",
+                f"uci add network wireguard_{iface} >/dev/null",
+                f"uci set network.@wireguard_{iface}[-1].description='{name}'",
+                f"uci set network.@wireguard_{iface}[-1].public_key='{key}'",
+                f"uci set network.@wireguard_{iface}[-1].route_allowed_ips='1'",
             ]
             ips = [PHONE_LUCI] if name == "phone" else ["192.168.5.0/24", lan]
-            lines += [f"uci add_list network.@wireguard_wg0[-1].allowed_ips='{ip}'" for ip in ips]
+            lines += [
+                f"uci add_list network.@wireguard_{iface}[-1].allowed_ips='{ip}'" for ip in ips
+            ]
             if endpoint:
                 lines += [
-                    f"uci set network.@wireguard_wg0[-1].endpoint_host='{endpoint}'",
-                    "uci set network.@wireguard_wg0[-1].endpoint_port='51820'",
-                    "uci set network.@wireguard_wg0[-1].persistent_keepalive='25'",
+                    f"uci set network.@wireguard_{iface}[-1].endpoint_host='{endpoint}'",
+                    f"uci set network.@wireguard_{iface}[-1].endpoint_port='51820'",
+                    f"uci set network.@wireguard_{iface}[-1].persistent_keepalive='25'",
                 ]
             sh(state, site, " && ".join([*lines, "uci commit network"]))
         zone = [
             "uci add firewall zone >/dev/null",
-            "uci set firewall.@zone[-1].name='wireguard'",
+            f"uci set firewall.@zone[-1].name='{zone_name}'",
             "uci set firewall.@zone[-1].input='ACCEPT'",
             "uci set firewall.@zone[-1].output='ACCEPT'",
             "uci set firewall.@zone[-1].forward='ACCEPT'",
-            "uci add_list firewall.@zone[-1].network='wg0'",
+            f"uci add_list firewall.@zone[-1].network='{iface}'",
         ]
-        for src, dest in (("lan", "wireguard"), ("wireguard", "lan"), ("wireguard", "wan")):
+        for src, dest in (("lan", zone_name), (zone_name, "lan"), (zone_name, "wan")):
             zone += [
                 "uci add firewall forwarding >/dev/null",
                 f"uci set firewall.@forwarding[-1].src='{src}'",
@@ -102,8 +104,8 @@ def luci_made(state: LabState) -> dict[str, str]:
                 "uci set firewall.@rule[-1].target='ACCEPT'",
             ]
         sh(state, site, " && ".join([*zone, "uci commit firewall", "/etc/init.d/firewall reload"]))
-        sh(state, site, "ifup wg0")
-        settled(state, site)
+        sh(state, site, f"ifup {iface}")
+        settled(state, site, iface)
     return keys
 
 
@@ -114,8 +116,8 @@ def _lan_to_lan(state: LabState) -> bool:
     return host_exec(state, "A", argv).returncode == 0
 
 
-def _private(state: LabState, site: str) -> str:
-    return sh(state, site, "uci get network.wg0.private_key").strip()
+def _private(state: LabState, site: str, iface: str = "wg0") -> str:
+    return sh(state, site, f"uci get network.{iface}.private_key").strip()
 
 
 @pytest.mark.lab
@@ -217,3 +219,38 @@ def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
     assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
     assert {s: _private(state, s) for s in ("A", "B")} == private
     assert doctor(Seed(state, out, ())) == []
+
+
+@pytest.mark.lab
+def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """The person called the interface vpn0 and its zone vpn; the spec names the interface."""
+    text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
+    text = text.replace("[sites.A]\n", '[sites.A]\ninterface = "vpn0"\n')
+    text = text.replace("[sites.B]\n", '[sites.B]\ninterface = "vpn0"\n')
+    spec = write_spec(tmp_path / "network.toml", text)
+    state = make_lab(spec_from(text))
+    luci_made(state, "vpn0", "vpn")
+    deadline = time.monotonic() + 30
+    while not _lan_to_lan(state):
+        assert time.monotonic() < deadline, "the hand-made network does not carry LAN to LAN"
+    private = {s: _private(state, s, "vpn0") for s in ("A", "B")}
+    with (
+        applying.Pinger(state, "A", B_HOST) as a_to_b,
+        applying.Pinger(state, "B", A_HOST) as b_to_a,
+    ):
+        outcome, ui = apply_lab(state, spec)
+    assert outcome.ok, ui.text
+    for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
+        assert ping.sent > 20 and ping.lost == 0, (name, ping.sent, ping.lost, ui.text)
+    assert "A: peer B: hand-made section @wireguard_vpn0[0] taken over" in ui.lines, ui.text
+    assert "A: zone vpn: hand-made section @zone[2] taken over" in ui.lines, ui.text
+    assert not any(line.startswith(("A: interface vpn0", "B: interface vpn0")) for line in ui.lines)
+    for site in ("A", "B"):
+        zones = sh(state, site, 'uci show firewall | grep "\\.network=.*vpn0" || true')
+        assert len(zones.strip().splitlines()) == 1, zones
+        assert _private(state, site, "vpn0") == private[site]
+    assert doctor(Seed(state, spec, ())) == []
+    again, ui2 = apply_lab(state, spec)
+    assert again.ok and "nothing to change" in ui2.lines, ui2.text
