@@ -23,7 +23,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import HIDDEN
 from sitewire.errors import InputError
 from sitewire.spec.lock import Lock, LockEntry
-from sitewire.uci import Package, Section
+from sitewire.uci import Package, Section, words
 
 EXIT_ROUTES = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 
@@ -62,17 +62,6 @@ class Router:
     mtu: int | None = None  # set by hand in UCI
 
 
-def _list(value: str | tuple[str, ...] | None) -> list[str]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, tuple) else value.split()
-
-
-def _ref(package: Package, section: Section) -> str:
-    same = [s for s in package.sections if s.type == section.type]
-    return section.name or f"@{section.type}[{next(i for i, s in enumerate(same) if s is section)}]"
-
-
 def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
     network = facts.network
     if network is None:
@@ -102,7 +91,7 @@ def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
             where=name,
             fix=f"bring it up (ifup {iface}) and adopt again",
         )
-    addresses = [strict.interface(a) for a in _list(section.options.get("addresses"))]
+    addresses = [strict.interface(a) for a in words(section.options.get("addresses"))]
     v4 = [a for a in addresses if a.version == 4]
     if not v4:
         raise AdoptError(
@@ -131,7 +120,7 @@ def _lan(name: str, network: Package, facts: DeviceFacts) -> tuple[strict.IPNetw
     lan = network.section("lan")
     address = lan.options.get("ipaddr") if lan is not None else None
     mask = lan.options.get("netmask") if lan is not None else None
-    for item in _list(address):
+    for item in words(address):
         try:
             if "/" not in item and isinstance(mask, str):
                 bits = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
@@ -153,9 +142,9 @@ def _peer(network: Package, section: Section) -> Peer:
     host = o.get("endpoint_host")
     description = o.get("description")
     return Peer(
-        _ref(network, section),
+        network.ref(section),
         str(o.get("public_key", "")),
-        tuple(strict.network(p, strict=False) for p in _list(o.get("allowed_ips"))),
+        tuple(strict.network(p, strict=False) for p in words(o.get("allowed_ips"))),
         host if isinstance(host, str) and host else None,
         port,
         keepalive or None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import OWNED_PREFIX, peer_section
 from sitewire.render.quote import uci_value
-from sitewire.uci import Package, Section, UciStore
+from sitewire.uci import Package, Section, UciStore, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,26 +35,13 @@ class Takeover:
         return f"{site}: {self.label}: {self.what}"
 
 
-def _ref(package: Package, section: Section) -> tuple[str, int]:
-    """uci's name for the section (`@type[index]` if anonymous) and its index in its type."""
-    same = [s for s in package.sections if s.type == section.type]
-    index = next(i for i, s in enumerate(same) if s is section)
-    return (section.name or f"@{section.type}[{index}]"), index
-
-
-def _listed(value: str | tuple[str, ...] | None) -> list[str]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, tuple) else value.split()
-
-
 def _delete(package: Package, section: Section, label: str, why: str) -> Takeover:
-    ref, index = _ref(package, section)
+    ref, index = package.ref(section), package.index(section)
     return Takeover(f"delete {package.name}.{ref}", label, f"{why} {ref} removed", 1000 - index)
 
 
 def _rename(package: Package, section: Section, name: str, label: str) -> Takeover:
-    ref, _ = _ref(package, section)
+    ref = package.ref(section)
     line = f"rename {package.name}.{ref}={name}"
     return Takeover(line, label, f"hand-made section {ref} taken over")
 
@@ -102,17 +89,17 @@ def _peers(site: SitePlan, network: Package, drop_foreign: bool) -> list[Takeove
 def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
     iface, ours = site.interface, f"{OWNED_PREFIX}zone"
     zones = [
-        z for z in firewall.sections_of_type("zone") if iface in _listed(z.options.get("network"))
+        z for z in firewall.sections_of_type("zone") if iface in words(z.options.get("network"))
     ]
     out: list[Takeover] = []
     have_ours = firewall.section(ours) is not None
     for zone in zones:
         if zone.name == ours:
             continue
-        ref, _ = _ref(firewall, zone)
+        ref = firewall.ref(zone)
         old = str(zone.options.get("name", ref))
         label = f"zone {old}"
-        shared = _listed(zone.options.get("network")) != [iface] or any(
+        shared = words(zone.options.get("network")) != [iface] or any(
             zone.options.get(o) for o in ("device", "subnet")
         )
         if have_ours or shared:
@@ -127,12 +114,12 @@ def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
 def _leave(firewall: Package, zone: Section, iface: str, label: str) -> Takeover:
     """The interface out of a zone it shares: `del_list` for a list; uci's del_list does
     nothing on an option (`option network 'lan wg0'`, which fw4 reads too), so `set` the rest."""
-    ref, _ = _ref(firewall, zone)
+    ref = firewall.ref(zone)
     value = zone.options.get("network")
     if isinstance(value, tuple):
         line = f"del_list firewall.{ref}.network={uci_value(iface)}"
     else:
-        rest = " ".join(n for n in _listed(value) if n != iface)
+        rest = " ".join(n for n in words(value) if n != iface)
         line = f"set firewall.{ref}.network={uci_value(rest)}"
     return Takeover(line, label, f"{iface} leaves it (one zone per interface)")
 
@@ -155,7 +142,7 @@ def _forwardings(site: SitePlan, firewall: Package, old: str) -> list[Takeover]:
         out += _follow(firewall, fwd, old, new, label)
     for kind in ("rule", "redirect", "nat"):
         for section in firewall.sections_of_type(kind):
-            label = f"{kind} {section.options.get('name', _ref(firewall, section)[0])}"
+            label = f"{kind} {section.options.get('name', firewall.ref(section))}"
             out += _follow(firewall, section, old, new, label)
     return out
 
@@ -163,7 +150,7 @@ def _forwardings(site: SitePlan, firewall: Package, old: str) -> list[Takeover]:
 def _follow(firewall: Package, section: Section, old: str, new: str, label: str) -> list[Takeover]:
     """A section naming the zone by its old name names it by the new one (fw4 skips a rule
     or redirect whose zone does not exist)."""
-    ref, _ = _ref(firewall, section)
+    ref = firewall.ref(section)
     return [
         Takeover(
             f"set firewall.{ref}.{option}={uci_value(new)}",
@@ -184,7 +171,7 @@ def _rules(site: SitePlan, firewall: Package) -> list[Takeover]:
     for rule in firewall.sections_of_type("rule"):
         if rule.name == ours or not _opens(rule, port):
             continue
-        label = f"rule {rule.options.get('name', _ref(firewall, rule)[0])}"
+        label = f"rule {rule.options.get('name', firewall.ref(rule))}"
         if have_ours:
             out.append(_delete(firewall, rule, label, "same port as sitewire's rule:"))
         else:
@@ -196,11 +183,11 @@ def _rules(site: SitePlan, firewall: Package) -> list[Takeover]:
 def _opens(rule: Section, port: int) -> bool:
     """A rule that accepts exactly the planned port from the WAN, as the planned one does."""
     o = rule.options
-    protos = _listed(o.get("proto"))
+    protos = words(o.get("proto"))
     return (
         o.get("src") in ("wan", "*")
         and o.get("target") == "ACCEPT"
-        and _listed(o.get("dest_port")) == [str(port)]
+        and words(o.get("dest_port")) == [str(port)]
         and protos in ([], ["udp"], ["tcp", "udp"], ["tcpudp"])
         and "dest" not in o
         and o.get("enabled") not in ("0", "no", "off", "false")

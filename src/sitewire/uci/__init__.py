@@ -8,6 +8,7 @@ from sitewire.uci.model import (
     anonymous_name,
     parse_address,
     parse_section_ref,
+    words,
 )
 from sitewire.uci.store import CommandResult, UciStore
 from sitewire.uci.text import (
@@ -35,4 +36,5 @@ __all__ = [
     "parse_uci",
     "quote",
     "serialize_uci",
+    "words",
 ]

@@ -33,6 +33,21 @@ class Package:
     def sections_of_type(self, section_type: str) -> list[Section]:
         return [s for s in self.sections if s.type == section_type]
 
+    def index(self, section: Section) -> int:
+        """The section's position among the sections of its type (uci's `@type[index]`)."""
+        return next(i for i, s in enumerate(self.sections_of_type(section.type)) if s is section)
+
+    def ref(self, section: Section) -> str:
+        """How `uci` names the section: its name, or `@type[index]` if it is anonymous."""
+        return section.name or f"@{section.type}[{self.index(section)}]"
+
+
+def words(value: Value | None) -> list[str]:
+    """A list option's items, or an option's space-separated words (fw4 reads both alike)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else value.split()
+
 
 def is_name(text: str) -> bool:
     return bool(text) and all(c in _NAME_CHARS for c in text)

@@ -7,7 +7,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import parse_number
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
-from sitewire.uci import Section
+from sitewire.uci import Section, words
 
 
 def _uci_line(package: str, section: Section) -> str:
@@ -28,11 +28,7 @@ def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
         if named is not None and zone.options.get("name") == named:
             return zone
     for zone in facts.firewall.sections_of_type("zone"):
-        networks = zone.options.get("network", ())
-        devices = zone.options.get("device", ())
-        listed = [*(networks if isinstance(networks, tuple) else networks.split())]
-        listed += [*(devices if isinstance(devices, tuple) else devices.split())]
-        if iface in listed:
+        if iface in words(zone.options.get("network")) + words(zone.options.get("device")):
             return zone
     return None
 

@@ -10,21 +10,7 @@ from __future__ import annotations
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
-from sitewire.uci import Package, Section
-
-
-def section_ref(package: Package, section: Section) -> str:
-    """How `uci` names the section: its name, or `@type[index]` for an anonymous one."""
-    if section.name is not None:
-        return section.name
-    same = [s for s in package.sections if s.type == section.type]
-    return f"@{section.type}[{next(i for i, s in enumerate(same) if s is section)}]"
-
-
-def _listed(value: str | tuple[str, ...] | None) -> list[str]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, tuple) else value.split()
+from sitewire.uci import Section, words
 
 
 def check_duplicate_peers(live: Live, site: SitePlan) -> list[Finding]:
@@ -44,7 +30,7 @@ def check_duplicate_peers(live: Live, site: SitePlan) -> list[Finding]:
     for key, sections in by_key.items():
         if len(sections) < 2:
             continue
-        refs = [section_ref(network, s) for s in sections]
+        refs = [network.ref(s) for s in sections]
         owner = names.get(key, f"{key[:8]}…")
         extra = [r for r in refs if not r.startswith("sw_")] or refs[1:]
         out.append(
@@ -72,13 +58,13 @@ def check_zones(live: Live, site: SitePlan) -> list[Finding]:
     zones = [
         z
         for z in firewall.sections_of_type("zone")
-        if site.interface in _listed(z.options.get("network"))
+        if site.interface in words(z.options.get("network"))
     ]
     if len(zones) < 2:
         return []
-    names = [str(z.options.get("name", section_ref(firewall, z))) for z in zones]
+    names = [str(z.options.get("name", firewall.ref(z))) for z in zones]
     theirs = next((z for z in zones if z.name != "sw_zone"), zones[-1])
-    ref = section_ref(firewall, theirs)
+    ref = firewall.ref(theirs)
     return [
         Finding(
             "interface-in-two-zones",
@@ -87,7 +73,7 @@ def check_zones(live: Live, site: SitePlan) -> list[Finding]:
             "policy a packet gets depends on the zones' order",
             (
                 "$ uci show firewall | grep network",
-                *(f"firewall.{section_ref(firewall, z)}.network={site.interface}" for z in zones),
+                *(f"firewall.{firewall.ref(z)}.network={site.interface}" for z in zones),
             ),
             _leave_command(theirs, ref, site.interface) + " && uci commit firewall && "
             f"/etc/init.d/firewall reload   (or: {APPLY})",
@@ -99,7 +85,7 @@ def _leave_command(zone: Section, ref: str, iface: str) -> str:
     value = zone.options.get("network")
     if isinstance(value, tuple):
         return f"uci del_list firewall.{ref}.network='{iface}'"
-    rest = " ".join(n for n in _listed(value) if n != iface)
+    rest = " ".join(n for n in words(value) if n != iface)
     return f"uci set firewall.{ref}.network='{rest}'"
 
 
