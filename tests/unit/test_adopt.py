@@ -137,3 +137,21 @@ def test_a_client_without_its_own_overlay_address_is_refused() -> None:
     b = read_router("B", "root@b", _facts("B", B_NETWORK, _b_running()))
     with pytest.raises(AdoptError, match=r"a client, .* holds no single overlay address"):
         derive("home", [a, b])
+
+
+def test_what_a_router_or_a_file_holds_that_is_no_address_is_a_one_line_refusal() -> None:
+    from sitewire.adopt.wgquick import router_from_wg_quick
+
+    bad = LUCI_NETWORK.replace("list addresses '192.168.5.1/24'", "list addresses 'fe80::1%eth0'")
+    with pytest.raises(AdoptError, match=r"network\.wg0\.addresses: 'fe80::1%eth0'") as caught:
+        read_router("A", "root@a", _facts("A", bad, _running()))
+    assert caught.value.where == "A" and caught.value.fix
+    peer = LUCI_NETWORK.replace(
+        "list allowed_ips '192.168.7.0/24'", "list allowed_ips '192.168.7.0/99'"
+    )
+    with pytest.raises(AdoptError, match=r"allowed_ips: '192.168.7.0/99'"):
+        read_router("A", "root@a", _facts("A", peer, _running()))
+    conf = "[Interface]\nPrivateKey = " + KEYS["A"] + "\nAddress = 10.0.0.300/24\nListenPort = 1\n"
+    with pytest.raises(AdoptError, match=r"Address: .10.0.0.300/24.") as file_error:
+        router_from_wg_quick("C", conf, "c.conf", "wg0")
+    assert file_error.value.where == "c.conf"

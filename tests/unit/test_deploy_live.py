@@ -415,3 +415,17 @@ def test_a_foreign_peer_is_kept_a_removed_site_s_peer_is_not(plan: Plan) -> None
     )
     assert script is not None
     assert f"peer {removed} remove" in script and stranger not in script
+
+
+def test_the_planned_name_held_by_an_interface_without_proto_says_so(plan: Plan) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+
+    network = "package network\n\nconfig interface 'wg0'\n\toption device 'eth9'\n"
+    facts = facts_from_sections(
+        "A",
+        Platform.OPENWRT,
+        openwrt_sections(uci_changes=("", 0), uci_network=(network, 0), wg=("", 0)),
+    )
+    with pytest.raises(ApplyError, match=r"network\.wg0 is an interface without a proto"):
+        preflight(OPENWRT, plan.site("A"), facts)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
@@ -62,6 +62,25 @@ class Router:
     mtu: int | None = None  # set by hand in UCI
 
 
+T = TypeVar("T")
+
+
+def parsed(parse: Callable[[str], T], text: str, where: str, what: str) -> T:
+    """`parse(text)`, or the one-line refusal naming what on the router (or file) is wrong."""
+    try:
+        return parse(text)
+    except ValueError:
+        raise AdoptError(
+            f"{what}: {text!r} is not what sitewire can read here",
+            where=where,
+            fix="correct it on the router (or in the file), then adopt again",
+        ) from None
+
+
+def prefix(text: str) -> strict.IPNetwork:
+    return strict.network(text, strict=False)
+
+
 def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
     network = facts.network
     if network is None:
@@ -91,7 +110,10 @@ def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
             where=name,
             fix=f"bring it up (ifup {iface}) and adopt again",
         )
-    addresses = [strict.interface(a) for a in words(section.options.get("addresses"))]
+    addresses = [
+        parsed(strict.interface, a, name, f"network.{iface}.addresses")
+        for a in words(section.options.get("addresses"))
+    ]
     v4 = [a for a in addresses if a.version == 4]
     if not v4:
         raise AdoptError(
@@ -109,7 +131,7 @@ def read_router(name: str, ssh: str, facts: DeviceFacts) -> Router:
         strict.digits(section.options.get("listen_port")),
         v4[0],
         _lan(name, network, facts),
-        tuple(_peer(network, s) for s in network.sections_of_type(f"wireguard_{iface}")),
+        tuple(_peer(name, network, s) for s in network.sections_of_type(f"wireguard_{iface}")),
         facts,
         address6=v6[0] if v6 else None,
         mtu=strict.digits(section.options.get("mtu")),
@@ -135,8 +157,9 @@ def _lan(name: str, network: Package, facts: DeviceFacts) -> tuple[strict.IPNetw
     )
 
 
-def _peer(network: Package, section: Section) -> Peer:
+def _peer(router: str, network: Package, section: Section) -> Peer:
     o = section.options
+    where = f"network.{network.ref(section)}.allowed_ips"
     port = strict.digits(o.get("endpoint_port"))
     keepalive = strict.digits(o.get("persistent_keepalive"))
     host = o.get("endpoint_host")
@@ -144,7 +167,7 @@ def _peer(network: Package, section: Section) -> Peer:
     return Peer(
         network.ref(section),
         str(o.get("public_key", "")),
-        tuple(strict.network(p, strict=False) for p in words(o.get("allowed_ips"))),
+        tuple(parsed(prefix, p, router, where) for p in words(o.get("allowed_ips"))),
         host if isinstance(host, str) and host else None,
         port,
         keepalive or None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sitewire import strict
-from sitewire.adopt.derive import AdoptError, Peer, Router
+from sitewire.adopt.derive import AdoptError, Peer, Router, parsed, prefix
 from sitewire.keys import public_key
 from sitewire.spec.types import parse_wg_key
 
@@ -68,7 +68,11 @@ def file_key(text: str, source: str) -> str:
 def router_from_wg_quick(name: str, text: str, source: str, interface: str) -> Router:
     """A Linux host's file as a router; its LAN comes later, from what the others route to it."""
     conf = parse_wg_quick(text, source)
-    v4 = [strict.interface(a) for a in _csv(conf.interface.get("address", [])) if "." in a]
+    v4 = [
+        parsed(strict.interface, a, source, "Address")
+        for a in _csv(conf.interface.get("address", []))
+        if "." in a
+    ]
     if not v4:
         raise AdoptError(
             "[Interface] has no IPv4 Address", where=source, fix="add its overlay address"
@@ -82,7 +86,10 @@ def router_from_wg_quick(name: str, text: str, source: str, interface: str) -> R
             Peer(
                 f"[Peer] {n + 1}",
                 (peer.get("publickey") or [""])[0],
-                tuple(strict.network(p, strict=False) for p in _csv(peer.get("allowedips", []))),
+                tuple(
+                    parsed(prefix, p, source, "AllowedIPs")
+                    for p in _csv(peer.get("allowedips", []))
+                ),
                 host.strip("[]") if host else None,
                 strict.digits(port_text),
                 strict.digits((peer.get("persistentkeepalive") or [""])[0]) or None,

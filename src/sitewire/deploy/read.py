@@ -188,7 +188,9 @@ def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:
         proto = held.options.get("proto") if held is not None else "wireguard"
         if held is not None and held.type == "interface" and proto != "wireguard":
             raise ApplyError(
-                f"network.{iface} is a {proto!r} interface, not WireGuard",
+                f"network.{iface} is a {proto!r} interface, not WireGuard"
+                if proto is not None
+                else f"network.{iface} is an interface without a proto, not WireGuard",
                 where=site.name,
                 fix=f"name sitewire's interface otherwise (sites.{site.name}.interface), "
                 f"or rename that one",

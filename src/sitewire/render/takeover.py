@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sitewire.errors import UciError
 from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import OWNED_PREFIX, peer_section
 from sitewire.render.quote import uci_value
@@ -202,7 +203,11 @@ def taken_over(current: Mapping[str, Package], takeovers: list[Takeover]) -> dic
     store = UciStore(dict(current))
     result = store.batch(batch_text(takeovers))
     if result.stderr.strip():
-        raise ValueError(f"takeover batch refused: {result.stderr.strip().splitlines()[0]}")
+        # uci's own model refusing our lines is a sitewire bug, said on one line, not a trace.
+        raise UciError(
+            f"the takeover batch would fail: {result.stderr.strip().splitlines()[0]}",
+            fix="report this with 'uci export network' and 'uci export firewall'",
+        )
     return {name: store.committed(name) for name in current}
 
 
