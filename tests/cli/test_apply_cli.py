@@ -78,3 +78,12 @@ def test_apply_json_will_not_ask(
     _, err = capsys.readouterr()
     assert "--json cannot ask" in err and "pass --yes" in err
     assert not [s for s in net.journal if s.kind == "safety:arm"]
+
+
+def test_adopt_never_overwrites_a_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "network.toml"
+    spec.write_text("# mine\n")
+    assert run(["adopt", "A=root@192.0.2.1", "-o", str(spec)]) == ExitCode.BAD_INPUT
+    _, err = capsys.readouterr()
+    assert err.strip() == f"sitewire: {spec}: already exists (pass --force, or -o elsewhere)"
+    assert spec.read_text() == "# mine\n" and not spec.with_suffix(".lock").exists()
