@@ -105,8 +105,10 @@ def adopt(
         raise AdoptError(
             f"the network found cannot be planned: {exc.message}", where=exc.where, fix=exc.fix
         ) from None
-    write_atomic(output, text)
+    # The lock first: a spec without its lock would be planned afresh (renumbered); a lock
+    # without a spec is inert.
     save_lock(lock_path, lock)
+    write_atomic(output, text)
     echo(f"wrote {output} and {lock_path} ({len(routers)} sites, {len(lock.clients)} clients)")
     echo(f"next: sitewire plan --live {output}  (only takeovers and fixes should show)")
     return ExitCode.OK
