@@ -266,7 +266,7 @@ def test_linux_interface_change_restarts_peer_change_does_not(plan: Plan) -> Non
     facts = _facts(plan, "A", _dump(plan, "A", drop="phone"))
     site = plan.site("A")
     conf = "/etc/wireguard/wg0.conf"
-    head = "[Interface]\nMTU = 1420\n"
+    head = "# sitewire: network 'home', site A (linux). Generated.\n[Interface]\nMTU = 1420\n"
     peer = "[Peer]\nPublicKey = x\n"
     restart = linux_steps(
         site, facts, {conf: head + peer}, {conf: head.replace("1420", "1412") + peer}

@@ -5,94 +5,68 @@ The private key in the file is read only to compute the public key; it goes nowh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sitewire import strict
 from sitewire.adopt.derive import AdoptError, Peer, Router, parsed, prefix
+from sitewire.diagnose.parse.base import UnexpectedOutput
+from sitewire.diagnose.parse.wgquick import WgQuick, listed, parse_wg_quick
 from sitewire.keys import public_key
 from sitewire.spec.types import parse_wg_key
 
 
-@dataclass(frozen=True, slots=True)
-class WgQuick:
-    interface: dict[str, list[str]]
-    peers: tuple[dict[str, list[str]], ...]
-
-
-def parse_wg_quick(text: str, source: str) -> WgQuick:
-    """`[Interface]` and `[Peer]` sections of `Key = value` lines (a key may repeat)."""
-    interface: dict[str, list[str]] = {}
-    peers: list[dict[str, list[str]]] = []
-    current: dict[str, list[str]] | None = None
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.lower() == "[interface]":
-            current = interface
-        elif line.lower() == "[peer]":
-            current = {}
-            peers.append(current)
-        elif "=" in line and current is not None:
-            key, _, value = line.partition("=")
-            current.setdefault(key.strip().lower(), []).append(value.strip())
-        else:
-            raise AdoptError(
-                f"line {n} is neither a section nor Key = value",
-                where=source,
-                fix="give a wg-quick file ([Interface], [Peer])",
-            )
-    if "privatekey" not in interface:
+def parse(text: str, source: str) -> WgQuick:
+    """The file's sections; a one-line refusal naming the line, or a file with no key."""
+    try:
+        conf = parse_wg_quick(text)
+    except UnexpectedOutput as exc:
+        raise AdoptError(
+            exc.message, where=source, fix="give a wg-quick file ([Interface], [Peer])"
+        ) from None
+    if conf.first("privatekey") is None:
         raise AdoptError(
             "no [Interface] with a PrivateKey", where=source, fix="give the whole file"
         )
-    return WgQuick(interface, tuple(peers))
-
-
-def _csv(values: list[str]) -> list[str]:
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return conf
 
 
 def _key_of(conf: WgQuick, source: str) -> str:
     try:
-        return public_key(parse_wg_key(conf.interface["privatekey"][0]))
+        return public_key(parse_wg_key(conf.first("privatekey") or ""))
     except ValueError:
         raise AdoptError("its PrivateKey is not a WireGuard key", where=source) from None
 
 
 def file_key(text: str, source: str) -> str:
     """The public key of the file's own private key."""
-    return _key_of(parse_wg_quick(text, source), source)
+    return _key_of(parse(text, source), source)
 
 
 def router_from_wg_quick(name: str, text: str, source: str, interface: str) -> Router:
     """A Linux host's file as a router; its LAN comes later, from what the others route to it."""
-    conf = parse_wg_quick(text, source)
+    conf = parse(text, source)
     v4 = [
         parsed(strict.interface, a, source, "Address")
-        for a in _csv(conf.interface.get("address", []))
+        for a in listed(conf.interface.get("address"))
         if "." in a
     ]
     if not v4:
         raise AdoptError(
             "[Interface] has no IPv4 Address", where=source, fix="add its overlay address"
         )
-    port = strict.digits((conf.interface.get("listenport") or ["51820"])[0]) or 51820
+    port = strict.digits(conf.first("listenport") or "51820") or 51820
     peers = []
     for n, peer in enumerate(conf.peers):
-        endpoint = (peer.get("endpoint") or [""])[0]
+        endpoint = (peer.get("endpoint") or ("",))[0]
         host, _, port_text = endpoint.rpartition(":") if ":" in endpoint else (endpoint, "", "")
         peers.append(
             Peer(
                 f"[Peer] {n + 1}",
-                (peer.get("publickey") or [""])[0],
+                (peer.get("publickey") or ("",))[0],
                 tuple(
-                    parsed(prefix, p, source, "AllowedIPs")
-                    for p in _csv(peer.get("allowedips", []))
+                    parsed(prefix, p, source, "AllowedIPs") for p in listed(peer.get("allowedips"))
                 ),
                 host.strip("[]") if host else None,
                 strict.digits(port_text),
-                strict.digits((peer.get("persistentkeepalive") or [""])[0]) or None,
+                strict.digits((peer.get("persistentkeepalive") or ("",))[0]) or None,
                 "presharedkey" in peer,
                 None,
             )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import tomli_w
 
 from sitewire.adopt.derive import AdoptError, Router, derive, read_router
-from sitewire.adopt.wgquick import file_key, parse_wg_quick, router_from_wg_quick
+from sitewire.adopt.meshconf import read_meshconf
+from sitewire.adopt.wgquick import file_key, parse, router_from_wg_quick
 from sitewire.cli.out import echo
 from sitewire.deploy.remote import Credentials, Shell, Target
 from sitewire.deploy.runner import run_on_sites
@@ -52,7 +54,7 @@ async def _read(targets: dict[str, Target], creds: Credentials) -> dict[str, Dev
 
 
 @click.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option(
     "-o",
     "--output",
@@ -72,6 +74,20 @@ async def _read(targets: dict[str, Target], creds: Credentials) -> dict[str, Dev
     "(a phone's file), named NAME. Its private key is read only to know its public key.",
 )
 @click.option(
+    "--wg-meshconf",
+    "meshconf",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A wg-meshconf database (its CSV): each row a Linux host of the network, all meshed. "
+    "Its private keys are read only to know the public keys.",
+)
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="NAME=TARGET",
+    help="How to reach a site found in a file (--wg-quick, --wg-meshconf): user@host[:port].",
+)
+@click.option(
     "--lab-name",
     help="Read the routers of this lab (TARGETS are its site names) over its management network.",
 )
@@ -81,22 +97,33 @@ def adopt(
     network_name: str,
     force: bool,
     wg_quick: tuple[str, ...],
+    meshconf: Path | None,
+    ssh: tuple[str, ...],
     lab_name: str | None,
 ) -> int:
     """Write network.toml and network.lock reproducing routers configured by hand.
 
-    TARGETS are NAME=user@host[:port] (or user@host: named site1, site2, ...). Nothing on the
-    routers is changed; nothing is written unless the whole network can be expressed.
+    TARGETS are OpenWrt routers, NAME=user@host[:port] (or user@host: named site1, site2, ...),
+    read over SSH. Nothing on the routers is changed; nothing is written unless the whole
+    network can be expressed.
     """
+    if not (targets or wg_quick or meshconf):
+        raise InputError(
+            "nothing to adopt",
+            where="adopt",
+            fix="name the routers (NAME=user@host), or give --wg-quick / --wg-meshconf files",
+        )
     lock_path = lock_path_for(output)
     for path in (output, lock_path):
         if path.exists() and not force:
             raise InputError("already exists", where=str(path), fix="pass --force, or -o elsewhere")
-    found, creds = _where(targets, lab_name)
-    facts = asyncio.run(_read({n: t for n, (t, _) in found.items()}, creds))
+    found, creds = _where(targets, lab_name) if targets else ({}, Credentials())
+    facts = asyncio.run(_read({n: t for n, (t, _) in found.items()}, creds)) if found else {}
     routers: list[Router] = [read_router(n, found[n][1], facts[n]) for n in found]
-    hosts, clients = _files(wg_quick, set(found))
-    data, lock = derive(network_name, [*routers, *hosts], clients)
+    meshed, notes = _meshconf(meshconf, set(found))
+    hosts, clients = _files(wg_quick, set(found) | {r.name for r in meshed})
+    routers += _reached([*meshed, *hosts], ssh)
+    data, lock = derive(network_name, routers, clients)
     text = _HEADER + tomli_w.dumps(data)
     spec = parse_model(Spec, data, str(output), SpecError)
     try:
@@ -109,9 +136,46 @@ def adopt(
     # without a spec is inert.
     save_lock(lock_path, lock)
     write_atomic(output, text)
+    for note in notes:
+        echo(f"note: {note}")
     echo(f"wrote {output} and {lock_path} ({len(routers)} sites, {len(lock.clients)} clients)")
     echo(f"next: sitewire plan --live {output}  (only takeovers and fixes should show)")
     return ExitCode.OK
+
+
+def _meshconf(path: Path | None, taken: set[str]) -> tuple[list[Router], list[str]]:
+    if path is None:
+        return [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", where=str(path)) from None
+    routers, notes = read_meshconf(text, str(path))
+    for r in routers:
+        if r.name in taken:
+            raise InputError(
+                f"site {r.name} is both a router given and a row of the database",
+                where=str(path),
+                fix="give each site once",
+            )
+    return routers, notes
+
+
+def _reached(routers: list[Router], items: tuple[str, ...]) -> list[Router]:
+    """Routers found in files, with the SSH targets --ssh gives them."""
+    names = {r.name for r in routers}
+    given: dict[str, str] = {}
+    for item in items:
+        match = _NAMED.fullmatch(item)
+        if match is None or match["name"] not in names:
+            raise InputError(
+                f"{item!r} is not NAME=user@host for a site found in a file",
+                where="--ssh",
+                fix=f"name one of: {', '.join(sorted(names)) or '(no file given)'}",
+            )
+        Target.parse(match["name"], match["target"])  # refused here, not at apply
+        given[match["name"]] = match["target"]
+    return [replace(r, ssh=given.get(r.name, r.ssh)) for r in routers]
 
 
 def _files(items: tuple[str, ...], taken: set[str]) -> tuple[list[Router], dict[str, str]]:
@@ -131,7 +195,7 @@ def _files(items: tuple[str, ...], taken: set[str]) -> tuple[list[Router], dict[
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read: {exc}", where=str(path)) from None
-        conf = parse_wg_quick(text, str(path))
+        conf = parse(text, str(path))
         if "listenport" in conf.interface:
             hosts.append(router_from_wg_quick(name, text, str(path), path.stem))
         else:

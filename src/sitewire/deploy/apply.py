@@ -236,9 +236,8 @@ async def _prepare(
     async def one(name: str) -> Prepared:
         site = run.sites[name]
         # Hand-made sections are told by the keys the devices really hold: the draft's.
-        took_over = site.driver.takeover(
-            draft.site(name), before[name].facts, drop_foreign=run.opts.remove_foreign
-        )
+        held = replace(before[name].held, drop_foreign=run.opts.remove_foreign)
+        took_over = site.driver.takeover(draft.site(name), held)
         return await prepare_site(
             run.sessions[name], site, first, before[name], armed[name], run.emit, took_over
         )

@@ -135,11 +135,11 @@ class Driver(Protocol):
         """What the revert timer runs after restoring the files."""
         ...
 
-    def takeover(
-        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
-    ) -> Command | None:
-        """What makes the device's hand-made sections sitewire's, run before the keys are
-        shared; None when there is nothing to take over (issue 12)."""
+    def takeover(self, site: SitePlan, held: Held) -> Command | None:
+        """What makes the device's hand-made configuration sitewire's (UCI sections renamed,
+        a wg-quick file's inline keys moved where sitewire keeps them), run under the revert
+        timer before the keys are shared; None when there is nothing to take over (issue 12).
+        `site` carries the keys the devices really hold."""
         ...
 
     def fresh_handler(self, installed: Sequence[str]) -> bool:

@@ -19,6 +19,7 @@ from sitewire.deploy.live import (
 from sitewire.deploy.problems import ApplyError
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import ScriptSection
+from sitewire.driver import handmade
 from sitewire.driver.base import Command, Diff, Held, Push, PutFile
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
@@ -72,8 +73,10 @@ class Linux:
         return _device_paths(render_linux(plan, site, secrets))
 
     def read_sections(self, site: SitePlan, paths: Sequence[str]) -> list[tuple[str, str]]:
-        key = shlex.quote(key_path(site.interface))
-        out = [("sw_pubkey", f"has wg || return 0\n[ -s {key} ] || return 0\nwg pubkey < {key}")]
+        out = [
+            ("sw_pubkey", handmade.pubkey_section(site.interface)),
+            ("sw_psk_keys", handmade.psk_keys_section(site.interface)),
+        ]
         for n, path in enumerate(paths):
             quoted = shlex.quote(path)
             out.append((f"sw_file{n}", f"[ -f {quoted} ] || return 3\n{HIDE_KEYS} {quoted}"))
@@ -113,6 +116,8 @@ class Linux:
 
     def diff(self, site: SitePlan, held: Held, rendered: Rendered) -> Diff:
         lines: list[str] = []
+        if self.takeover(site, held) is not None:
+            lines.append(handmade.takeover_line(site))
         for f in rendered.files:
             if f.device_path is not None:
                 before = held.files.get(f.device_path)
@@ -134,10 +139,14 @@ class Linux:
             *tailscale_revert(site, facts),
         ]
 
-    def takeover(
-        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
-    ) -> Command | None:
-        return None  # the wg-quick file is sitewire's whole: nothing beside it to take over
+    def takeover(self, site: SitePlan, held: Held) -> Command | None:
+        """A hand-made wg-quick file (or an interface running without one): the keys it runs
+        copied, on the host, to where sitewire's file reads them."""
+        conf = held.files.get(handmade.conf_path(site.interface))
+        running = held.facts.wg.interface(site.interface) is not None
+        if not handmade.is_hand_made(conf) and not (conf is None and running):
+            return None
+        return Command(handmade.takeover_script(site), "the hand-made keys were kept")
 
     def fresh_handler(self, installed: Sequence[str]) -> bool:
         return False
@@ -185,9 +194,7 @@ class Linux:
             steps.append(Step(f"sysctl -q -p {shlex.quote(sysctl)}", "forwarding settings"))
         if live is None:
             steps.append(Step(restart, "the interface is new"))
-        elif conf in changed and interface_part(before.get(conf) or "") != interface_part(
-            after[conf]
-        ):
+        elif conf in changed and self._recreates(site, held, after[conf]):
             steps.append(
                 Step(restart, "an interface-level setting changed: the device is re-created")
             )
@@ -206,7 +213,16 @@ class Linux:
                         "firewall table changed",
                     )
                 )
+            if handmade.is_hand_made(before.get(conf)):
+                for command in handmade.settle_commands(site):
+                    steps.append(Step(command, "the hand-made file's device kept, as it runs"))
         return steps + common_steps(site, held.facts)
+
+    def _recreates(self, site: SitePlan, held: Held, after: str) -> bool:
+        before = held.files.get(handmade.conf_path(site.interface)) or ""
+        if handmade.is_hand_made(before):
+            return not handmade.same_device(before, after, held.facts, site.interface)
+        return interface_part(before) != interface_part(after)
 
     def held_psks(
         self, site: SitePlan, facts: DeviceFacts, changes: Sequence[Change] = ()

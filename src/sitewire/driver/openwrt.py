@@ -64,11 +64,9 @@ class OpenWrt:
         mtu = link.mtu if link is not None else None
         return render_openwrt(plan, site, secrets, current, device_mtu=mtu)
 
-    def takeover(
-        self, site: SitePlan, facts: DeviceFacts, *, drop_foreign: bool = False
-    ) -> Command | None:
+    def takeover(self, site: SitePlan, held: Held) -> Command | None:
         """The uci batch that renames or removes hand-made sections meaning planned ones."""
-        takeovers = plan_takeover(site, _current(facts), drop_foreign=drop_foreign)
+        takeovers = plan_takeover(site, _current(held.facts), drop_foreign=held.drop_foreign)
         if not takeovers:
             return None
         return Command(UCI_BATCH, "hand-made sections were taken over", batch_text(takeovers))
