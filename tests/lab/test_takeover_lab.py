@@ -144,7 +144,7 @@ def test_a_luci_made_network_is_taken_over_with_its_keys_and_no_packet_lost(
     for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
         assert ping.sent > 20 and ping.lost <= allowed, (name, ping.sent, ping.lost, ui.text)
     assert "A: peer B: hand-made section @wireguard_wg0[0] taken over" in ui.lines, ui.text
-    assert "B: zone wireguard: hand-made section @zone[2] taken over" in ui.lines, ui.text
+    assert "B: zone wireguard: hand-made section @zone[2] taken over, now named sitewire" in ui.lines, ui.text
     assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
 
     for site in ("A", "B"):
@@ -206,6 +206,23 @@ def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
     # The lab's apply uses the lab's lock: the adopted one.
     shutil.copy(out.with_suffix(".lock"), state.dir / "network.lock")
     private = {s: _private(state, s) for s in ("A", "B")}
+    # plan --live: only takeover lines and the fixes doctor names, nothing that cuts traffic.
+    dry, shown = apply_lab(state, out, dry_run=True)
+    assert dry.ok, shown.text
+    fixes = (
+        ": install luci-proto-wireguard",  # LuCI's protocol page, which apply's check needs
+        ": zone sitewire: mtu_fix: [none] => 1",  # TCP MSS clamped to the tunnel
+        ": cron: wireguard_watchdog every minute",  # the dialler re-resolves a.example.net
+    )
+    changes = [x for x in shown.lines[2:] if "taken over" not in x and not x.endswith(fixes)]
+    # Left: each peer's AllowedIPs narrowed to the exact addresses behind it (the phone's via A
+    # included), made live with `wg set`, no ifup.
+    assert changes == [
+        "A: peer B: allowed_ips: [192.168.5.0/24, 192.168.7.0/24] => [192.168.5.2/32, "
+        "192.168.7.0/24]",
+        "B: peer A: allowed_ips: [192.168.5.0/24, 192.168.3.0/24] => [192.168.5.1/32, "
+        "192.168.3.0/24, 192.168.5.3/32]",
+    ], shown.text
     with (
         applying.Pinger(state, "A", B_HOST) as a_to_b,
         applying.Pinger(state, "B", A_HOST) as b_to_a,
@@ -245,7 +262,7 @@ def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
     for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
         assert ping.sent > 20 and ping.lost == 0, (name, ping.sent, ping.lost, ui.text)
     assert "A: peer B: hand-made section @wireguard_vpn0[0] taken over" in ui.lines, ui.text
-    assert "A: zone vpn: hand-made section @zone[2] taken over" in ui.lines, ui.text
+    assert "A: zone vpn: hand-made section @zone[2] taken over, now named sitewire" in ui.lines, ui.text
     assert not any(line.startswith(("A: interface vpn0", "B: interface vpn0")) for line in ui.lines)
     for site in ("A", "B"):
         zones = sh(state, site, 'uci show firewall | grep "\\.network=.*vpn0" || true')

@@ -164,9 +164,24 @@ def test_the_diff_names_each_takeover_and_changes_nothing_that_recreates_wg0() -
     site = plan.site("A")
     rendered = DRIVER.render(plan, site, NoSecrets(), facts)
     diff = DRIVER.diff(site, Held(facts, {}, False), rendered)
-    assert "A: peer B: hand-made section @wireguard_wg0[0] taken over" in diff.lines
-    assert "A: zone wireguard: hand-made section @zone[2] taken over" in diff.lines
-    assert not [line for line in diff.lines if line.endswith(": added")]
+    # One line per takeover; the renaming that comes with it (descriptions, the zone's and the
+    # rule's names, forwardings following the zone) is in that line; masq unset stays unset.
+    assert diff.lines == (
+        "A: peer B: hand-made section @wireguard_wg0[0] taken over",
+        "A: peer phone: hand-made section @wireguard_wg0[1] taken over",
+        "A: zone wireguard: hand-made section @zone[2] taken over, now named sitewire",
+        "A: forwarding lan→wireguard: hand-made section @forwarding[1] taken over",
+        "A: forwarding wireguard→lan: hand-made section @forwarding[2] taken over",
+        "A: forwarding wireguard→wan: hand-made section @forwarding[3] taken over",
+        "A: rule Allow-WireGuard: hand-made section @rule[9] taken over, now named "
+        "Allow-sitewire-wg0",
+        "A: zone sitewire: mtu_fix: [none] => 1",
+    )
+    # The renaming is still a change apply makes.
+    assert [c.after for c in diff.changes if c.option == "name"] == [
+        "sitewire",
+        "Allow-sitewire-wg0",
+    ]
     # MTU unset with the device at 1420, as planned: no change, so no ifup.
     assert not [c for c in diff.changes if c.section == "wg0"], diff.changes
     assert not [line for line in diff.lines if line.startswith("A: interface wg0")]

@@ -31,6 +31,19 @@ _NEED_WG = "command -v wg >/dev/null 2>&1 || { echo 'wg: not installed' >&2; exi
 _WATCHDOG_LINE = shlex.quote(WATCHDOG_CRON)
 
 
+def _naming(change: Change, takeovers: Sequence[Takeover]) -> bool:
+    """A change that only names a section just taken over sitewire's way (a peer's
+    description, the zone's and the rule's name, a planned forwarding's zone that follows the
+    zone's new name): part of its takeover line, not a line of its own."""
+    if not any(t.package == change.package and t.renamed == change.section for t in takeovers):
+        return False
+    if change.package == "network":
+        return change.option == "description"
+    # A taken-over forwarding is a planned pair once the zone is renamed: only that differs.
+    forwarding = change.label.startswith("forwarding ") and change.option in ("src", "dest")
+    return change.option == "name" or forwarding
+
+
 def _current(facts: DeviceFacts) -> dict[str, Package]:
     return {p.name: p for p in (facts.network, facts.firewall) if p is not None}
 
@@ -158,7 +171,8 @@ class OpenWrt:
         # A secret can't be compared (the device hides it): unchanged unless the section is new.
         kept = tuple(c for c in changes if not (c.option in SECRET_OPTIONS and c.before == HIDDEN))
         lines = [t.shown(site.name) for t in takeovers]
-        lines += describe(site.name, list(kept)) if kept else []
+        shown = [c for c in kept if not _naming(c, takeovers)]
+        lines += describe(site.name, shown) if shown else []
         if held.watchdog_missing:
             lines.append(f"{site.name}: cron: wireguard_watchdog every minute")
         return Diff(tuple(lines), kept)

@@ -65,7 +65,7 @@ def render_openwrt(
         _mtu(site, current or {}, device_mtu),
         _port(site, current or {}),
     )
-    _firewall(batch, site)
+    _firewall(batch, site, current or {})
     _drop_retired(batch, plan, site)
     _drop_stale(batch, site, current or {})
     batch.line("commit network")
@@ -216,7 +216,20 @@ def _peer_block(site: SitePlan, peer: PeerPlan, psk: str | None, keep: bool) -> 
     return block.text()
 
 
-def _firewall(batch: _Batch, site: SitePlan) -> None:
+def rule_name(iface: str) -> str:
+    """The `name` of the WAN rule that opens the interface's port."""
+    return f"Allow-sitewire-{iface}"
+
+
+def _masq(current: Mapping[str, Package]) -> str | None:
+    """'0', or None (left unset) for a zone that has none: fw4 reads unset as off, and a
+    taken-over zone must not change for nothing (issue 12)."""
+    firewall = current.get("firewall")
+    zone = firewall.section(f"{OWNED_PREFIX}zone") if firewall is not None else None
+    return None if zone is not None and "masq" not in zone.options else "0"
+
+
+def _firewall(batch: _Batch, site: SitePlan, current: Mapping[str, Package]) -> None:
     fw = site.firewall
     batch.comment(f"firewall zone '{fw.zone}' for {fw.interface}; masquerading stays off")
     batch.replace(
@@ -228,7 +241,7 @@ def _firewall(batch: _Batch, site: SitePlan) -> None:
             "input": "ACCEPT",
             "output": "ACCEPT",
             "forward": "ACCEPT",
-            "masq": "0",
+            "masq": _masq(current),
             "mtu_fix": "1",
             "network": (fw.interface,),
         },
@@ -247,7 +260,7 @@ def _firewall(batch: _Batch, site: SitePlan) -> None:
         rule,
         "rule",
         {
-            "name": f"Allow-sitewire-{fw.interface}",
+            "name": rule_name(fw.interface),
             "src": "wan",
             "proto": "udp",
             "dest_port": str(fw.open_port),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sitewire.errors import UciError
 from sitewire.plan.model import SitePlan
-from sitewire.render.openwrt import OWNED_PREFIX, peer_section
+from sitewire.render.openwrt import OWNED_PREFIX, peer_section, rule_name
 from sitewire.render.quote import uci_value
 from sitewire.uci import Package, Section, UciStore, words
 
@@ -31,6 +31,11 @@ class Takeover:
     label: str  # e.g. "peer B", "zone wireguard"
     what: str  # e.g. "hand-made section @wireguard_wg0[0] taken over"
     order: int = 0  # deletions last, highest index first: indexes stay right until then
+    renamed: str | None = None  # the section's new (sitewire's) name, for a rename
+
+    @property
+    def package(self) -> str:
+        return self.line.split()[1].split(".", 1)[0]
 
     def shown(self, site: str) -> str:
         return f"{site}: {self.label}: {self.what}"
@@ -41,10 +46,17 @@ def _delete(package: Package, section: Section, label: str, why: str) -> Takeove
     return Takeover(f"delete {package.name}.{ref}", label, f"{why} {ref} removed", 1000 - index)
 
 
-def _rename(package: Package, section: Section, name: str, label: str) -> Takeover:
+def _rename(
+    package: Package, section: Section, name: str, label: str, named: str | None = None
+) -> Takeover:
+    """Section renamed to sitewire's `name`; `named`: the `name` option it will have, said
+    here when it differs (the render's renaming is part of the takeover, not a line of its own)."""
     ref = package.ref(section)
     line = f"rename {package.name}.{ref}={name}"
-    return Takeover(line, label, f"hand-made section {ref} taken over")
+    what = f"hand-made section {ref} taken over"
+    if named is not None and section.options.get("name") != named:
+        what += f", now named {named}"
+    return Takeover(line, label, what, renamed=name)
 
 
 def plan_takeover(
@@ -106,7 +118,7 @@ def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
         if have_ours or shared:
             out.append(_leave(firewall, zone, iface, label))
             continue
-        out.append(_rename(firewall, zone, ours, label))
+        out.append(_rename(firewall, zone, ours, label, site.firewall.zone))
         out += _forwardings(site, firewall, old)
         have_ours = True
     return out
@@ -176,7 +188,7 @@ def _rules(site: SitePlan, firewall: Package) -> list[Takeover]:
         if have_ours:
             out.append(_delete(firewall, rule, label, "same port as sitewire's rule:"))
         else:
-            out.append(_rename(firewall, rule, ours, label))
+            out.append(_rename(firewall, rule, ours, label, rule_name(site.firewall.interface)))
             have_ours = True
     return out
 
@@ -212,6 +224,6 @@ def taken_over(current: Mapping[str, Package], takeovers: list[Takeover]) -> dic
 
 
 def batch_text(takeovers: list[Takeover]) -> str:
-    packages = {t.line.split()[1].split(".")[0] for t in takeovers}
+    packages = {t.package for t in takeovers}
     commits = [f"commit {p}" for p in ("network", "firewall") if p in packages]
     return "\n".join([*(t.line for t in takeovers), *commits]) + "\n"

@@ -7,6 +7,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import parse_number
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
+from sitewire.render.openwrt import rule_name
 from sitewire.uci import Section, words
 
 
@@ -156,7 +157,7 @@ def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
             ("$ uci show firewall  (the wan zone and rules from wan)", *(shown or ["(none)"])),
             # Delete first: a disabled or altered sw_allow section would keep its options.
             f"uci -q delete {rule}; uci set {rule}=rule && "
-            f"uci set {rule}.name='Allow-sitewire-{site.interface}' && "
+            f"uci set {rule}.name='{rule_name(site.interface)}' && "
             f"uci set {rule}.src='wan' && uci set {rule}.proto='udp' && "
             f"uci set {rule}.dest_port='{port}' && uci set {rule}.target='ACCEPT' && "
             "uci commit firewall "
