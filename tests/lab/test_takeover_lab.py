@@ -144,7 +144,9 @@ def test_a_luci_made_network_is_taken_over_with_its_keys_and_no_packet_lost(
     for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
         assert ping.sent > 20 and ping.lost <= allowed, (name, ping.sent, ping.lost, ui.text)
     assert "A: peer B: hand-made section @wireguard_wg0[0] taken over" in ui.lines, ui.text
-    assert "B: zone wireguard: hand-made section @zone[2] taken over, now named sitewire" in ui.lines, ui.text
+    assert (
+        "B: zone wireguard: hand-made section @zone[2] taken over, now named sitewire" in ui.lines
+    ), ui.text
     assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
 
     for site in ("A", "B"):
@@ -262,7 +264,9 @@ def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
     for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
         assert ping.sent > 20 and ping.lost == 0, (name, ping.sent, ping.lost, ui.text)
     assert "A: peer B: hand-made section @wireguard_vpn0[0] taken over" in ui.lines, ui.text
-    assert "A: zone vpn: hand-made section @zone[2] taken over, now named sitewire" in ui.lines, ui.text
+    assert "A: zone vpn: hand-made section @zone[2] taken over, now named sitewire" in ui.lines, (
+        ui.text
+    )
     assert not any(line.startswith(("A: interface vpn0", "B: interface vpn0")) for line in ui.lines)
     for site in ("A", "B"):
         zones = sh(state, site, 'uci show firewall | grep "\\.network=.*vpn0" || true')
