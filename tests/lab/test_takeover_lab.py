@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sitewire.keys import generate_private_key, public_key
+from sitewire.lab.host import host_exec
 from sitewire.lab.state import LabState
 from tests.conftest import SEED, spec_from
 from tests.lab import applying
@@ -42,10 +43,20 @@ def _install(state: LabState, site: str) -> None:
     sh(state, site, f"{install} && /etc/init.d/network restart")
 
 
-def luci_made(state: LabState, iface: str = "wg0", zone_name: str = "wireguard") -> dict[str, str]:
-    """The hand-made network; returns each router's public key."""
+LANS = {"A": "192.168.3.0/24", "B": "192.168.7.0/24", "C": "192.168.9.0/24"}
+
+
+def luci_made(
+    state: LabState,
+    iface: str = "wg0",
+    zone_name: str = "wireguard",
+    sites: tuple[str, ...] = ("A", "B"),
+    phone: bool = True,
+) -> dict[str, str]:
+    """The hand-made network: every other site dials A (a.example.net); A relays between them.
+    Returns each router's public key."""
     keys = {}
-    for site in ("A", "B"):
+    for n, site in enumerate(sites, 1):
         _install(state, site)
         sh(
             state,
@@ -53,23 +64,29 @@ def luci_made(state: LabState, iface: str = "wg0", zone_name: str = "wireguard")
             f"uci set network.{iface}=interface && uci set network.{iface}.proto=wireguard && "
             f'uci set network.{iface}.private_key="$(wg genkey)" && '
             f"uci set network.{iface}.listen_port=51820 && "
-            f"uci add_list network.{iface}.addresses=192.168.5.{1 if site == 'A' else 2}/24 && "
+            f"uci add_list network.{iface}.addresses=192.168.5.{n}/24 && "
             "uci commit network",
         )
         keys[site] = sh(state, site, f"uci get network.{iface}.private_key | wg pubkey").strip()
-    peers = {
-        "A": [("B", keys["B"], "192.168.7.0/24", ""), ("phone", PHONE, "", "")],
-        "B": [("A", keys["A"], "192.168.3.0/24", "a.example.net")],
-    }
+    spokes = sites[1:]
+    peers: dict[str, list[tuple[str, str, list[str], str]]] = {"A": []}
+    for n, spoke in enumerate(spokes, 2):
+        # One spoke: the overlay's /24 on each side, as LuCI users write it; more: each its own.
+        own = "192.168.5.0/24" if len(spokes) == 1 else f"192.168.5.{n}/32"
+        peers["A"].append((spoke, keys[spoke], [own, LANS[spoke]], ""))
+        relayed = [LANS[s] for s in spokes if s != spoke]
+        ips = ["192.168.5.0/24", LANS["A"], *relayed]
+        peers[spoke] = [("A", keys["A"], ips, "a.example.net")]
+    if phone:
+        peers["A"].append(("phone", PHONE, [PHONE_LUCI], ""))
     for site, entries in peers.items():
-        for name, key, lan, endpoint in entries:
+        for name, key, ips, endpoint in entries:
             lines = [
                 f"uci add network wireguard_{iface} >/dev/null",
                 f"uci set network.@wireguard_{iface}[-1].description='{name}'",
                 f"uci set network.@wireguard_{iface}[-1].public_key='{key}'",
                 f"uci set network.@wireguard_{iface}[-1].route_allowed_ips='1'",
             ]
-            ips = [PHONE_LUCI] if name == "phone" else ["192.168.5.0/24", lan]
             lines += [
                 f"uci add_list network.@wireguard_{iface}[-1].allowed_ips='{ip}'" for ip in ips
             ]
@@ -275,3 +292,77 @@ def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
     assert doctor(Seed(state, spec, ())) == []
     again, ui2 = apply_lab(state, spec)
     assert again.ok and "nothing to change" in ui2.lines, ui2.text
+
+
+C_SITE = '\n[sites.C]\nplatform = "openwrt"\nlan = ["192.168.9.0/24"]\n'
+C_HOST = "192.168.9.100"
+
+
+def _adopted(state: LabState, tmp_path: Path, sites: tuple[str, ...]) -> Path:
+    from sitewire.cli.main import run
+
+    out = tmp_path / "adopted" / "network.toml"
+    out.parent.mkdir()
+    assert run(["adopt", *sites, "--lab-name", state.name, "-o", str(out)]) == 0
+    (state.dir / "network.lock").write_bytes(out.with_suffix(".lock").read_bytes())
+    return out
+
+
+def _pings_kept(state: LabState, spec: Path, pairs: list[tuple[str, str]]) -> list[str]:
+    """Apply while each (site, address) pair pings; every ping answered. The apply's lines."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        pings = [(p, stack.enter_context(applying.Pinger(state, *p))) for p in pairs]
+        outcome, ui = apply_lab(state, spec)
+    assert outcome.ok, ui.text
+    for pair, ping in pings:
+        assert ping.sent > 20 and ping.lost == 0, (pair, ping.sent, ping.lost, ui.text)
+    return ui.lines
+
+
+@pytest.mark.lab
+def test_a_three_site_hand_made_network_with_a_relay_is_adopted_and_taken_over(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """B and C both dial A, which carries B↔C: what sitewire plans for two dialers."""
+    import tomllib
+
+    text = SEED.read_text().replace('[clients.phone]\nvia = "A"\n', "") + C_SITE
+    state = make_lab(spec_from(text))
+    sites = ("A", "B", "C")
+    luci_made(state, sites=sites, phone=False)
+    deadline = time.monotonic() + 30
+    while host_exec(state, "B", ["ping", "-c", "2", "-W", "1", C_HOST]).returncode != 0:
+        assert time.monotonic() < deadline, "the hand-made network does not carry B to C"
+    out = _adopted(state, tmp_path, sites)
+    data = tomllib.loads(out.read_text())
+    assert set(data["sites"]) == set(sites) and "clients" not in data
+    assert data["sites"]["C"]["lan"] == ["192.168.9.0/24"] and "endpoint" not in data["sites"]["C"]
+    private = {s: _private(state, s) for s in sites}
+    lines = _pings_kept(state, out, [("B", C_HOST), ("C", A_HOST), ("A", B_HOST)])
+    assert "C: peer A: hand-made section @wireguard_wg0[0] taken over" in lines, lines
+    assert not any(x.startswith(tuple(f"{s}: interface wg0" for s in sites)) for x in lines)
+    assert {s: _private(state, s) for s in sites} == private
+    assert doctor(Seed(state, out, ())) == []
+    again, ui = apply_lab(state, out)
+    assert again.ok and "nothing to change" in ui.lines, ui.text
+
+
+@pytest.mark.lab
+def test_a_hand_made_pair_is_joined_by_a_new_site(make_lab: MakeLab, tmp_path: Path) -> None:
+    """Adopted, then a third site added to the spec: A↔B keep every packet, C joins both."""
+    text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"') + C_SITE
+    state = make_lab(spec_from(text))
+    luci_made(state)
+    deadline = time.monotonic() + 30
+    while not _lan_to_lan(state):
+        assert time.monotonic() < deadline, "the hand-made network does not carry LAN to LAN"
+    out = _adopted(state, tmp_path, ("A", "B"))
+    out.write_text(out.read_text() + C_SITE)
+    private = {s: _private(state, s) for s in ("A", "B")}
+    lines = _pings_kept(state, out, [("A", B_HOST), ("B", A_HOST)])
+    assert "A: peer C: added" in lines and "B: peer A: hand-made section" in " ".join(lines)
+    assert {s: _private(state, s) for s in ("A", "B")} == private
+    assert applying.unreachable(state, out) == []
+    assert doctor(Seed(state, out, ())) == []

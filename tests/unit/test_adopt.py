@@ -155,3 +155,33 @@ def test_what_a_router_or_a_file_holds_that_is_no_address_is_a_one_line_refusal(
     with pytest.raises(AdoptError, match=r"Address: .10.0.0.300/24.") as file_error:
         router_from_wg_quick("C", conf, "c.conf", "wg0")
     assert file_error.value.where == "c.conf"
+
+
+def test_a_hub_relaying_between_two_dialers_keeps_each_lan_its_own() -> None:
+    """B and C dial A; each one's peer for A carries the other's LAN too (A relays it)."""
+    import ipaddress
+
+    from sitewire.adopt.derive import Peer, Router
+
+    keys = {s: f"{s * 43}=" for s in "ABC"}
+    lans = {"A": "192.168.3.0/24", "B": "192.168.7.0/24", "C": "192.168.9.0/24"}
+
+    def peer(name: str, *ips: str, endpoint: str | None = None) -> Peer:
+        nets = tuple(ipaddress.ip_network(ip) for ip in ips)
+        return Peer(f"@wireguard_wg0[{name}]", keys[name], nets, endpoint, None, 25, False, None)
+
+    def router(name: str, n: int, *peers: Peer) -> Router:
+        address = ipaddress.ip_interface(f"192.168.5.{n}/24")
+        lan = (ipaddress.ip_network(lans[name]),)
+        return Router(name, "", "wg0", keys[name], 51820, address, lan, peers)
+
+    a = router(
+        "A", 1, peer("B", "192.168.5.2/32", lans["B"]), peer("C", "192.168.5.3/32", lans["C"])
+    )
+    b = router("B", 2, peer("A", "192.168.5.0/24", lans["A"], lans["C"], endpoint="a.example.net"))
+    c = router("C", 3, peer("A", "192.168.5.0/24", lans["A"], lans["B"], endpoint="a.example.net"))
+    data, lock = derive("home", [a, b, c])
+    assert {n: s["lan"] for n, s in data["sites"].items()} == {n: [lan] for n, lan in lans.items()}
+    plan = plan_network(parse_model(Spec, data, "network.toml", SpecError), lock)
+    relayed = plan.site("B").peer("A").allowed_ips  # B reaches C's LAN through A, as it did
+    assert ipaddress.ip_network(lans["C"]) in relayed

@@ -276,9 +276,11 @@ def _site(
 
 
 def _lan_of(router: Router, routers: list[Router]) -> tuple[strict.IPNetwork, ...]:
-    """Its LAN as found, or (a Linux host's file says none) what the others route to it
-    beyond the overlay: the prefixes their peer for it carries."""
+    """Its LAN as found, and what the others route to it beyond the overlay: the prefixes
+    their peer for it carries (a Linux host's file says no LAN), except another router's LAN
+    as found, which it relays (B and C dial A, B's peer for A carries C's LAN too)."""
     overlay = router.address.network
+    relayed = [p for other in routers if other is not router for p in other.lan]
     carried = {
         prefix
         for other in routers
@@ -287,6 +289,7 @@ def _lan_of(router: Router, routers: list[Router]) -> tuple[strict.IPNetwork, ..
         for prefix in p.allowed_ips
         if not _within(prefix, overlay)
         and not (router.address6 is not None and _within(prefix, router.address6.network))
+        and not any(_within(prefix, lan) for lan in relayed)
     }
     carried |= set(router.lan)
     return tuple(sorted(carried, key=lambda p: (p.version, int(p.network_address))))
