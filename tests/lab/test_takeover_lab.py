@@ -52,6 +52,7 @@ def luci_made(
     zone_name: str = "wireguard",
     sites: tuple[str, ...] = ("A", "B"),
     phone: bool = True,
+    member: str = "network",
 ) -> dict[str, str]:
     """The hand-made network: every other site dials A (a.example.net); A relays between them.
     Returns each router's public key."""
@@ -103,7 +104,7 @@ def luci_made(
             "uci set firewall.@zone[-1].input='ACCEPT'",
             "uci set firewall.@zone[-1].output='ACCEPT'",
             "uci set firewall.@zone[-1].forward='ACCEPT'",
-            f"uci add_list firewall.@zone[-1].network='{iface}'",
+            f"uci add_list firewall.@zone[-1].{member}='{iface}'",  # or by its device
         ]
         for src, dest in (("lan", zone_name), (zone_name, "lan"), (zone_name, "wan")):
             zone += [
@@ -258,16 +259,18 @@ def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
 
 
 @pytest.mark.lab
+@pytest.mark.parametrize("member", ["network", "device"])
 def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
-    make_lab: MakeLab, tmp_path: Path
+    make_lab: MakeLab, tmp_path: Path, member: str
 ) -> None:
-    """The person called the interface vpn0 and its zone vpn; the spec names the interface."""
+    """The person called the interface vpn0 and its zone vpn (holding it by `network`, or by
+    `device` as some guides do); the spec names the interface."""
     text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
     text = text.replace("[sites.A]\n", '[sites.A]\ninterface = "vpn0"\n')
     text = text.replace("[sites.B]\n", '[sites.B]\ninterface = "vpn0"\n')
     spec = write_spec(tmp_path / "network.toml", text)
     state = make_lab(spec_from(text))
-    luci_made(state, "vpn0", "vpn")
+    luci_made(state, "vpn0", "vpn", member=member)
     deadline = time.monotonic() + 30
     while not _lan_to_lan(state):
         assert time.monotonic() < deadline, "the hand-made network does not carry LAN to LAN"
@@ -286,7 +289,7 @@ def test_an_interface_and_zone_named_otherwise_are_taken_over_too(
     )
     assert not any(line.startswith(("A: interface vpn0", "B: interface vpn0")) for line in ui.lines)
     for site in ("A", "B"):
-        zones = sh(state, site, 'uci show firewall | grep "\\.network=.*vpn0" || true')
+        zones = sh(state, site, 'uci show firewall | grep -E "\\.(network|device)=.*vpn0" || true')
         assert len(zones.strip().splitlines()) == 1, zones
         assert _private(state, site, "vpn0") == private[site]
     assert doctor(Seed(state, spec, ())) == []

@@ -609,6 +609,30 @@ def test_the_interface_in_two_zones() -> None:
     assert "network='wg0'" in finding.fix
 
 
+def test_the_interface_in_a_second_zone_by_device_or_by_its_own_zone_option() -> None:
+    plan = seed_plan()
+    by_device = "\nconfig zone\n\toption name 'vpn'\n\tlist device 'wg0'\n"
+    a = facts(plan, "A", uci_firewall=(firewall_uci(plan, "A") + by_device, 0))
+    finding = one(diagnose(seed_live(plan, {"A": a})), "interface-in-two-zones", "A")
+    assert "(sitewire, vpn)" in finding.problem
+    assert finding.fix.startswith("uci del_list firewall.@zone[") and "device='wg0'" in finding.fix
+    # netifd's `option zone` on the interface puts it in that zone too (fw4 reads it over ubus).
+    named = "\nconfig zone\n\toption name 'vpn'\n"
+    network = network_uci(plan, "A").replace(
+        "config interface 'wg0'\n", "config interface 'wg0'\n\toption zone 'vpn'\n"
+    )
+    assert "option zone 'vpn'" in network
+    a = facts(
+        plan,
+        "A",
+        uci_network=(network, 0),
+        uci_firewall=(firewall_uci(plan, "A") + named, 0),
+    )
+    finding = one(diagnose(seed_live(plan, {"A": a})), "interface-in-two-zones", "A")
+    assert "network.wg0.zone=vpn" in finding.evidence
+    assert finding.fix.startswith("uci delete network.wg0.zone && uci commit network && ifup wg0")
+
+
 def test_a_foreign_peer_is_named_and_kept() -> None:
     plan = seed_plan()
     stranger = "S" * 43 + "="

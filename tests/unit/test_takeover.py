@@ -9,7 +9,8 @@ from sitewire.driver.openwrt import DRIVER
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets
-from sitewire.render.takeover import plan_takeover, taken_over
+from sitewire.render.openwrt import render_openwrt
+from sitewire.render.takeover import plan_takeover, taken_over, zones_holding
 from sitewire.spec.model import Platform
 from sitewire.uci import Package, UciStore, export_uci, parse_uci
 from tests.conftest import FIXTURES, SEED, spec_from
@@ -261,3 +262,40 @@ def test_a_retired_node_keeps_its_public_key_in_the_lock() -> None:
     without_phone = spec_from(SEED.read_text().replace('[clients.phone]\nvia = "A"\n', ""))
     again = plan_network(without_phone, plan.lock)
     assert again.lock.retired["phone"].public_key == KEYS["phone"]
+
+
+def test_a_zone_holding_the_interface_by_device_is_taken_over_or_left() -> None:
+    alone = LUCI_FIREWALL.replace("\tlist network 'wg0'", "\tlist device 'wg0'")
+    shared = LUCI_FIREWALL.replace(
+        "\tlist network 'wg0'", "\tlist device 'wg0'\n\tlist device 'tun1'"
+    )
+    for text, expected in ((alone, "rename firewall.@zone[2]=sw_zone"),
+                           (shared, "del_list firewall.@zone[2].device='wg0'")):  # fmt: skip
+        firewall = parse_uci(
+            _stock("firewall.stock-23.05-24.10.uci", "firewall") + text, "firewall"
+        )
+        packages = {**_packages(_facts()), "firewall": firewall}
+        lines = [t.line for t in plan_takeover(_plan().site("A"), packages)]
+        assert expected in lines, lines
+
+
+def test_a_zone_named_by_the_interface_s_zone_option_is_taken_over_and_the_option_cleared() -> None:
+    """netifd restarts the interface when its zone changes: apply says so and runs ifup."""
+    plan, facts = _plan(), _facts()
+    site = plan.site("A")
+    text = LUCI_FIREWALL.replace("\tlist network 'wg0'\n", "")
+    firewall = parse_uci(_stock("firewall.stock-23.05-24.10.uci", "firewall") + text, "firewall")
+    network_text = export_uci(_packages(facts)["network"]).replace(
+        "config interface 'wg0'\n", "config interface 'wg0'\n\toption zone 'wireguard'\n"
+    )
+    network = parse_uci(network_text, "network")
+    packages = {"network": network, "firewall": firewall}
+    assert "rename firewall.@zone[2]=sw_zone" in [t.line for t in plan_takeover(site, packages)]
+    after = taken_over(packages, plan_takeover(site, packages))
+    store = UciStore(after)
+    rendered = render_openwrt(plan, site, NoSecrets(), after, device_mtu=1420)
+    assert store.batch(rendered.text("uci-batch")).stderr == ""
+    wg0 = store.committed("network").section("wg0")
+    assert wg0 is not None and "zone" not in wg0.options
+    zones = zones_holding(store.committed("network"), store.committed("firewall"), "wg0")
+    assert [z.name for z, _ in zones] == ["sw_zone"]

@@ -28,7 +28,7 @@ OWNED_PREFIX = "sw_"  # every section sitewire owns, except the interface (its n
 # already last a second run writes a byte-identical file.
 INTERFACE_OPTIONS = (
     "proto", "private_key", "listen_port", "mtu", "fwmark", "nohostroute", "tunlink",
-    "addresses", "ip6prefix",
+    "addresses", "ip6prefix", "zone",
 )  # fmt: skip
 PEER_OPTIONS = (
     "description", "public_key", "preshared_key", "route_allowed_ips", "endpoint_host",
@@ -62,6 +62,7 @@ def render_openwrt(
         batch,
         site,
         secrets,
+        current or {},
         _mtu(site, current or {}, device_mtu),
         _port(site, current or {}),
     )
@@ -120,6 +121,15 @@ def _mtu(site: SitePlan, current: Mapping[str, Package], device_mtu: int | None)
     return str(site.mtu)
 
 
+def _zone_option(site: SitePlan, current: Mapping[str, Package]) -> str | None:
+    """netifd's `option zone` puts the interface in that zone too (fw4 reads it over ubus):
+    cleared, one zone per interface, unless it already names sitewire's."""
+    network = current.get("network")
+    section = network.section(site.interface) if network is not None else None
+    named = section.options.get("zone") if section is not None else None
+    return site.firewall.zone if named == site.firewall.zone else None
+
+
 def _port(site: SitePlan, current: Mapping[str, Package]) -> str | None:
     """The listen port, or None (left unset: a random port) for a site nobody dials whose
     interface has none: setting it would re-create the interface for nothing (issue 12)."""
@@ -131,7 +141,13 @@ def _port(site: SitePlan, current: Mapping[str, Package]) -> str | None:
 
 
 def _network(
-    plan: Plan, batch: _Batch, site: SitePlan, secrets: Secrets, mtu: str | None, port: str | None
+    plan: Plan,
+    batch: _Batch,
+    site: SitePlan,
+    secrets: Secrets,
+    current: Mapping[str, Package],
+    mtu: str | None,
+    port: str | None,
 ) -> None:
     private = secrets.private_key(site.name)
     batch.comment(f"interface {site.interface}: {site.role}, MTU {site.mtu} ({site.mtu_reason})")
@@ -148,6 +164,7 @@ def _network(
             "listen_port": port,
             "addresses": tuple(str(a) for a in site.addresses),
             "mtu": mtu,
+            "zone": _zone_option(site, current),
         },
         keep_secrets=private is None,
     )

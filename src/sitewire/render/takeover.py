@@ -69,7 +69,7 @@ def plan_takeover(
     if network is not None:
         out += _peers(site, network, drop_foreign)
     if firewall is not None:
-        out += _zone(site, firewall)
+        out += _zone(site, network, firewall)
         out += _rules(site, firewall)
     return sorted(out, key=lambda t: t.order)
 
@@ -99,24 +99,42 @@ def _peers(site: SitePlan, network: Package, drop_foreign: bool) -> list[Takeove
     return out
 
 
-def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
+MEMBERSHIP = ("network", "device", "subnet")  # what puts an interface's traffic in a zone
+
+
+def zones_holding(
+    network: Package | None, firewall: Package, iface: str
+) -> list[tuple[Section, str | None]]:
+    """The zones fw4 puts the interface in, each with the option of the zone that lists it
+    (`network`, or `device`: a WireGuard interface's device has its name), or None for the
+    zone the interface's own `option zone` names (netifd passes it to fw4)."""
+    section = network.section(iface) if network is not None else None
+    named = section.options.get("zone") if section is not None else None
+    out: list[tuple[Section, str | None]] = []
+    for zone in firewall.sections_of_type("zone"):
+        by = next((o for o in ("network", "device") if iface in words(zone.options.get(o))), None)
+        if by is not None or (named is not None and zone.options.get("name") == named):
+            out.append((zone, by))
+    return out
+
+
+def _zone(site: SitePlan, network: Package | None, firewall: Package) -> list[Takeover]:
     iface, ours = site.interface, f"{OWNED_PREFIX}zone"
-    zones = [
-        z for z in firewall.sections_of_type("zone") if iface in words(z.options.get("network"))
-    ]
     out: list[Takeover] = []
     have_ours = firewall.section(ours) is not None
-    for zone in zones:
+    for zone, by in zones_holding(network, firewall, iface):
         if zone.name == ours:
             continue
         ref = firewall.ref(zone)
         old = str(zone.options.get("name", ref))
         label = f"zone {old}"
-        shared = words(zone.options.get("network")) != [iface] or any(
-            zone.options.get(o) for o in ("device", "subnet")
-        )
-        if have_ours or shared:
-            out.append(_leave(firewall, zone, iface, label))
+        # Only this interface, by one option: the person's zone for it. (Named by the
+        # interface's `option zone`, which the render clears: a zone holding nothing else.)
+        held = {o: words(zone.options.get(o)) for o in MEMBERSHIP}
+        alone = {o: v for o, v in held.items() if v} == ({by: [iface]} if by else {})
+        if have_ours or not alone:
+            if by is not None:
+                out.append(_leave(firewall, zone, iface, label, by))
             continue
         out.append(_rename(firewall, zone, ours, label, site.firewall.zone))
         out += _forwardings(site, firewall, old)
@@ -124,16 +142,17 @@ def _zone(site: SitePlan, firewall: Package) -> list[Takeover]:
     return out
 
 
-def _leave(firewall: Package, zone: Section, iface: str, label: str) -> Takeover:
-    """The interface out of a zone it shares: `del_list` for a list; uci's del_list does
-    nothing on an option (`option network 'lan wg0'`, which fw4 reads too), so `set` the rest."""
+def _leave(firewall: Package, zone: Section, iface: str, label: str, by: str) -> Takeover:
+    """The interface out of a zone it shares (`by`: its `network` or `device` option):
+    `del_list` for a list; uci's del_list does nothing on an option (`option network 'lan
+    wg0'`, which fw4 reads too), so `set` the rest."""
     ref = firewall.ref(zone)
-    value = zone.options.get("network")
+    value = zone.options.get(by)
     if isinstance(value, tuple):
-        line = f"del_list firewall.{ref}.network={uci_value(iface)}"
+        line = f"del_list firewall.{ref}.{by}={uci_value(iface)}"
     else:
         rest = " ".join(n for n in words(value) if n != iface)
-        line = f"set firewall.{ref}.network={uci_value(rest)}"
+        line = f"set firewall.{ref}.{by}={uci_value(rest)}"
     return Takeover(line, label, f"{iface} leaves it (one zone per interface)")
 
 

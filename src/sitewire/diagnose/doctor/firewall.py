@@ -8,7 +8,8 @@ from sitewire.diagnose.parse import parse_number
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
 from sitewire.render.openwrt import rule_name
-from sitewire.uci import Section, words
+from sitewire.render.takeover import zones_holding
+from sitewire.uci import Section
 
 
 def _uci_line(package: str, section: Section) -> str:
@@ -20,18 +21,13 @@ def _uci_line(package: str, section: Section) -> str:
 
 
 def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
+    """The zone fw4 puts the interface in: sitewire's where it is one of several (a second zone
+    is `interface-in-two-zones`'s), else the one its `option zone` names, else the first."""
     if facts.firewall is None:
         return None
-    # netifd's `option zone` on the interface also puts it in a zone (reference §2.1).
-    section = facts.network.section(iface) if facts.network is not None else None
-    named = section.options.get("zone") if section is not None else None
-    for zone in facts.firewall.sections_of_type("zone"):
-        if named is not None and zone.options.get("name") == named:
-            return zone
-    for zone in facts.firewall.sections_of_type("zone"):
-        if iface in words(zone.options.get("network")) + words(zone.options.get("device")):
-            return zone
-    return None
+    zones = zones_holding(facts.network, facts.firewall, iface)
+    ranked = sorted(zones, key=lambda zb: (zb[0].name != "sw_zone", zb[1] is not None))
+    return ranked[0][0] if ranked else None
 
 
 def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
+from sitewire.render.takeover import zones_holding
 from sitewire.uci import Section, words
 
 
@@ -52,41 +53,45 @@ def check_duplicate_peers(live: Live, site: SitePlan) -> list[Finding]:
 
 def check_zones(live: Live, site: SitePlan) -> list[Finding]:
     """The interface in two firewall zones: which policy applies depends on their order."""
-    firewall = live.facts[site.name].firewall
+    facts = live.facts[site.name]
+    firewall = facts.firewall
     if not driver_for(site.platform).uses_fw4 or firewall is None:
         return []
-    zones = [
-        z
-        for z in firewall.sections_of_type("zone")
-        if site.interface in words(z.options.get("network"))
-    ]
+    zones = zones_holding(facts.network, firewall, site.interface)
     if len(zones) < 2:
         return []
-    names = [str(z.options.get("name", firewall.ref(z))) for z in zones]
-    theirs = next((z for z in zones if z.name != "sw_zone"), zones[-1])
-    ref = firewall.ref(theirs)
+    iface = site.interface
+    names = [str(z.options.get("name", firewall.ref(z))) for z, _ in zones]
+    theirs, by = next(((z, b) for z, b in zones if z.name != "sw_zone"), zones[-1])
+    shown = [
+        f"firewall.{firewall.ref(z)}.{b}={iface}" if b else f"network.{iface}.zone={z_name}"
+        for (z, b), z_name in zip(zones, names, strict=True)
+    ]
+    if by is None:  # the interface's own option; netifd restarts it when that changes
+        fix = f"uci delete network.{iface}.zone && uci commit network && ifup {iface}"
+    else:
+        fix = _leave_command(theirs, firewall.ref(theirs), iface, by) + " && uci commit firewall"
     return [
         Finding(
             "interface-in-two-zones",
             site.name,
-            f"{site.interface} is in two firewall zones ({', '.join(sorted(names))}): which "
+            f"{iface} is in two firewall zones ({', '.join(sorted(names))}): which "
             "policy a packet gets depends on the zones' order",
             (
-                "$ uci show firewall | grep network",
-                *(f"firewall.{firewall.ref(z)}.network={site.interface}" for z in zones),
+                "$ uci show firewall | grep -e network -e device; uci show network | grep zone",
+                *shown,
             ),
-            _leave_command(theirs, ref, site.interface) + " && uci commit firewall && "
-            f"/etc/init.d/firewall reload   (or: {APPLY})",
+            f"{fix} && /etc/init.d/firewall reload   (or: {APPLY})",
         )
     ]
 
 
-def _leave_command(zone: Section, ref: str, iface: str) -> str:
-    value = zone.options.get("network")
+def _leave_command(zone: Section, ref: str, iface: str, by: str) -> str:
+    value = zone.options.get(by)
     if isinstance(value, tuple):
-        return f"uci del_list firewall.{ref}.network='{iface}'"
+        return f"uci del_list firewall.{ref}.{by}='{iface}'"
     rest = " ".join(n for n in words(value) if n != iface)
-    return f"uci set firewall.{ref}.network='{rest}'"
+    return f"uci set firewall.{ref}.{by}='{rest}'"
 
 
 def check_foreign_peers(live: Live, site: SitePlan) -> list[Finding]:
