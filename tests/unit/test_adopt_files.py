@@ -135,3 +135,43 @@ def test_ssh_for_a_site_no_file_has_is_refused(
     assert "--ssh" in capsys.readouterr().err
     assert run(["adopt", "-o", str(tmp_path / "n.toml")]) != 0
     assert "nothing to adopt" in capsys.readouterr().err
+
+
+def test_ipv6_overlay_addresses_and_an_mtu_are_read_from_the_files_as_from_the_database(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "database.csv"
+    meshconf(db, "addpeer", "A", "--address", "192.168.5.1/24,fd00:5::1/64", "--endpoint",
+             "a.example.net", "--allowedips", "192.168.3.0/24", "--mtu", "1380")  # fmt: skip
+    meshconf(db, "addpeer", "B", "--address", "192.168.5.2/24,fd00:5::2/64")
+    meshconf(db, "genconfig", "-o", str(tmp_path / "out"))
+    from_db, db_out = _adopt(tmp_path, "--wg-meshconf", str(db))
+    assert from_db["network"]["overlay6"] == "fd00:5::/64"
+    assert from_db["sites"]["A"]["mtu"] == 1380 and "mtu" not in from_db["sites"]["B"]
+    files = []
+    for n in "AB":
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "wg0.conf").write_text((tmp_path / "out" / f"{n}.conf").read_text())
+        files.append(f"--wg-quick={n}={tmp_path / n / 'wg0.conf'}")
+    from_files, files_out = _adopt(tmp_path, *files)
+    assert from_files == from_db
+    lock = load_lock(files_out.with_suffix(".lock"))
+    assert lock is not None and str(lock.sites["B"].address6) == "fd00:5::2"
+    assert files_out.with_suffix(".lock").read_text() == db_out.with_suffix(".lock").read_text()
+
+
+def test_a_file_routing_into_another_table_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "B" / "wg0.conf"
+    conf.parent.mkdir()
+    key = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {key.strip()}\nAddress = 192.168.5.2/24\nListenPort = 51820\n"
+        "Table = off\n"
+    )
+    out = tmp_path / "adopted.toml"
+    assert run(["adopt", f"--wg-quick=B={conf}", "-o", str(out)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sets Table (routing into another table)" in err[0], err
+    assert not out.exists()

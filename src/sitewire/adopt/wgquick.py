@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sitewire import strict
 from sitewire.adopt.derive import AdoptError, Peer, Router, parsed, prefix
+from sitewire.adopt.meshconf import REFUSED
 from sitewire.diagnose.parse.base import UnexpectedOutput
 from sitewire.diagnose.parse.wgquick import WgQuick, listed, parse_wg_quick
 from sitewire.keys import public_key
@@ -52,6 +53,19 @@ def router_from_wg_quick(name: str, text: str, source: str, interface: str) -> R
         raise AdoptError(
             "[Interface] has no IPv4 Address", where=source, fix="add its overlay address"
         )
+    v6 = [a for a in listed(conf.interface.get("address")) if ":" in a]
+    address6 = parsed(strict.interface, v6[0], source, "Address") if v6 else None
+    for key, what in REFUSED.items():
+        if conf.first(key.lower()) is not None:
+            raise AdoptError(
+                f"[Interface] sets {key} ({what}), which a sitewire site cannot express",
+                where=source,
+                fix=f"remove {key} if it is not needed, or leave {name} out of sitewire",
+            )
+    mtu_text = conf.first("mtu")
+    mtu = strict.digits(mtu_text) if mtu_text is not None else None
+    if mtu_text is not None and mtu is None:
+        raise AdoptError(f"[Interface] MTU {mtu_text!r} is not a number", where=source)
     port = strict.digits(conf.first("listenport") or "51820") or 51820
     peers = []
     for n, peer in enumerate(conf.peers):
@@ -71,6 +85,7 @@ def router_from_wg_quick(name: str, text: str, source: str, interface: str) -> R
                 None,
             )
         )
+    key = _key_of(conf, source)
     return Router(
-        name, "", interface, _key_of(conf, source), port, v4[0], (), tuple(peers), None, "linux"
+        name, "", interface, key, port, v4[0], (), tuple(peers), None, "linux", address6, mtu
     )
