@@ -496,6 +496,7 @@ def openwrt_sections(**override: tuple[str, int]) -> dict[str, ScriptSection]:
         "links": (LINKS, 0),
         "tailscale": ("", 127),
         "rc_local": ("4 accept-routes\n", 0),
+        "watchdog": ("line 2\nenabled\n", 0),
         "wg_quick": ("", 0),
     }
     outputs.update(override)

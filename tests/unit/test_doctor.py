@@ -633,6 +633,24 @@ def test_the_interface_in_a_second_zone_by_device_or_by_its_own_zone_option() ->
     assert finding.fix.startswith("uci delete network.wg0.zone && uci commit network && ifup wg0")
 
 
+@pytest.mark.parametrize(
+    ("probe", "why"),
+    [("", "no cron job runs it"), ("line 3\n", "cron is not enabled at boot")],
+)
+def test_a_name_dialled_with_nothing_to_re_resolve_it(probe: str, why: str) -> None:
+    plan = seed_plan()
+    b = facts(plan, "B", watchdog=(probe, 0))
+    finding = one(diagnose(seed_live(plan, {"B": b})), "no-watchdog", "B")
+    assert f"dials A (a.example.net) by name, but {why}" in finding.problem
+    assert "/etc/init.d/cron enable && /etc/init.d/cron restart" in finding.fix
+    # A dials nobody: its missing watchdog is no finding; facts without the probe say nothing.
+    a = facts(plan, "A", watchdog=("", 0))
+    assert diagnose(seed_live(plan, {"A": a})) == []
+    sections = openwrt_sections(watchdog=("", 0))
+    del sections["watchdog"]
+    assert facts_from_sections("B", Platform.OPENWRT, sections).watchdog is None
+
+
 def test_a_foreign_peer_is_named_and_kept() -> None:
     plan = seed_plan()
     stranger = "S" * 43 + "="

@@ -26,6 +26,7 @@ from sitewire.diagnose.parse import (
     ScriptSection,
     TailscalePrefs,
     UnexpectedOutput,
+    Watchdog,
     WgDump,
     default_route,
     lookup52_priority,
@@ -41,6 +42,7 @@ from sitewire.diagnose.parse import (
     parse_rc_local_probe,
     parse_routes,
     parse_tailscale_prefs,
+    parse_watchdog_probe,
     parse_wg_dump,
 )
 from sitewire.diagnose.script import COMMANDS
@@ -101,6 +103,8 @@ class DeviceFacts:
     tailscale: TailscaleFacts
     rc_local: RcLocal
     wg_quick_configs: tuple[str, ...]  # /etc/wireguard/<name>.conf on Linux
+    # OpenWrt: cron and wireguard_watchdog (None off OpenWrt, or collected by an older sitewire)
+    watchdog: Watchdog | None = None
     notes: tuple[str, ...] = ()
     # OpenWrt: what netifd runs, by interface (None off OpenWrt, or where ubus did not answer)
     netifd: Mapping[str, NetifdInterface] | None = None
@@ -222,6 +226,11 @@ def facts_from_sections(
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
         netifd=_read_netifd(reader) if "netifd" in reads else None,
+        watchdog=(
+            reader.optional("watchdog", parse_watchdog_probe)
+            if "watchdog" in reads and "watchdog" in reader.sections
+            else None
+        ),
     )
 
 

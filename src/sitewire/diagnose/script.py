@@ -97,6 +97,14 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
         '{ print NR, (/accept-routes/ ? "accept-routes" : "-") }\' /etc/rc.local',
     ),
     (
+        "watchdog",
+        # OpenWrt: root's crontab lines (not comments) running wireguard_watchdog, and whether
+        # cron starts at boot.
+        "[ -f /etc/crontabs/root ] && awk '/^[ \\t]*#/ { next } /wireguard_watchdog/ "
+        '{ print "line", NR }\' /etc/crontabs/root\n'
+        "[ -x /etc/init.d/cron ] && /etc/init.d/cron enabled && echo enabled\nreturn 0",
+    ),
+    (
         "wg_quick",
         "[ -d /etc/wireguard ] || return 0\n"
         'for _f in /etc/wireguard/*.conf; do [ -e "$_f" ] && basename "$_f" .conf; done\n'
@@ -121,6 +129,7 @@ COMMANDS = {
     "table52_6": "ip -6 route show table 52",
     "links": "ip -o link show",
     "tailscale": "tailscale debug prefs",
+    "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",
 }
 
 

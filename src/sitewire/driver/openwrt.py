@@ -296,7 +296,7 @@ class OpenWrt:
     runs_netifd = True
     expects_openwrt_release = True
     reads_facts: frozenset[str] = frozenset(
-        {"packages", "handler", "netifd", "uci_network", "uci_firewall", "uci_changes"}
+        {"packages", "handler", "netifd", "uci_network", "uci_firewall", "uci_changes", "watchdog"}
     )
     start_interface: tuple[str, ...] = ("ifup {iface}",)
     reresolve = "or: ifup {iface}; the wireguard_watchdog cron job"

@@ -21,7 +21,12 @@ from sitewire.diagnose.doctor.ownership import (
     check_foreign_peers,
     check_zones,
 )
-from sitewire.diagnose.doctor.peers import check_keepalive, check_keys, check_saved_not_live
+from sitewire.diagnose.doctor.peers import (
+    check_keepalive,
+    check_keys,
+    check_saved_not_live,
+    check_watchdog,
+)
 from sitewire.diagnose.doctor.routes import check_routes, check_tailscale
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "check_routes",
     "check_saved_not_live",
     "check_tailscale",
+    "check_watchdog",
     "check_zones",
     "diagnose",
 ]
@@ -53,6 +59,7 @@ CHECKS = (
     check_forwardings,
     check_port_open,
     check_keepalive,
+    check_watchdog,
     check_ddns,
     check_routes,
     check_keys,

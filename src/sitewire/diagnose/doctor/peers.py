@@ -1,14 +1,17 @@
-"""The peer checks: a dialer without keepalive, a wrong public key, a peer saved but not live."""
+"""The peer checks: a dialer without keepalive, a wrong public key, a peer saved but not live,
+a name dialled with nothing to re-resolve it."""
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
 from collections.abc import Sequence
 
 from sitewire import strict
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line, live_peer
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.driver import driver_for
-from sitewire.plan.model import SitePlan
+from sitewire.plan.model import WATCHDOG_CRON, SitePlan
 from sitewire.render.openwrt import peer_section
 from sitewire.strict import IPNetwork
 from sitewire.uci import Section
@@ -130,3 +133,42 @@ def _prefixes(items: Sequence[str]) -> set[IPNetwork | str]:
         except ValueError:
             out.add(item)
     return out
+
+
+def check_watchdog(live: Live, site: SitePlan) -> list[Finding]:
+    """A site dialling a peer by DNS name on OpenWrt without wireguard_watchdog run by cron:
+    WireGuard resolves the name once, so when the peer's address changes the tunnel stays on the
+    old one until the next ifup or reboot."""
+    watchdog = live.facts[site.name].watchdog
+    if not site.watchdog or watchdog is None or watchdog.runs:
+        return []
+    names = sorted(
+        f"{p.name} ({p.dial.endpoint.host})"
+        for p in site.peers
+        if p.dial is not None and not _literal(p.dial.endpoint.host)
+    )
+    why = "cron is not enabled at boot" if watchdog.lines else "no cron job runs it"
+    line = shlex.quote(WATCHDOG_CRON)
+    return [
+        Finding(
+            "no-watchdog",
+            site.name,
+            f"dials {', '.join(names)} by name, but {why}: wireguard_watchdog re-resolves the "
+            "name when handshakes stop; without it a changed address is not followed",
+            (
+                "$ grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",
+                *(f"line {n}" for n in watchdog.lines),
+                "cron: enabled" if watchdog.cron_enabled else "cron: not enabled",
+            ),
+            f"grep -qxF {line} /etc/crontabs/root || echo {line} >> /etc/crontabs/root; "
+            f"/etc/init.d/cron enable && /etc/init.d/cron restart   (or: {APPLY})",
+        )
+    ]
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

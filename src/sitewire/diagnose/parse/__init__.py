@@ -40,6 +40,7 @@ from sitewire.diagnose.parse.release import (
 )
 from sitewire.diagnose.parse.sections import MARK, ScriptSection, parse_sections
 from sitewire.diagnose.parse.tailscale import NetfilterMode, TailscalePrefs, parse_tailscale_prefs
+from sitewire.diagnose.parse.watchdog import Watchdog, parse_watchdog_probe
 from sitewire.diagnose.parse.wg import (
     SecretState,
     SocketAddress,
@@ -69,6 +70,7 @@ __all__ = [
     "SocketAddress",
     "TailscalePrefs",
     "UnexpectedOutput",
+    "Watchdog",
     "WgDump",
     "WgInterface",
     "WgPeer",
@@ -88,5 +90,6 @@ __all__ = [
     "parse_routes",
     "parse_sections",
     "parse_tailscale_prefs",
+    "parse_watchdog_probe",
     "parse_wg_dump",
 ]
