@@ -369,6 +369,31 @@ def test_10_the_wireguard_interface_in_no_firewall_zone(seed: Seed) -> None:
     healthy(seed)
 
 
+@pytest.mark.lab
+@pytest.mark.parametrize("how", ["line removed", "cron disabled"])
+def test_a_dialled_name_with_no_watchdog(seed: Seed, how: str) -> None:
+    """B dials a.example.net: a person deletes the watchdog's crontab line (or disables cron)
+    and nothing re-resolves the name when A's address changes."""
+    seed.undo.append(lambda: sh(seed, "B", "/etc/init.d/cron enable"))
+    if how == "line removed":
+        sh(
+            seed,
+            "B",
+            "sed -i '/wireguard_watchdog/d' /etc/crontabs/root && /etc/init.d/cron restart",
+        )
+    else:
+        sh(seed, "B", "/etc/init.d/cron disable")
+
+    finding = only(doctor(seed), "no-watchdog", "B")
+    why = "no cron job runs it" if how == "line removed" else "cron is not enabled at boot"
+    assert f"dials A (a.example.net) by name, but {why}" in finding.problem
+    assert ("cron: enabled" in finding.evidence) == (how == "line removed"), finding.evidence
+
+    sh(seed, "B", fix_command(finding))
+    assert "wireguard_watchdog" in router(seed.state, "B", "cat", "/etc/crontabs/root")
+    healthy(seed)
+
+
 # --- a healthy network of ten -----------------------------------------------------------------
 
 
