@@ -192,8 +192,9 @@ def test_a_luci_made_network_is_taken_over_with_its_keys_and_no_packet_lost(
 
 
 @pytest.mark.lab
+@pytest.mark.parametrize("release", ["24.10", "25.12"])
 def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
-    make_lab: MakeLab, tmp_path: Path
+    make_lab: MakeLab, tmp_path: Path, release: str
 ) -> None:
     import shutil
     import tomllib
@@ -202,7 +203,7 @@ def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
     from sitewire.spec.lock import load_lock
 
     text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
-    state = make_lab(spec_from(text))
+    state = make_lab(spec_from(text), release=release)
     keys = luci_made(state)
     out = tmp_path / "adopted" / "network.toml"
     out.parent.mkdir()
@@ -249,8 +250,9 @@ def test_adopt_writes_a_spec_and_lock_that_reproduce_the_hand_made_network(
     ):
         outcome, ui = apply_lab(state, out)
     assert outcome.ok, ui.text
+    allowed = REBIND_LOSS.get(release, 0)
     for name, ping in (("A->B", a_to_b), ("B->A", b_to_a)):
-        assert ping.sent > 20 and ping.lost == 0, (name, ping.sent, ping.lost, ui.text)
+        assert ping.sent > 20 and ping.lost <= allowed, (name, ping.sent, ping.lost, ui.text)
     # Nothing re-keyed, nothing renumbered, nothing re-created.
     assert not any("private key" in line or "made anew" in line for line in ui.lines), ui.text
     assert not any(line.startswith(("A: interface wg0", "B: interface wg0")) for line in ui.lines)
