@@ -342,6 +342,19 @@ def test_bad_devices_are_refused_in_one_line_and_nothing_is_half_applied(
     finally:
         router(state, "A", "umount", safety.BASE)
 
+    # (c2) a full flash overlay: `uci commit` would keep the old files and say nothing. The
+    # router's /etc/config on a 64 KiB tmpfs holding its own files, filled up.
+    fill = (
+        "set -e; mkdir -p /tmp/swcfg; cp -a /etc/config/. /tmp/swcfg/; "
+        "mount -t tmpfs -o size=64k,mode=0755 tmpfs /etc/config; cp -a /tmp/swcfg/. /etc/config/; "
+        "dd if=/dev/zero of=/etc/config/.fill bs=1k count=64 2>/dev/null || true"
+    )
+    assert router_exec(state, "A", ["sh", "-c", fill]).returncode == 0
+    try:
+        refused("KiB free in /etc (the flash overlay); a change needs", "df -h /etc")
+    finally:
+        router(state, "A", "umount", "/etc/config")
+
     # (d) uci: output it cannot parse, then changes nobody committed.
     router(state, "A", "mv", "/usr/sbin/uci", "/usr/sbin/uci.real")
     router(state, "A", "sh", "-c", f"cat > /usr/sbin/uci <<'EOF'\n{GARBAGE_UCI}EOF\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -429,3 +430,30 @@ def test_the_planned_name_held_by_an_interface_without_proto_says_so(plan: Plan)
     )
     with pytest.raises(ApplyError, match=r"network\.wg0 is an interface without a proto"):
         preflight(OPENWRT, plan.site("A"), facts)
+
+
+@pytest.mark.parametrize(
+    ("space", "refused"),
+    [
+        ("/etc 12\n/tmp 60244\n", "only 12 KiB free in /etc (the flash overlay)"),
+        ("/etc 7424\n/tmp 100\n", "only 100 KiB free in /tmp; a change needs"),
+        ("/etc 7424\n/tmp 60244\n", None),
+        ("", None),  # df did not answer: nothing known, nothing refused
+    ],
+)
+def test_a_router_without_room_for_the_change_is_refused_before_arming(
+    space: str, refused: str | None
+) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+    from tests.conftest import SEED, spec_from
+
+    plan = plan_network(spec_from(SEED.read_text()), None, KEYS)
+    sections = openwrt_sections(uci_changes=("", 0), space=(space, 0))
+    facts = facts_from_sections("A", Platform.OPENWRT, sections)
+    if refused is None:
+        preflight(OPENWRT, plan.site("A"), facts)
+        return
+    with pytest.raises(ApplyError, match=re.escape(refused)) as caught:
+        preflight(OPENWRT, plan.site("A"), facts)
+    assert "df -h" in str(caught.value.fix)

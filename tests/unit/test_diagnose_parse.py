@@ -497,6 +497,7 @@ def openwrt_sections(**override: tuple[str, int]) -> dict[str, ScriptSection]:
         "tailscale": ("", 127),
         "rc_local": ("4 accept-routes\n", 0),
         "watchdog": ("line 2\nenabled\n", 0),
+        "space": ("/etc 7424\n/tmp 60244\n", 0),
         "wg_quick": ("", 0),
     }
     outputs.update(override)

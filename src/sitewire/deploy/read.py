@@ -23,6 +23,7 @@ from sitewire.diagnose.script import FACT_SECTIONS
 from sitewire.driver import Driver
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
+from sitewire.uci import export_uci
 
 
 def _psk_section(driver: Driver, site: SitePlan) -> tuple[str, str]:
@@ -137,6 +138,7 @@ def preflight(
         )
     missing = driver.missing_packages(site, facts)
     refuse_foreign(site, facts)
+    refuse_full(site, facts)
     pins = site.tailscale.pins if site.tailscale is not None else ()
     for version, rule52 in ((4, facts.lookup52), (6, facts.lookup52_v6)):
         if not any(p.version == version for p in pins) or rule52 is None:
@@ -159,6 +161,28 @@ def preflight(
             )
         )
     return missing, warnings
+
+
+# KiB a change needs beyond twice the configuration it rewrites (uci writes a package anew,
+# then renames it over the old one; the backup and the timer's script are staged in /tmp).
+SPACE_MARGIN_KIB = {"/etc": 64, "/tmp": 256}
+
+
+def refuse_full(site: SitePlan, facts: DeviceFacts) -> None:
+    """Refused before anything is armed: too little room to back up, stage and commit. A full
+    flash overlay makes `uci commit` keep the old files while saying nothing."""
+    held = sum(len(export_uci(p)) for p in (facts.network, facts.firewall) if p is not None)
+    for path, margin in SPACE_MARGIN_KIB.items():
+        free = facts.free_kib.get(path)
+        need = 2 * held // 1024 + margin
+        if free is not None and free < need:
+            flash = " (the flash overlay)" if path == "/etc" and facts.openwrt else ""
+            raise ApplyError(
+                f"only {free} KiB free in {path}{flash}; a change needs {need} KiB",
+                where=site.name,
+                fix=f"free space on the router (df -h {path}; on OpenWrt remove packages not "
+                "needed, or old files under /overlay/upper), then apply again",
+            )
 
 
 def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:

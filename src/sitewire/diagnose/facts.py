@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -105,6 +105,8 @@ class DeviceFacts:
     wg_quick_configs: tuple[str, ...]  # /etc/wireguard/<name>.conf on Linux
     # OpenWrt: cron and wireguard_watchdog (None off OpenWrt, or collected by an older sitewire)
     watchdog: Watchdog | None = None
+    # KiB available by directory (/etc, /tmp); empty where df did not answer
+    free_kib: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     # OpenWrt: what netifd runs, by interface (None off OpenWrt, or where ubus did not answer)
     netifd: Mapping[str, NetifdInterface] | None = None
@@ -226,12 +228,23 @@ def facts_from_sections(
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
         netifd=_read_netifd(reader) if "netifd" in reads else None,
+        free_kib=_free_kib(reader.sections.get("space")),
         watchdog=(
             reader.optional("watchdog", parse_watchdog_probe)
             if "watchdog" in reads and "watchdog" in reader.sections
             else None
         ),
     )
+
+
+def _free_kib(section: ScriptSection | None) -> dict[str, int]:
+    """`<dir> <KiB available>` lines; a line df could not give is left out (nothing known)."""
+    out: dict[str, int] = {}
+    for line in section.stdout.splitlines() if section is not None else ():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit():
+            out[words[0]] = int(words[1])
+    return out
 
 
 def _read_netifd(reader: _Reader) -> Mapping[str, NetifdInterface] | None:

@@ -97,6 +97,15 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
         '{ print NR, (/accept-routes/ ? "accept-routes" : "-") }\' /etc/rc.local',
     ),
     (
+        "space",
+        # KiB available where a change is written (/etc, measured at /etc/config where uci
+        # commits: the flash overlay on OpenWrt) and staged (/tmp); `df -P` keeps each answer
+        # on one line.
+        "_e=/etc; [ -d /etc/config ] && _e=/etc/config\n"
+        'for _d in "$_e" /tmp; do df -Pk "$_d" 2>/dev/null | '
+        "awk -v d=\"${_d%/config}\" 'NR > 1 { print d, $4 }'; done\nreturn 0",
+    ),
+    (
         "watchdog",
         # OpenWrt: root's crontab lines (not comments) running wireguard_watchdog, and whether
         # cron starts at boot.
@@ -129,6 +138,7 @@ COMMANDS = {
     "table52_6": "ip -6 route show table 52",
     "links": "ip -o link show",
     "tailscale": "tailscale debug prefs",
+    "space": "df -Pk /etc /tmp",
     "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",
 }
 
