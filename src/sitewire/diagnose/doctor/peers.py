@@ -3,7 +3,6 @@ a name dialled with nothing to re-resolve it."""
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from collections.abc import Sequence
 
@@ -145,7 +144,7 @@ def check_watchdog(live: Live, site: SitePlan) -> list[Finding]:
     names = sorted(
         f"{p.name} ({p.dial.endpoint.host})"
         for p in site.peers
-        if p.dial is not None and not _literal(p.dial.endpoint.host)
+        if p.dial is not None and p.dial.endpoint.kind == "name"
     )
     why = "cron is not enabled at boot" if watchdog.lines else "no cron job runs it"
     line = shlex.quote(WATCHDOG_CRON)
@@ -164,11 +163,3 @@ def check_watchdog(live: Live, site: SitePlan) -> list[Finding]:
             f"/etc/init.d/cron enable && /etc/init.d/cron restart   (or: {APPLY})",
         )
     ]
-
-
-def _literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
