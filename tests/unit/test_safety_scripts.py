@@ -470,3 +470,156 @@ def test_a_commit_dir_of_ours_is_made_private(box: Box, mode: int | None) -> Non
     base = box.root / "tmp/sitewire"
     assert base.stat().st_mode & 0o777 == 0o700 and base.stat().st_uid == os.getuid()
     assert box.ok(safety.confirm_script(token, box.device)) == ["confirmed", token]
+
+
+# --- a restart inside the window (issue 13): the backup on flash and the boot hook ---------------
+
+FLASH = "etc/sitewire/pending"
+
+
+def power_cut(box: Box) -> None:
+    """What a restart leaves: the timer gone, /tmp and /run empty; flash (/etc) as it was."""
+    pid = box.timer_pid()
+    box.stop_timer()
+    if pid is not None:
+        deadline = time.monotonic() + 5
+        while not gone(pid):
+            assert time.monotonic() < deadline, "the timer did not end"
+            time.sleep(0.02)
+    for volatile in ("tmp", "var/run"):
+        shutil.rmtree(box.root / volatile, ignore_errors=True)
+
+
+def boot(box: Box) -> subprocess.CompletedProcess[str]:
+    """The boot hook as the init system runs it, before anything of the network starts."""
+    hook = box.root / "etc/sitewire/boot-restore"
+    assert hook.stat().st_mode & 0o777 == 0o755
+    return subprocess.run(
+        [box.device.shell, str(hook)], env=box.env, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize("moment", ["after-arm", "after-change"])
+def test_a_restart_inside_the_window_boots_the_old_files(box: Box, moment: str) -> None:
+    before = box.snapshot()
+    token = safety.new_token()
+    arm(box, token, seconds=60)
+    kept = box.root / FLASH / token
+    assert sorted(p.name for p in kept.iterdir()) == ["files", "manifest", "sums"]
+    assert kept.parent.stat().st_mode & 0o777 == 0o700
+    if moment == "after-change":
+        box.change()
+    power_cut(box)
+    assert boot(box).returncode == 0
+    assert box.snapshot() == before  # bytes and modes; the crontab made by the change is gone
+    assert not kept.exists()
+    assert (box.root / "etc/sitewire/reverted" / token).exists()
+    status = safety.parse_status(box.run(safety.status_script(box.device)).stdout)
+    assert status.pending is None and status.commits == {token: Outcome.BOOT_REVERTED}
+    error = box.run(safety.confirm_script(token, box.device))
+    assert safety.parse_answer(error.stdout) == safety.Answer(False, ("unknown", token))
+    # The next boot finds nothing to do and changes nothing.
+    box.change()
+    changed = box.snapshot()
+    assert boot(box).returncode == 0 and box.snapshot() == changed
+
+
+def test_a_restart_after_confirm_keeps_the_new_files(box: Box) -> None:
+    token = safety.new_token()
+    arm(box, token, seconds=60)
+    box.change()
+    assert box.ok(safety.confirm_script(token, box.device)) == ["confirmed", token]
+    changed = box.snapshot()
+    assert not (box.root / FLASH / token).exists()
+    power_cut(box)
+    assert boot(box).returncode == 0
+    assert box.snapshot() == changed
+    assert not (box.root / "etc/sitewire/reverted").exists()
+
+
+def test_a_timer_revert_removes_the_flash_backup(box: Box) -> None:
+    token = safety.new_token()
+    arm(box, token, seconds=1)
+    box.change()
+    box.wait_for(token, "reverted")
+    assert not (box.root / FLASH / token).exists()
+
+
+def test_an_arm_cut_off_while_writing_the_flash_backup_restores_nothing(box: Box) -> None:
+    half = box.root / FLASH / "0123456789abcdef.new"
+    half.mkdir(parents=True)
+    (half / "manifest").write_text(f"1 present {NETWORK}\n")
+    box.change()
+    changed = box.snapshot()
+    (box.root / "etc/sitewire").mkdir(exist_ok=True)
+    script = safety.boot.hook_text(str(box.root))
+    (box.root / "etc/sitewire/boot-restore").write_text(script)
+    (box.root / "etc/sitewire/boot-restore").chmod(0o755)
+    assert boot(box).returncode == 0
+    assert box.snapshot() == changed and not half.exists()
+
+
+def test_the_boot_hook_is_installed_once_and_enabled(box: Box) -> None:
+    if box.device.launcher is Launcher.SETSID:
+        pytest.skip("the OpenWrt device; Linux below")
+    first = safety.new_token()
+    arm(box, first, seconds=60)
+    initd = box.root / "etc/init.d/sitewire"
+    link = box.root / "etc/rc.d/S15sitewire"
+    assert os.readlink(link) == "../init.d/sitewire"
+    assert initd.stat().st_mode & 0o777 == 0o755
+    text = initd.read_text()
+    assert "START=15" in text and "boot() {\n\t/bin/sh /etc/sitewire/boot-restore" in text
+    stamp = (initd.stat().st_mtime_ns, (box.root / "etc/sitewire/boot-restore").stat().st_mtime_ns)
+    assert box.ok(safety.confirm_script(first, box.device))[0] == "confirmed"
+    time.sleep(0.02)
+    arm(box, safety.new_token(), seconds=60)
+    again = (initd.stat().st_mtime_ns, (box.root / "etc/sitewire/boot-restore").stat().st_mtime_ns)
+    assert again == stamp  # no flash write for a hook that is already right
+
+
+@pytest.mark.parametrize("init", ["systemd", "rcS.d", "none"])
+def test_linux_boot_hooks(tmp_path: Path, init: str) -> None:
+    box = Box(tmp_path, Launcher.SETSID)
+    box.device = Device(
+        Launcher.SETSID, root=str(tmp_path), shell=box.device.shell, boot=safety.Boot.SYSTEMD
+    )
+    if init == "systemd":
+        (tmp_path / "lib/systemd/system").mkdir(parents=True)
+    elif init == "rcS.d":
+        (tmp_path / "etc/rcS.d").mkdir(parents=True)
+    try:
+        token = safety.new_token()
+        arm(box, token, seconds=60)
+        unit = tmp_path / "etc/systemd/system/sitewire-boot.service"
+        wants = tmp_path / "etc/systemd/system/sysinit.target.wants/sitewire-boot.service"
+        sysv = tmp_path / "etc/rcS.d/S01sitewire-boot"
+        if init == "systemd":
+            assert os.readlink(wants) == "/etc/systemd/system/sitewire-boot.service"
+            text = unit.read_text()
+            assert "Before=network-pre.target" in text and "DefaultDependencies=no" in text
+            assert "ExecStart=/bin/sh /etc/sitewire/boot-restore" in text
+            assert not sysv.exists()
+        elif init == "rcS.d":
+            assert os.readlink(sysv) == "../init.d/sitewire-boot"
+            assert not unit.exists()
+        else:
+            assert not unit.exists() and not sysv.exists()
+            assert "no systemd and no /etc/rcS.d" in (box.commit_dir(token) / "log").read_text()
+        assert (tmp_path / FLASH / token / "manifest").exists()
+    finally:
+        box.stop_timer()
+
+
+def test_a_flash_that_cannot_be_written_refuses_the_arm(box: Box) -> None:
+    (box.root / "etc/sitewire").mkdir(parents=True)
+    (box.root / "etc/sitewire/pending").write_text("a file where the directory goes\n")
+    before = box.snapshot()
+    token = safety.new_token()
+    done = box.run(safety.backup_and_arm_script(token, PATHS, 30, ["true"], box.device))
+    answer = safety.parse_answer(done.stdout)
+    assert answer is not None and not answer.ok and answer.words[0] == "flash", done.stdout
+    error = safety.error_for(answer, RemoteResult(3, done.stdout, ""), "B", "arm")
+    assert "nothing was changed" in str(error) and "df -h /etc" in str(error)
+    assert box.snapshot() == before and box.timer_pid() is None
+    assert not (box.root / "tmp/sitewire/lock").exists()

@@ -205,6 +205,11 @@ def _failed(kind: Kind, text: str) -> Evidence:
 
 
 def _fired(configured: Configured, state: safety.Outcome) -> str:
+    if state is safety.Outcome.BOOT_REVERTED:
+        return (
+            "the router restarted during the change, and its boot put back the configuration "
+            "it had before (commit boot-reverted)"
+        )
     if configured.left:
         return (
             f"the connection dropped during the step '{configured.left[0].why}' and came back "

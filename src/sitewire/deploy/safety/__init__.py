@@ -15,6 +15,8 @@ On the device, for commit <token>:
                           decision  symlink -> confirm | revert: whoever makes it first wins
                           confirmed, reverted   what happened, for status and people
     /var/run/sitewire-revert.pid    the detached timer
+    /etc/sitewire/pending/<token>/  the backup again, on flash, for the boot hook (boot.py)
+                                    that puts it back when the device restarts in the window
 
 A lock is held while the shell that took it or the timer of its commit runs (pid alive and
 its command line names the token); otherwise it is stale and the next arm clears it.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sitewire.deploy.safety import boot
 from sitewire.deploy.safety.answers import Answer, error_for, parse_answer, parse_status
 from sitewire.deploy.safety.model import (
     BASE,
@@ -36,6 +39,7 @@ from sitewire.deploy.safety.model import (
     OPENWRT,
     PIDFILE,
     ROLLBACK_WAIT,
+    Boot,
     CommitInProgress,
     Device,
     Launcher,
@@ -64,6 +68,7 @@ __all__ = [
     "PIDFILE",
     "ROLLBACK_WAIT",
     "Answer",
+    "Boot",
     "CommitInProgress",
     "Device",
     "Launcher",
@@ -76,6 +81,7 @@ __all__ = [
     "arm_script",
     "backup_and_arm_script",
     "backup_script",
+    "boot",
     "confirm",
     "confirm_script",
     "error_for",

@@ -61,6 +61,11 @@ _MESSAGES = {
         "cannot back up {text}: no space or no write access in {base}",
         "free space in the router's /tmp; check with: df -h /tmp",
     ),
+    "flash": (
+        "cannot keep the backup for a restart in {text} (no space, or no write access), so"
+        " nothing was changed",
+        "free space on the router's flash (check with: df -h /etc), then run apply again",
+    ),
     "unsafe": (
         "{text} is not a directory only this user can write (a symlink, another owner, or"
         " writable by others), so nothing was changed",
@@ -79,7 +84,8 @@ _MESSAGES = {
     ),
     "unknown": (
         "no commit {text} on the router",
-        "run 'sitewire status'; a reboot empties /tmp, so the router keeps what it has",
+        "run 'sitewire status'; a router restarted inside the revert window boots its old"
+        " configuration",
     ),
     "reverted": (
         "commit {text} was already reverted by the router's timer",

@@ -24,6 +24,13 @@ class Launcher(StrEnum):
     SETSID = "setsid"  # Linux (util-linux); a double fork so init adopts it
 
 
+class Boot(StrEnum):
+    """How the boot hook is started (deploy/safety/boot.py)."""
+
+    RC_D = "rc.d"  # OpenWrt: /etc/init.d/sitewire, linked into /etc/rc.d
+    SYSTEMD = "systemd"  # Linux: a systemd unit, or an /etc/rcS.d script without systemd
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """Where the switch lives: unit tests point `root` at a temp dir and `shell` at busybox."""
@@ -31,10 +38,11 @@ class Device:
     launcher: Launcher = Launcher.START_STOP_DAEMON
     root: str = ""
     shell: str = "/bin/sh"
+    boot: Boot = Boot.RC_D
 
 
 OPENWRT = Device()
-LINUX = Device(Launcher.SETSID)
+LINUX = Device(Launcher.SETSID, boot=Boot.SYSTEMD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,7 @@ class Outcome(StrEnum):
     REVERTING = "reverting"
     REVERTED = "reverted"
     ABANDONED = "abandoned"  # never armed, or its timer died before deciding
+    BOOT_REVERTED = "boot-reverted"  # the device restarted inside the window; its boot put it back
     UNKNOWN = "unknown"  # no such commit on the device (a reboot empties /tmp)
 
 

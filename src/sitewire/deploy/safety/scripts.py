@@ -6,6 +6,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from sitewire.deploy.safety import boot
 from sitewire.deploy.safety.model import (
     BASE,
     OPENWRT,
@@ -128,9 +129,14 @@ prune() {
 	for old in "$S"/*; do
 		[ -f "$old/manifest" ] && [ "$old" != "$D" ] && rm -rf "$old"
 	done
+	# under the lock, no other commit is pending: a flash backup left is one whose confirm
+	# or revert was cut off before it could remove it
+	for old in "$F"/*; do
+		[ -e "$old" ] && [ "$old" != "$F/$T" ] && rm -rf "$old"
+	done
 	return 0
 }
-give_up() { rm -rf "$D"; release; fail "$@"; }
+give_up() { rm -rf "$D" "$F/$T.new" "$F/$T"; release; fail "$@"; }
 """
 
 _BACKUP = r"""
@@ -165,6 +171,8 @@ echo "ok backup $T $n"
 
 _ARM = r"""
 [ "$(lock_token)" = "$T" ] && [ -f "$D/manifest" ] || fail lost "$T"
+persist || give_up flash "$F"
+@HOOKS@
 if ! cat > "$D/revert.sh.new" <<'@EOF@'
 @REVERT@
 @EOF@
@@ -182,35 +190,7 @@ _REVERT = r"""
 trap '' HUP INT PIPE
 command exec </dev/null >>"$D/log" 2>&1 || exec </dev/null >/dev/null 2>&1
 echo $$ > "$P.$$" && mv -f "$P.$$" "$P"
-restore() {
-	done_ok=0
-	done_bad=0
-	while read -r n what p; do
-		case $what in
-		present)
-			mkdir -p "$(dirname "$R$p")"
-			rm -f "$R$p.sitewire-revert"
-			if cp -a "$D/files/$n" "$R$p.sitewire-revert" &&
-				mv -f "$R$p.sitewire-revert" "$R$p" &&
-				[ "$(digest "$R$p")" = "$(sed -n "s/^$n //p" "$D/sums")" ]; then
-				done_ok=$((done_ok + 1))
-			else
-				log "cannot restore $p"
-				done_bad=$((done_bad + 1))
-			fi
-			;;
-		absent)
-			if rm -f "$R$p"; then
-				done_ok=$((done_ok + 1))
-			else
-				log "cannot remove $p"
-				done_bad=$((done_bad + 1))
-			fi
-			;;
-		esac
-	done < "$D/manifest"
-	log "restored $done_ok of $((done_ok + done_bad)) files byte for byte"
-}
+@RESTORE@
 until [ -e "$D/now" ] || [ "$(now)" -ge "$(cat "$D/deadline" 2>/dev/null || echo 0)" ]; do
 	sleep 1
 done
@@ -220,6 +200,8 @@ if ! ln -s revert "$D/decision" 2>/dev/null && [ "$(decision "$T")" != revert ];
 fi
 [ -e "$D/now" ] && log "reverting: rollback requested" || log "reverting: not confirmed in time"
 restore
+rm -rf "$F/$T"
+sync
 umask 022
 @RELOAD@
 touch "$D/reverted"
@@ -242,6 +224,9 @@ if alive "$timer" "$T"; then
 	rm -f "$P"
 fi
 rm -rf "$D/files" "$D/revert.sh"
+# durable before the answer: a restart from here on keeps the new configuration
+rm -rf "$F/$T"
+sync
 release
 log "confirmed"
 echo "ok confirmed $T"
@@ -265,6 +250,11 @@ echo "ok reverted $T"
 """
 
 _STATUS = r"""
+for m in "$K"/*; do
+	[ -f "$m" ] || continue
+	t=${m##*/}
+	[ -d "$S/$t" ] || echo "commit $t boot-reverted"
+done
 if [ -L "$L" ]; then
 	lt=$(lock_token)
 	if [ -n "$lt" ] && running "$lt"; then
@@ -321,6 +311,8 @@ def _prelude(device: Device, token: str | None) -> str:
         'L="$S/lock"',
         f'P="$R"{PIDFILE}',
         f"SH={shlex.quote(device.shell)}",
+        f'F="$R"{boot.FLASH}',
+        f'K="$R"{boot.REVERTED}',
     ]
     if token is not None:
         lines += [f"T={token}", 'D="$S/$T"']
@@ -338,6 +330,7 @@ def _script(verb: str, token: str | None, device: Device, *parts: str) -> Safety
         + _AWAIT
         + _LAUNCH[device.launcher]
         + _TAKE_LOCK
+        + boot.INSTALL_LIB
         + f'main() {{\n{body}\n}}\nmain "$@" </dev/null\n}}\n'
     )
     return SafetyScript(verb, token, text)
@@ -354,7 +347,9 @@ def revert_text(token: str, reload_cmds: Sequence[str], device: Device = OPENWRT
         f"#!/bin/sh\n# sitewire: revert commit {token} unless it is confirmed in time\n"
         + _prelude(device, token)
         + _LIB
-        + _REVERT.replace("@RELOAD@", "\n".join(reload_lines) or ":")
+        + _REVERT.replace("@RESTORE@", boot.RESTORE.strip("\n")).replace(
+            "@RELOAD@", "\n".join(reload_lines) or ":"
+        )
     )
 
 
@@ -410,5 +405,8 @@ def _arm_body(token: str, seconds: int, reload_cmds: Sequence[str], device: Devi
         raise ValueError(f"revert timer of {seconds} s: must be at least 1 s")
     revert = revert_text(token, reload_cmds, device).rstrip("\n")
     return (
-        _ARM.replace("@REVERT@", revert).replace("@EOF@", _EOF).replace("@SECONDS@", str(seconds))
+        _ARM.replace("@HOOKS@", boot.install_text(device))
+        .replace("@REVERT@", revert)
+        .replace("@EOF@", _EOF)
+        .replace("@SECONDS@", str(seconds))
     )
