@@ -148,11 +148,15 @@ class FakeDevice:
             self.lock, self.commits[token] = token, "pending"
             return RemoteResult(0, f"ok backup {token} 3\nok armed {token} 300\n", "")
         if verb in ("confirm", "rollback"):
-            if self.commits.get(token) != "pending":
-                return RemoteResult(3, f"fail unknown {token}\n", "")
-            self.commits[token] = "confirmed" if verb == "confirm" else "reverted"
+            done = "confirmed" if verb == "confirm" else "reverted"
+            held = self.commits.get(token)
+            if held == done:  # idempotent, as the device's own scripts are
+                return RemoteResult(0, f"ok {done} {token}\n", "")
+            if held != "pending":
+                return RemoteResult(3, f"fail {held or 'unknown'} {token}\n", "")
+            self.commits[token] = done
             self.lock = None
-            return RemoteResult(0, f"ok {self.commits[token]} {token}\n", "")
+            return RemoteResult(0, f"ok {done} {token}\n", "")
         raise AssertionError(f"unknown safety verb {verb}")
 
     def _evidence(self, script: str) -> str:

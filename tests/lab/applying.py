@@ -14,6 +14,7 @@ from typing import Any
 from sitewire.cli.apply import lab_reach
 from sitewire.cli.report import lines_for
 from sitewire.deploy.apply import apply_network
+from sitewire.deploy.decide import Dial
 from sitewire.deploy.events import Event
 from sitewire.deploy.run import Options, Outcome
 from sitewire.lab.host import host_argv, router_argv
@@ -46,14 +47,17 @@ def write_spec(path: Path, text: str) -> Path:
     return path
 
 
-def apply_lab(state: LabState, spec_path: Path, **options: Any) -> tuple[Outcome, Recorder]:
-    """`sitewire apply SPEC --lab --yes` in-process, against `state` (built from a superset)."""
+def apply_lab(
+    state: LabState, spec_path: Path, dial: Dial | None = None, **options: Any
+) -> tuple[Outcome, Recorder]:
+    """`sitewire apply SPEC --lab --yes` in-process, against `state` (built from a superset);
+    `dial` opens the connections (default: SSH)."""
     ws0 = open_workspace(spec_path)
     where = lab_reach(state, ws0.spec.sites)
     ws = open_workspace(spec_path, where.lock_path, where.keys_path)
     opts = Options(**{"yes": True, "env": where.env, **options})
     ui = Recorder()
-    outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, ui))
+    outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, ui, dial=dial))
     return outcome, ui
 
 

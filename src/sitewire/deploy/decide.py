@@ -240,17 +240,7 @@ async def _decide(run: Run, name: str, armed: Armed, problems: tuple[Problem, ..
         if any(p.kind is Kind.UNREACHABLE for p in problems):
             # The old connection hangs on the path the change cut; only the timer can act.
             return Decision(Result.REVERTING, problems)
-        try:
-            state = await timed(
-                safety.rollback(run.sessions[name], armed.token, device=device),
-                safety.ROLLBACK_WAIT + 30,
-                name,
-                "rollback",
-            )
-        except SitewireError:
-            return Decision(Result.REVERTING, problems)
-        reverted = state is safety.Outcome.REVERTED
-        return Decision(Result.ROLLED_BACK if reverted else Result.REVERTING, problems)
+        return await _roll_back(run, name, armed, problems)
     if not run.opts.confirm:
         return Decision(Result.PENDING)
     try:
@@ -258,8 +248,72 @@ async def _decide(run: Run, name: str, armed: Armed, problems: tuple[Problem, ..
             safety.confirm(run.sessions[name], armed.token, device=device), 60, name, "confirm"
         )
     except SitewireError as exc:
-        return Decision(Result.REVERTING, (Problem(Kind.CONFIRM, str(exc)),))
+        return await _confirm_unanswered(run, name, armed, str(exc))
     return Decision(Result.CONFIRMED)
+
+
+async def _roll_back(
+    run: Run, name: str, armed: Armed, problems: tuple[Problem, ...], again: bool = False
+) -> Decision:
+    device = run.sites[name].device
+    try:
+        state = await timed(
+            safety.rollback(run.sessions[name], armed.token, device=device),
+            safety.ROLLBACK_WAIT + 30,
+            name,
+            "rollback",
+        )
+    except SitewireError:
+        # No answer: ask the router what became of its commit, over a new connection.
+        state = safety.Outcome.UNKNOWN if again else await _ask(run, name, armed)
+        if state is safety.Outcome.PENDING and not again:
+            return await _roll_back(run, name, armed, problems, again=True)
+    if state in (safety.Outcome.REVERTED, safety.Outcome.BOOT_REVERTED):
+        return Decision(Result.ROLLED_BACK, problems)
+    if state is safety.Outcome.CONFIRMED:  # cannot be undone by a rollback: say so
+        held = Problem(Kind.CONFIRM, "the rollback did not go through: the change is confirmed")
+        return Decision(Result.CONFIRMED, (*problems, held))
+    return Decision(Result.REVERTING, problems)
+
+
+async def _confirm_unanswered(run: Run, name: str, armed: Armed, error: str) -> Decision:
+    """The confirm raised (its reply lost, or the router refused): the router's real state,
+    read over a new connection, decides; a commit still pending is confirmed there once more
+    (confirm is idempotent)."""
+    device = run.sites[name].device
+    state = await _ask(run, name, armed)
+    if state is safety.Outcome.PENDING:
+        try:
+            await timed(
+                safety.confirm(run.sessions[name], armed.token, device=device), 60, name, "confirm"
+            )
+            return Decision(Result.CONFIRMED)
+        except SitewireError as exc:
+            error = str(exc)
+            state = await _ask(run, name, armed)
+    if state is safety.Outcome.CONFIRMED:
+        return Decision(Result.CONFIRMED)
+    if state in (safety.Outcome.REVERTED, safety.Outcome.BOOT_REVERTED):
+        why = f"{error}; the router has since put back what it had (commit {state.value})"
+        return Decision(Result.ROLLED_BACK, (Problem(Kind.CONFIRM, why),))
+    if state is safety.Outcome.UNKNOWN:
+        error += "; and the router could not be asked again: its timer reverts unless it got it"
+    return Decision(Result.REVERTING, (Problem(Kind.CONFIRM, error),))
+
+
+async def _ask(run: Run, name: str, armed: Armed) -> safety.Outcome:
+    """What the router holds of this apply's commit, read over a new connection; UNKNOWN when
+    it cannot be asked."""
+    session = await _reconnect(run, name)
+    if session is None:
+        return safety.Outcome.UNKNOWN
+    try:
+        switch = await timed(
+            safety.status(session, device=run.sites[name].device), 30, name, "status"
+        )
+    except SitewireError:
+        return safety.Outcome.UNKNOWN
+    return switch.commits.get(armed.token, safety.Outcome.UNKNOWN)
 
 
 async def release(
