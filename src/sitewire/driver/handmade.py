@@ -15,7 +15,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import UnexpectedOutput
 from sitewire.diagnose.parse.wgquick import device_settings, parse_wg_quick
 from sitewire.plan.model import SitePlan
-from sitewire.render.linux import CONF_DIR, key_path, psk_path
+from sitewire.render.linux import CONF_DIR, enable_command, key_path, psk_path
 
 _OWN_HEAD = "# sitewire: network "  # the first line of every file sitewire writes
 
@@ -144,5 +144,5 @@ def settle_commands(site: SitePlan) -> list[str]:
             )
             out.append(f"{rule % 'del'} 2>/dev/null || true; {rule % 'add'}")
     iface = q(site.interface)
-    out.append(f"[ ! -d /run/systemd/system ] || systemctl enable wg-quick@{iface}")
+    out.append(enable_command(iface))
     return out

@@ -23,7 +23,14 @@ from sitewire.driver import handmade
 from sitewire.driver.base import Command, Diff, Held, Push, PutFile
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
-from sitewire.render.linux import CONF_DIR, key_path, nft_table, psk_path, render_linux
+from sitewire.render.linux import (
+    CONF_DIR,
+    key_path,
+    nft_table,
+    psk_path,
+    render_linux,
+    start_command,
+)
 from sitewire.render.model import Rendered, Secrets
 from sitewire.spec.model import Platform
 from sitewire.uci import Package
@@ -183,11 +190,7 @@ class Linux:
         conf = f"{CONF_DIR}/{site.interface}.conf"
         live = held.facts.wg.interface(site.interface)
         changed = {path for path, text in after.items() if before.get(path) != text}
-        restart = (
-            f"{env}if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
-            f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null; "
-            f"wg-quick up {iface}; fi"
-        )
+        restart = f"{env}{start_command(iface)}"
         steps: list[Step] = []
         sysctl = next((p for p in after if p.startswith("/etc/sysctl.d/")), None)
         if sysctl is not None and (sysctl in changed or live is None):

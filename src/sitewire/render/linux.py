@@ -57,10 +57,7 @@ def render_linux(plan: Plan, site: SitePlan, secrets: Secrets) -> Rendered:
     )
     commands = [
         f"sysctl -q -p /etc/sysctl.d/{sysctl}",
-        # systemd where it runs (the unit survives reboots), plain wg-quick elsewhere.
-        f"if [ -d /run/systemd/system ]; then systemctl enable wg-quick@{iface} && "
-        f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null || true; "
-        f"wg-quick up {iface}; fi",
+        start_command(iface),
     ]
     if site.tailscale is not None:
         commands.append(shlex.join(site.tailscale.command()))
@@ -250,3 +247,18 @@ def _sysctl(plan: Plan, site: SitePlan) -> str:
     if plan.topology.ipv6:
         lines.append("net.ipv6.conf.all.forwarding = 1")
     return "\n".join(lines) + "\n"
+
+
+def enable_command(iface: str) -> str:
+    """wg-quick@ enabled, so the interface comes back at boot: with systemd running, or
+    offline where systemctl is installed but systemd is not (yet) the init."""
+    return f"! command -v systemctl >/dev/null || systemctl enable -q wg-quick@{iface}"
+
+
+def start_command(iface: str) -> str:
+    """(Re)start the interface: through its unit where systemd runs, else wg-quick itself."""
+    return (
+        f"{enable_command(iface)} && if [ -d /run/systemd/system ]; then "
+        f"systemctl restart wg-quick@{iface}; else wg-quick down {iface} 2>/dev/null || true; "
+        f"wg-quick up {iface}; fi"
+    )
