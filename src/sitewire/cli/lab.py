@@ -26,6 +26,7 @@ from sitewire.lab.host import (
     router_exec,
 )
 from sitewire.lab.probe import matrix, run_probes
+from sitewire.lab.reboot import lab_reboot
 from sitewire.lab.rehearse import after_up, await_handshakes, columns, lab_plan, probes
 from sitewire.lab.state import lab_names, load_state
 from sitewire.pipeline import make_plan, open_workspace
@@ -177,6 +178,24 @@ def move(site: str, name: str | None, spec: Path | None) -> int:
     echo(f"{site}: wan {old.wan4} => {new.wan4}, {old.wan6} => {new.wan6}")
     if new.dns_name:
         echo(f"{new.dns_name} now resolves to {new.wan4.ip} and {new.wan6.ip} in every router")
+    return ExitCode.OK
+
+
+@lab.command()
+@click.argument("sites", nargs=-1, required=True)
+@_NAME
+@_SPEC_OPTION
+def reboot(sites: tuple[str, ...], name: str | None, spec: Path | None) -> int:
+    """Cut the power of each SITE's router and boot it: processes, /tmp, /run and the kernel's
+    network state go, its files stay; the boot runs as on the real platform."""
+    require_root()
+    state = load_state(pick_lab(spec, name))
+    for site in sites:
+        state.layout.router(site)  # every name checked before any router goes down
+    for site in sites:
+        done = lab_reboot(state, site)
+        killed = f"{done.killed} killed"
+        echo(f"{site}: power cut ({killed}), booted, SSH answers after {done.seconds:.1f}s")
     return ExitCode.OK
 
 

@@ -150,6 +150,18 @@ def make_mount_ns(state: LabState, router: RouterLayout) -> None:
     copied = inherited_mounts(_in_mnt(site, mnt, ["cat", "/proc/self/mountinfo"]))
     if copied:
         _in_mnt(site, mnt, ["umount", "--recursive", "--lazy", *copied])
+    ram_disks(site, mnt)
+    # A sysfs mounted from inside the router's netns shows its own devices in /sys/class/net.
+    _in_mnt(site, mnt, ["umount", "--lazy", "/sys"])
+    sysfs = ["mount", "-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", "/sys"]
+    run(site, in_router(mnt, router.netns, sysfs))
+
+
+def ram_disks(site: str, mnt: Path, *, again: bool = False) -> None:
+    """Empty tmpfs on /run and /tmp, with the directories sitewire runs from still in place;
+    `again` (a lab reboot) first drops the ones the router had, and all mounted on them."""
+    if again:
+        _in_mnt(site, mnt, ["umount", "--recursive", "--lazy", "/tmp", "/run"])
     kept = code_dirs()
     for index, path in enumerate(kept):
         _in_mnt(site, mnt, ["mkdir", "-p", f"{KEEP}/{index}"])
@@ -160,10 +172,6 @@ def make_mount_ns(state: LabState, router: RouterLayout) -> None:
         _in_mnt(site, mnt, ["mkdir", "-p", path])
         _in_mnt(site, mnt, ["mount", "--bind", f"{KEEP}/{index}", path])
         _in_mnt(site, mnt, ["umount", f"{KEEP}/{index}"])
-    # A sysfs mounted from inside the router's netns shows its own devices in /sys/class/net.
-    _in_mnt(site, mnt, ["umount", "--lazy", "/sys"])
-    sysfs = ["mount", "-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", "/sys"]
-    run(site, in_router(mnt, router.netns, sysfs))
 
 
 # Where the host directories sitewire runs from wait while /run and /tmp are covered.

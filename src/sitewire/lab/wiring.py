@@ -105,15 +105,24 @@ def wire_router(state: LabState, router: RouterLayout) -> None:
     ns = router.netns
     make_netns(state, ns, *_FORWARDING)
     _port(ns, WAN, router.inet_port, layout.inet_netns, INET_BRIDGE, port_index(router, 0))
-    for address in (router.wan4, router.wan6):
-        add_address(ns, WAN, address)
-    _wan_routes(layout, router)
     _port(ns, MGMT, router.mgmt_port, layout.mgmt_netns, MGMT_BRIDGE, port_index(router, 1))
     add_address(ns, MGMT, router.mgmt)
     for number, lan in enumerate(router.lans):
         _lan(state, router, lan, port_index(router, 2 + number))
+    configure_ports(layout, router)
     if router.firewalled:
         nft(ns, upstream_ruleset())
+
+
+def configure_ports(layout: LabLayout, router: RouterLayout) -> None:
+    """The router's own addresses and WAN routes, as the machine's network config sets them:
+    at lab up, and for a Linux router at each lab reboot (netifd does it on OpenWrt)."""
+    for address in (router.wan4, router.wan6):
+        add_address(router.netns, WAN, address)
+    _wan_routes(layout, router)
+    for lan in router.lans:
+        for address in lan.router:
+            add_address(router.netns, lan.device, address)
 
 
 # Both ends of a router's veth get one interface index, unique in the lab: netifd takes a link
@@ -165,8 +174,6 @@ def _lan(state: LabState, router: RouterLayout, lan: LanLayout, index: int) -> N
     make_netns(state, host)
     _veth(router.netns, lan.device, HOST_DEVICE, host, index)
     ip(router.netns, "link", "set", lan.device, "up")
-    for address in lan.router:
-        add_address(router.netns, lan.device, address)
     for address in lan.host:
         add_address(host, HOST_DEVICE, address)
     ip(host, "link", "set", HOST_DEVICE, "up")

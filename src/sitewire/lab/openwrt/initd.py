@@ -9,7 +9,7 @@ from sitewire.lab.openwrt.env import lab_path
 
 RC_D = "/etc/rc.d"
 # START priorities of the services of the lab layer (their init scripts' START=).
-START = {"firewall": 19, "network": 20, "dropbear": 19, "cron": 50}
+START = {"sysctl": 11, "firewall": 19, "network": 20, "dropbear": 19, "cron": 50, "done": 95}
 _HELP = {
     "start": "Start the service",
     "stop": "Stop the service",

@@ -46,11 +46,17 @@ MGMT_DEVICE = "mgmt"
 REVISION = "r0-sitewire-lab"
 # As on OpenWrt, where /bin/sh -> busybox; busybox sits beside sh in /usr/bin here.
 BUSYBOX = "busybox"
-SYSCTLS = {
-    "net/ipv4/ip_forward": "1",
-    "net/ipv6/conf/all/forwarding": "1",
-    "net/ipv6/conf/default/forwarding": "1",
-}
+# OpenWrt turns forwarding on at boot from base-files' /etc/sysctl.d/10-default.conf (its
+# /etc/init.d/sysctl, S11); these are the lines of it a lab router needs.
+SYSCTL_DEFAULTS = (
+    "/etc/sysctl.d/10-default.conf",
+    "net.ipv4.ip_forward=1\nnet.ipv6.conf.default.forwarding=1\nnet.ipv6.conf.all.forwarding=1\n",
+)
+# base-files' /etc/rc.local, which S95done runs last at boot.
+RC_LOCAL = (
+    "# Put your custom commands here that should be executed once\n"
+    "# the system init finished. By default this file does nothing.\n\nexit 0\n"
+)
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,10 @@ def _factory_files(site: RouterSite) -> None:
         if not lab_path(f"/etc/config/{name}").exists():
             write_atomic(lab_path(f"/etc/config/{name}"), _made_by_uci(name, start, batch), 0o644)
     lab_path("/etc/crontabs").mkdir(parents=True, exist_ok=True)
+    for path, text in (SYSCTL_DEFAULTS, ("/etc/rc.local", RC_LOCAL)):
+        if not lab_path(path).exists():
+            lab_path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(lab_path(path), text, 0o644)
     opkg.seed_base(site.release)
     lab = {"mgmt_device": site.mgmt_device, "python": site.python}
     _write_changed(LAB_FILE, json.dumps(lab, indent=1, sort_keys=True) + "\n")
@@ -283,6 +293,7 @@ LAYER = {
     "rc.common": "/etc/rc.common",
     "init.d/network": "/etc/init.d/network",
     "init.d/firewall": "/etc/init.d/firewall",
+    "init.d/done": "/etc/init.d/done",
     "sbin/hotplug-call": "/sbin/hotplug-call",
     "sbin/ip": "/usr/sbin/ip",
     "logger": "/usr/bin/logger",
@@ -345,19 +356,20 @@ def _installed_by_package(path: str) -> bool:
 
 
 def _boot() -> None:
-    """What a router's boot does for these services: S19firewall, then S20network."""
-    for name, value in SYSCTLS.items():
-        Path("/proc/sys", name).write_text(value)
-    for service in ("firewall", "network"):
+    """What a router's first boot does for these services: S11sysctl, S19firewall, S20network
+    (`lab reboot` runs every S* link, as procd's rcS does)."""
+    for service in ("firewall", "network", "done"):
         run([f"/etc/init.d/{service}", "enable"])
-    initd.enable("cron")
+    for service in ("sysctl", "cron"):
+        initd.enable(service)
+    run(["/etc/init.d/sysctl", "boot"])
     if not lab_path("/var/run/fw4.state").exists():  # provisioning again: fw4 is loaded
         run(["/etc/init.d/firewall", "boot"])
     run(["/etc/init.d/network", "boot"])
-    _wait_until_up()
+    wait_until_up()
 
 
-def _wait_until_up(timeout: float = 20.0) -> None:
+def wait_until_up(timeout: float = 20.0) -> None:
     """netifd brings the interfaces up after it started, and each ifup's hotplug reloads fw4;
     the router is ready once every interface is up and each of those hotplugs has run."""
     deadline = time.monotonic() + timeout

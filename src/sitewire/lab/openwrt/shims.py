@@ -18,6 +18,7 @@ PACKAGE = "sitewire.lab.openwrt"
 # and ubus are OpenWrt's own programs; see docs/lab.md).
 BASE = {
     "/etc/init.d/cron": ("cron", "initd_main"),
+    "/etc/init.d/sysctl": ("sysctl", "initd_main"),
     "/usr/bin/jsonfilter": ("jsonfilter", "main"),
 }
 OPKG = {"/bin/opkg": ("opkg", "opkg_main")}

@@ -57,6 +57,13 @@ class Paths:
         return self._at("/usr/sbin/tailscale")
 
     @property
+    def openwrt(self) -> bool:
+        return self._at("/etc/openwrt_release").exists()
+
+    def at(self, absolute: str) -> Path:
+        return self._at(absolute)
+
+    @property
     def run_dir(self) -> Path:
         return self._at("/run/tailscale")
 

@@ -36,6 +36,7 @@ USAGE
   up, down, set, status [--json], ip [-4|-6|-1], debug prefs, version
   lab-join --name NAME --ip 100.64.0.N [--ip6 ADDR] --endpoint ADDR:41641
   lab-sync
+  lab-boot
   lab-provision NODE-JSON
   lab-watch
 """
@@ -193,6 +194,14 @@ def cmd_lab_sync(ctx: Context, args: list[str]) -> int:
     return 0
 
 
+def cmd_lab_boot(ctx: Context, args: list[str]) -> int:
+    """What tailscaled does when its service starts at boot: the saved prefs, then the watch."""
+    _flags((), args)
+    engine.apply(ctx.paths)
+    watch.start()
+    return 0
+
+
 def cmd_lab_provision(ctx: Context, args: list[str]) -> int:
     if len(args) != 1:
         raise FlagError("usage: tailscale lab-provision NODE-JSON")
@@ -221,6 +230,7 @@ COMMANDS: dict[str, Command] = {
     "version": cmd_version,
     "lab-join": cmd_lab_join,
     "lab-sync": cmd_lab_sync,
+    "lab-boot": cmd_lab_boot,
     "lab-provision": cmd_lab_provision,
     "lab-watch": cmd_lab_watch,
 }

@@ -25,6 +25,48 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# The package's service, started at boot: tailscaled re-applies the prefs it saved (never a
+# `tailscale up`), which `lab-boot` does for the stand-in. OpenWrt: START=80 as the package's
+# init script; Linux: a unit in multi-user.target, as the Debian package's tailscaled.service.
+_INIT = """\
+#!/bin/sh /etc/rc.common
+# sitewire lab: the tailscale package's service, for the lab's stand-in (docs/lab.md).
+START=80
+
+start() {
+	/usr/sbin/tailscale lab-boot
+}
+"""
+_UNIT = """\
+[Unit]
+Description=Tailscale node agent (the sitewire lab's stand-in, docs/lab.md)
+Wants=network-pre.target
+After=network-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/tailscale lab-boot
+
+[Install]
+WantedBy=multi-user.target
+"""
+UNIT = "/etc/systemd/system/tailscaled.service"
+
+
+def install_service(paths: Paths) -> None:
+    """The service file and its enable link, as the package's install leaves them."""
+    if paths.openwrt:
+        write_atomic(paths.at("/etc/init.d/tailscale"), _INIT, 0o755)
+        link, target = paths.at("/etc/rc.d/S80tailscale"), "../init.d/tailscale"
+    else:
+        write_atomic(paths.at(UNIT), _UNIT, 0o644)
+        link = paths.at("/etc/systemd/system/multi-user.target.wants/tailscaled.service")
+        target = UNIT
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target)
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """What the lab knows about a router's Tailscale when it provisions it (from the spec)."""
@@ -76,6 +118,7 @@ class NodeSpec:
 def provision(paths: Paths, node: NodeSpec) -> None:
     """What installing the package and a first `tailscale up` leave on a router, then join."""
     write_atomic(paths.shim, _SHIM.format(python=sys.executable), 0o755)
+    install_service(paths)
     routes = calc_advertise_routes(",".join(node.advertise_routes), node.exit_node)
     prefs = replace(
         load_prefs(paths),
