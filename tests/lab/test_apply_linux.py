@@ -10,11 +10,13 @@ switch byte for byte, and B's re-resolve job finds A again after A's DDNS name m
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from sitewire.deploy.problems import ApplyError
 from sitewire.deploy.run import Result
 from sitewire.lab.host import lab_move, router_exec
 from sitewire.lab.state import LabState
@@ -149,3 +151,46 @@ def _roll_back_then_move(
 
 def _endpoint(state: LabState, site: str) -> str:
     return router(state, site, "wg", "show", "wg0", "endpoints").split()[1]
+
+
+def _commits(state: LabState, site: str) -> str:
+    return router(state, site, "sh", "-c", "ls /tmp/sitewire 2>/dev/null || true")
+
+
+@pytest.mark.lab
+def test_a_linux_dialer_without_a_cron_daemon_is_refused_before_arming(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """B dials A's DNS name, so its re-resolve job is a cron job: with the router's cron
+    daemon (Debian's, started as its boot would) stopped, apply refuses before anything is
+    armed on either site; with it running again, apply goes ahead, and cron runs the router's
+    own /etc/cron.d jobs, not the host's."""
+    spec = write_spec(tmp_path / "network.toml", LINUX_SPEC)
+    state = make_lab(spec_from(LINUX_SPEC))
+    pid = int(router(state, "B", "cat", "/run/crond.pid"))
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "cron"  # the real Debian cron
+    assert router(state, "B", "ls", "-A", "/etc/cron.d") == ""  # none of the host's jobs
+    before = {s: _files(state, s) for s in ("A", "B")}
+    router(state, "B", "kill", str(pid))
+    for _ in range(50):  # gone, or a zombie nobody reaps (init of a container need not)
+        status = Path(f"/proc/{pid}/status")
+        if not status.exists() or "\nState:\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+
+    with pytest.raises(ApplyError) as refused:
+        apply_lab(state, spec)
+    assert refused.value.where == "B" and "no cron daemon runs here" in refused.value.message
+    assert "apt-get install cron" in str(refused.value.fix)
+    assert {s: _files(state, s) for s in ("A", "B")} == before
+    assert _commits(state, "A") == _commits(state, "B") == ""  # nothing armed anywhere
+
+    router(state, "B", sys.executable, "-m", "sitewire.lab.boot", "start", "cron")
+    outcome, ui = apply_lab(state, spec)
+    assert outcome.ok, ui.text
+    probe = "* * * * * root date +%s >> /tmp/cron-ran\n"
+    router(state, "B", "sh", "-c", f"printf '{probe}' > /etc/cron.d/lab-probe")
+    deadline = time.monotonic() + 75
+    while router(state, "B", "sh", "-c", "cat /tmp/cron-ran 2>/dev/null || true") == "":
+        assert time.monotonic() < deadline, "the router's cron ran no /etc/cron.d job"
+        time.sleep(2)

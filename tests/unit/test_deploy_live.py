@@ -20,7 +20,13 @@ from sitewire.deploy.live import (
 from sitewire.deploy.problems import Kind, Problem
 from sitewire.deploy.verify import Evidence, judge, parse_evidence, verify_script
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
-from sitewire.diagnose.parse import HIDDEN, WgInterface, parse_tailscale_prefs, parse_wg_dump
+from sitewire.diagnose.parse import (
+    HIDDEN,
+    ScriptSection,
+    WgInterface,
+    parse_tailscale_prefs,
+    parse_wg_dump,
+)
 from sitewire.diagnose.probes import lan_host
 from sitewire.driver import Held
 from sitewire.driver.linux import DRIVER as LINUX
@@ -457,3 +463,37 @@ def test_a_router_without_room_for_the_change_is_refused_before_arming(
     with pytest.raises(ApplyError, match=re.escape(refused)) as caught:
         preflight(OPENWRT, plan.site("A"), facts)
     assert "df -h" in str(caught.value.fix)
+
+
+@pytest.mark.parametrize(
+    ("cron", "refused"),
+    [
+        (("", 0), True),  # no daemon in /proc
+        (("cron\n", 0), False),  # Debian's
+        (("crond\ncrond\n", 0), False),  # BusyBox's (or cronie), twice
+        (None, False),  # an older sitewire's facts: not known, not refused
+    ],
+)
+def test_a_linux_host_without_a_cron_daemon_is_refused_when_a_name_is_dialled(
+    cron: tuple[str, int] | None, refused: bool
+) -> None:
+    from sitewire.deploy.problems import ApplyError
+    from sitewire.deploy.read import preflight
+    from tests.conftest import SEED, spec_from
+
+    linux = LINUX
+    spec = SEED.read_text().replace('platform = "openwrt"', 'platform = "linux"')
+    plan = plan_network(spec_from(spec), None, KEYS)
+    sections = openwrt_sections(openwrt_release=("", 1))
+    if cron is not None:
+        sections["cron"] = ScriptSection("cron", cron[1], cron[0], "")
+    facts = facts_from_sections("B", Platform.LINUX, sections)
+    assert plan.site("B").watchdog and not plan.site("A").watchdog
+    preflight(linux, plan.site("A"), facts)  # A dials no name: no job, no daemon needed
+    if not refused:
+        preflight(linux, plan.site("B"), facts)
+        return
+    with pytest.raises(ApplyError, match="no cron daemon runs here") as caught:
+        preflight(linux, plan.site("B"), facts)
+    assert "A's DNS endpoint" in str(caught.value)
+    assert "apt-get install cron" in str(caught.value.fix)

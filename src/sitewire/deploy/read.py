@@ -139,6 +139,7 @@ def preflight(
     missing = driver.missing_packages(site, facts)
     refuse_foreign(site, facts)
     refuse_full(site, facts)
+    refuse_no_cron(site, facts)
     pins = site.tailscale.pins if site.tailscale is not None else ()
     for version, rule52 in ((4, facts.lookup52), (6, facts.lookup52_v6)):
         if not any(p.version == version for p in pins) or rule52 is None:
@@ -183,6 +184,20 @@ def refuse_full(site: SitePlan, facts: DeviceFacts) -> None:
                 fix=f"free space on the router (df -h {path}; on OpenWrt remove packages not "
                 "needed, or old files under /overlay/upper), then apply again",
             )
+
+
+def refuse_no_cron(site: SitePlan, facts: DeviceFacts) -> None:
+    """Linux: the job re-resolving a dialled name (/etc/cron.d) needs a cron daemon running;
+    without one the tunnel would outlive the address it found once, unnoticed."""
+    if site.watchdog and facts.cron == ():
+        names = ", ".join(p.name for p in site.peers if p.dial and p.dial.endpoint.kind == "name")
+        raise ApplyError(
+            f"no cron daemon runs here, and the job that re-resolves {names}'s DNS endpoint "
+            f"when handshakes stop is a cron job (/etc/cron.d/sitewire-{site.interface})",
+            where=site.name,
+            fix="install and start one (Debian: apt-get install cron; systemctl enable --now "
+            "cron), then apply again",
+        )
 
 
 def refuse_foreign(site: SitePlan, facts: DeviceFacts) -> None:

@@ -107,6 +107,8 @@ class DeviceFacts:
     watchdog: Watchdog | None = None
     # KiB available by directory (/etc, /tmp); empty where df did not answer
     free_kib: Mapping[str, int] = field(default_factory=dict)
+    # Linux: the cron daemons running (empty: none; None: not asked, or an older sitewire)
+    cron: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
     # OpenWrt: what netifd runs, by interface (None off OpenWrt, or where ubus did not answer)
     netifd: Mapping[str, NetifdInterface] | None = None
@@ -229,12 +231,19 @@ def facts_from_sections(
         notes=tuple(reader.notes),
         netifd=_read_netifd(reader) if "netifd" in reads else None,
         free_kib=_free_kib(reader.sections.get("space")),
+        cron=_cron(reader.sections.get("cron")) if "cron" in reads else None,
         watchdog=(
             reader.optional("watchdog", parse_watchdog_probe)
             if "watchdog" in reads and "watchdog" in reader.sections
             else None
         ),
     )
+
+
+def _cron(section: ScriptSection | None) -> tuple[str, ...] | None:
+    if section is None or not section.ok:
+        return None
+    return tuple(sorted(set(section.stdout.split())))
 
 
 def _free_kib(section: ScriptSection | None) -> dict[str, int]:

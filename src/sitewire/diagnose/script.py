@@ -114,6 +114,20 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
         "[ -x /etc/init.d/cron ] && /etc/init.d/cron enabled && echo enabled\nreturn 0",
     ),
     (
+        "cron",
+        # The cron daemons running (their process names: Debian's cron, cronie's and BusyBox's
+        # crond, fcron; not a zombie) that see this /etc (the same mount namespace, where that
+        # can be read), from /proc: a job in /etc/cron.d runs only if one does.
+        "_m=$(readlink /proc/self/ns/mnt 2>/dev/null)\n"
+        "for _p in /proc/[0-9]*; do\n"
+        '\tread -r _c < "$_p/comm" 2>/dev/null || continue\n'
+        "\tcase $_c in cron | crond | fcron) ;; *) continue ;; esac\n"
+        "\tgrep -q '^State:[[:space:]]*Z' \"$_p/status\" 2>/dev/null && continue\n"
+        '\t_o=$(readlink "$_p/ns/mnt" 2>/dev/null)\n'
+        '\t[ -z "$_m" ] || [ -z "$_o" ] || [ "$_o" = "$_m" ] && echo "$_c"\n'
+        "done\nreturn 0",
+    ),
+    (
         "wg_quick",
         "[ -d /etc/wireguard ] || return 0\n"
         'for _f in /etc/wireguard/*.conf; do [ -e "$_f" ] && basename "$_f" .conf; done\n'
@@ -140,6 +154,7 @@ COMMANDS = {
     "tailscale": "tailscale debug prefs",
     "space": "df -Pk /etc /tmp",
     "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",
+    "cron": "ps -e -o comm | grep -x -e cron -e crond -e fcron",
 }
 
 

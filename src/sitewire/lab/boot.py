@@ -12,6 +12,8 @@ the host's: a lab router shares the host's /etc, so they are linked there too. T
 to the host. Without systemd, /etc/rcS.d then /etc/rc2.d S* scripts of `BOOT_UNITS` get `start`.
 
 Run as `python -m sitewire.lab.boot openwrt|linux`; the log goes to /tmp/log/boot.log.
+`python -m sitewire.lab.boot start SERVICE` starts one service the same way (`lab up` starts
+a Linux router's cron daemon so).
 """
 
 from __future__ import annotations
@@ -243,10 +245,30 @@ def boot_linux() -> None:
             apply_sysctls()
 
 
+UNIT_DIRS = (SYSTEMD, Path("/lib/systemd/system"), Path("/usr/lib/systemd/system"))
+
+
+def start_service(name: str) -> bool:
+    """`systemctl start NAME` (its unit file read as at boot), or where there is no unit file,
+    `/etc/init.d/NAME start`; False when the machine has neither."""
+    unit = next(
+        (d / f"{name}.service" for d in UNIT_DIRS if (d / f"{name}.service").is_file()), None
+    )
+    if unit is not None:
+        start_unit(parse_unit(unit.name, unit.read_text(encoding="utf-8")))
+        return True
+    script = Path("/etc/init.d", name)
+    if os.access(script, os.X_OK):
+        return _run([str(script), "start"]) == 0
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "start":
+        return 0 if start_service(args[1]) else 1
     if args not in (["openwrt"], ["linux"]):
-        print("usage: python -m sitewire.lab.boot openwrt|linux", file=sys.stderr)
+        print("usage: python -m sitewire.lab.boot openwrt|linux|start SERVICE", file=sys.stderr)
         return 2
     log(f"boot ({args[0]})")
     try:

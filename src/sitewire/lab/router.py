@@ -49,7 +49,23 @@ def prepare_files(state: LabState, router: RouterLayout, client_public: str) -> 
     _authorize(top / "root.up", client_public)
     if router.platform == "openwrt":
         _openwrt_shell(top)
+    else:
+        _own_cron(etc)
     return _host_key(router.site, etc)
+
+
+# What the host's cron daemon would run: a Linux router runs only its own jobs (docs/lab.md).
+CRON_DIRS = ("cron.d", "cron.hourly", "cron.daily", "cron.weekly", "cron.monthly")
+CRON_SPOOL = "/var/spool/cron/crontabs"
+
+
+def _own_cron(etc_upper: Path) -> None:
+    for name in CRON_DIRS:
+        _mkdir(etc_upper / name, 0o755)
+        os.setxattr(etc_upper / name, "trusted.overlay.opaque", b"y")
+    crontab = etc_upper / "crontab"
+    if not crontab.exists():
+        os.mknod(crontab, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # a whiteout: no /etc/crontab
 
 
 def _mkdir(path: Path, mode: int) -> None:
@@ -250,8 +266,10 @@ def site_json(state: LabState, router: RouterLayout) -> dict[str, Any]:
 
 
 def provision(state: LabState, router: RouterLayout) -> None:
-    """Make an OpenWrt router behave like one, if that part of the lab is installed."""
+    """Make an OpenWrt router behave like one, if that part of the lab is installed; start a
+    Linux router's cron daemon, as its machine would at boot."""
     if router.platform != "openwrt":
+        start_cron(state, router)
         return
     try:
         module = importlib.import_module(PROVISION_MODULE)
@@ -265,6 +283,21 @@ def provision(state: LabState, router: RouterLayout) -> None:
     command = cast(Callable[[dict[str, Any]], list[str]], module.provision_command)
     argv = command(site_json(state, router))
     run(router.site, in_router(state.mnt(router.site), router.netns, argv), env=router_env())
+
+
+def start_cron(state: LabState, router: RouterLayout) -> None:
+    """Debian's cron (scripts/bootstrap installs it) over the router's own /etc/cron.d, the
+    host users' crontabs covered; a host without it gives a router without cron (noted)."""
+    mnt = state.mnt(router.site)
+    if Path(CRON_SPOOL).is_dir():
+        _in_mnt(router.site, mnt, ["mount", "-t", "tmpfs", "-o", "mode=1730", "tmpfs", CRON_SPOOL])
+    argv = [sys.executable, "-m", "sitewire.lab.boot", "start", "cron"]
+    done = subprocess.run(
+        in_router(mnt, router.netns, argv), env=router_env(), capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        state.notes.append(f"{router.site}: no cron daemon (install Debian's cron)")
+        state.save()
 
 
 def start_dropbear(state: LabState, router: RouterLayout) -> int:
