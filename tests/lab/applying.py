@@ -14,7 +14,8 @@ from typing import Any
 from sitewire.cli.apply import lab_reach
 from sitewire.cli.report import lines_for
 from sitewire.deploy.apply import apply_network
-from sitewire.deploy.decide import Dial
+from sitewire.deploy.changes import plan_with
+from sitewire.deploy.decide import Dial, settle
 from sitewire.deploy.events import Event
 from sitewire.deploy.run import Options, Outcome
 from sitewire.lab.host import host_argv, router_argv
@@ -59,6 +60,16 @@ def apply_lab(
     ui = Recorder()
     outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, ui, dial=dial))
     return outcome, ui
+
+
+def settle_lab(state: LabState, spec_path: Path, verb: str) -> tuple[int, Recorder]:
+    """`sitewire confirm|rollback SPEC --lab` in-process: how many sites had one pending."""
+    ws0 = open_workspace(spec_path)
+    where = lab_reach(state, ws0.spec.sites)
+    ws = open_workspace(spec_path, where.lock_path, where.keys_path)
+    ui = Recorder()
+    done = asyncio.run(settle(plan_with(ws, {}, {}), where.targets, where.creds, verb, ui))
+    return done, ui
 
 
 def router(state: LabState, site: str, *argv: str) -> str:

@@ -404,6 +404,28 @@ def test_a_peer_change_is_made_live_without_recreating_the_interface(
     }
     for step in steps:
         assert not sh_refusals(step.command), step.command
+    # so its revert puts the old peers back live too; from nothing, it would re-create
+    assert driver.recreates(site, rec.held, rendered, diff.changes) is False
+    assert driver.recreates(site, bare, rendered, diff.changes) is True
+
+
+@pytest.mark.parametrize(("driver", "case"), _driven(["applied"]))
+def test_an_interface_level_change_recreates_and_so_does_its_revert(
+    driver: Driver, case: Case
+) -> None:
+    rec = recorded(case)
+    data = tomllib.loads(rec.case.text("network.toml"))
+    data["network"]["port"] = data["network"].get("port", 51820) + 1
+    plan = plan_network(
+        parse_model(Spec, data, "network.toml", SpecError),
+        load_lock(rec.case.path / "network.lock"),
+    )
+    site = plan.site(case.site)
+    rendered = driver.render(plan, site, apply_secrets(plan), rec.facts)
+    diff = driver.diff(site, rec.held, rendered)
+    assert driver.recreates(site, rec.held, rendered, diff.changes) is True
+    revert = driver.revert(site, rec.facts, "", hitless=False)
+    assert revert.live is None and not any("live_restore" in c for c in revert.commands)
 
 
 @pytest.mark.parametrize(("driver", "case"), _driven(["factory", "installed"]))
@@ -411,6 +433,9 @@ def test_a_new_interface_is_created(driver: Driver, case: Case) -> None:
     rec = recorded(case)
     iface = rec.site.interface
     assert rec.facts.wg.interface(iface) is None  # the device had none
+    rendered = _rendered(driver, rec, apply_secrets(rec.plan))
+    changes = driver.diff(rec.site, rec.held, rendered).changes
+    assert driver.recreates(rec.site, rec.held, rendered, changes) is True
     steps = _live(driver, rec, fresh=False)
     assert any(iface in s.command for s in steps), steps
     fresh = _live(driver, rec, fresh=handler_fresh(driver, rec))
@@ -435,14 +460,21 @@ def test_the_handler_probe_tells_what_netifd_loaded(driver: Driver, case: Case) 
 
 @pytest.mark.parametrize("env", ENVS, ids=["plain", "lab"])
 @pytest.mark.parametrize(("driver", "case"), _driven())
-def test_revert_commands_are_single_lines(driver: Driver, case: Case, env: str) -> None:
+@pytest.mark.parametrize("hitless", [False, True], ids=["recreate", "hitless"])
+def test_revert_commands_are_single_lines(
+    driver: Driver, case: Case, env: str, hitless: bool
+) -> None:
     rec = recorded(case)
-    commands = driver.revert_commands(rec.site, rec.facts, env)
-    assert commands
-    safety.revert_text(TOKEN, commands, driver.device)
-    for command in commands:
+    revert = driver.revert(rec.site, rec.facts, env, hitless=hitless)
+    assert revert.commands
+    safety.revert_text(TOKEN, revert.commands, driver.device)
+    for command in revert.commands:
         assert "\n" not in command and command.strip()
         assert not sh_refusals(command), command
+    # a snapshot is taken exactly when a command restores from it
+    restores = any("live_restore" in c for c in revert.commands)
+    assert (revert.live == rec.site.interface) is restores
+    assert restores or revert.live is None
 
 
 # --- keys -----------------------------------------------------------------------------------------

@@ -179,6 +179,7 @@ def every_script(device: Device) -> list[tuple[str, str]]:
         safety.backup_script(token, PATHS, device),
         safety.arm_script(token, 5, reloads, device),
         safety.backup_and_arm_script(token, PATHS, 5, reloads, device),
+        safety.backup_and_arm_script(token, PATHS, 5, ["live_restore wg0"], device, "wg0"),
         safety.confirm_script(token, device),
         safety.rollback_script(token, device),
         safety.status_script(device),
@@ -222,6 +223,7 @@ def test_scripts_are_values_with_the_token_on_the_command_line() -> None:
         (lambda: safety.backup_script("00ff00ff", []), "nothing to back up"),
         (lambda: safety.arm_script("00ff00ff", 0, []), "at least 1 s"),
         (lambda: safety.arm_script("00ff00ff", 5, ["a\nb"]), "one non-empty line"),
+        (lambda: safety.backup_script("00ff00ff", PATHS, live="wg0; reboot"), "interface name"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_sent(call: object, message: str) -> None:
@@ -326,7 +328,8 @@ def test_a_script_cut_short_in_transit_runs_nothing(box: Box) -> None:
     before = box.snapshot()
     text = safety.backup_and_arm_script(safety.new_token(), PATHS, 1, ["true"], box.device).text
     ends = [len(text) - n for n in range(2, 40)]  # inside `main "$@" </dev/null` and `}`
-    for cut in [*range(0, len(text), len(text) // 20), *ends]:
+    # (the whole text but its final newline is the whole script: not a cut)
+    for cut in [*range(0, len(text) - 1, len(text) // 20), *ends]:
         subprocess.run(
             [box.device.shell, "-s"], input=text[:cut], text=True, capture_output=True, env=box.env
         )

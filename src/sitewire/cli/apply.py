@@ -189,7 +189,6 @@ def apply(
 ) -> int:
     """Configure every site over SSH: diff, ask, change under a revert timer, verify, confirm."""
     where = reach(spec, use_lab, lab_name, lock_path, keys_path)
-    ws = _workspace(spec, where)
     opts = Options(
         yes=yes,
         dry_run=dry_run,
@@ -198,12 +197,20 @@ def apply(
         env=where.env,
         remove_foreign=remove_foreign,
     )
+    return run_apply(spec, where, opts, verbose, as_json)
+
+
+def run_apply(
+    spec: Path, where: Reach, opts: Options, verbose: bool, as_json: bool, verb: str = "apply"
+) -> int:
+    """An apply (or a rotate: `opts.rotate`) with its report, summary and exit code."""
+    ws = _workspace(spec, where)
     with exclusive(spec), command_log(verbose), observer(as_json) as shown:
         outcome = asyncio.run(apply_network(ws, where.targets, where.creds, opts, shown))
     if isinstance(shown, Json):
         shown.summary(outcome)
         return ExitCode.OK if outcome.ok else ExitCode.FAILURE
-    if dry_run:
+    if opts.dry_run:
         return ExitCode.OK
     changed = [r for r in outcome.sites.values() if r.result is not Result.UNCHANGED]
     if changed:
@@ -217,7 +224,7 @@ def apply(
         # Rolled back, or (unreachable) left to revert by its own timer: say which.
         failed = [f"{r.name} ({r.result.value})" for r in outcome.sites.values() if r.problems]
         echo(
-            f"sitewire: apply: {', '.join(failed)} not applied; "
+            f"sitewire: {verb}: {', '.join(failed)} not applied; "
             "the other sites keep their new state",
             err=True,
         )

@@ -47,6 +47,7 @@ from sitewire.deploy.events import (
     Read,
     Result,
 )
+from sitewire.deploy.live import Step, psk_live_script
 from sitewire.deploy.prepare import arm_site, prepare_site, share_psks
 from sitewire.deploy.problems import ApplyError, Kind, Problem, Touched
 from sitewire.deploy.read import read_site, stale_psks
@@ -66,9 +67,10 @@ from sitewire.deploy.run import (
     run_steps,
 )
 from sitewire.deploy.runner import run_on_sites
-from sitewire.driver import Command, driver_for
+from sitewire.driver import Command, Driver, driver_for
 from sitewire.pipeline import Workspace, save_keys
 from sitewire.plan import Plan
+from sitewire.plan.model import SitePlan
 from sitewire.spec.lock import Lock, save_lock
 
 
@@ -117,7 +119,8 @@ async def apply_network(
 
 async def _apply(run: Run, first: Plan) -> Outcome:
     before = await _read(run, first)
-    keys = {n: b.key for n, b in before.items() if b.key is not None}
+    rotate = run.opts.rotate
+    keys = {n: b.key for n, b in before.items() if b.key is not None and n not in rotate}
     placeholders = {n: placeholder_key(n) for n in run.sites if n not in keys}
     draft = run.plan({**keys, **placeholders})
     diffs = _diff(run, draft, before, placeholders)
@@ -136,7 +139,7 @@ async def _apply(run: Run, first: Plan) -> Outcome:
         raise ApplyError(
             "nothing was changed", where="apply", fix="run again and answer yes, or pass --yes"
         )
-    armed = await _arm(run, draft, before, changed)
+    armed = await _arm(run, draft, before, diffs, changed)
     prepared = await _prepare(run, first, draft, before, armed)
     final = run.plan({**keys, **{n: p.key for n, p in prepared.items()}})
     configured = await _configure(run, final, before, diffs, armed, prepared)
@@ -195,30 +198,49 @@ def _diff(
             placeholders,
             remove_foreign=run.opts.remove_foreign,
             gone=gone,
+            rotating=n in run.opts.rotate,
         )
         for n, site in run.sites.items()
     }
     extra: dict[str, list[str]] = {n: [] for n in run.sites}
-    for a, b in stale_psks(draft, before):
+    for a, b in sorted({*stale_psks(draft, before), *_renewed_psks(run, draft)}):
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
         extra[a].append(f"{a}: preshared key with {b}: made anew on the devices")
         extra[b].append(f"{b}: preshared key with {a}: made anew on the devices")
     out = {}
     for n, d in diffs.items():
-        out[n] = Diffed((*d.lines, *extra[n]), d.changes, d.warnings, d.keep_peers)
+        out[n] = replace(d, lines=(*d.lines, *extra[n]))
         run.emit(Planned(n, out[n].lines, out[n].warnings))
     return out
+
+
+def _renewed_psks(run: Run, plan: Plan) -> list[tuple[str, str]]:
+    """`rotate --psk`: every preshared pair with a rotated end, (a, b) with a < b."""
+    if not run.opts.rotate_psk:
+        return []
+    return [
+        (name, peer.name)
+        for name in plan.site_names
+        for peer in plan.site(name).peers
+        if peer.kind == "site" and peer.preshared and name < peer.name
+        if name in run.opts.rotate or peer.name in run.opts.rotate
+    ]
 
 
 # --- 3-4. arm, prepare ----------------------------------------------------------------------------
 
 
 async def _arm(
-    run: Run, draft: Plan, before: Mapping[str, Before], changed: Sequence[str]
+    run: Run,
+    draft: Plan,
+    before: Mapping[str, Before],
+    diffs: Mapping[str, Diffed],
+    changed: Sequence[str],
 ) -> dict[str, Armed]:
     async def one(name: str) -> Armed:
-        site = run.sites[name]
-        return await arm_site(run.sessions[name], site, draft, before[name], run.opts, run.secrets)
+        site, hitless = run.sites[name], diffs[name].hitless
+        session = run.sessions[name]
+        return await arm_site(session, site, draft, before[name], run.opts, run.secrets, hitless)
 
     results = await run_on_sites(changed, one)
     run.clock.add(results.seconds)
@@ -239,7 +261,14 @@ async def _prepare(
         held = replace(before[name].held, drop_foreign=run.opts.remove_foreign)
         took_over = site.driver.takeover(draft.site(name), held)
         return await prepare_site(
-            run.sessions[name], site, first, before[name], armed[name], run.emit, took_over
+            run.sessions[name],
+            site,
+            first,
+            before[name],
+            armed[name],
+            run.emit,
+            took_over,
+            replace_key=name in run.opts.rotate,
         )
 
     results = await run_on_sites(armed, one)
@@ -248,8 +277,9 @@ async def _prepare(
     touched |= {n for n, exc in results.failed.items() if isinstance(exc, Touched)}
     error = results.first_error() if results.failed else None
     if error is None:
+        renew = run.opts.rotate if run.opts.rotate_psk else frozenset()
         shared, error = await share_psks(
-            first, run.sites, run.sessions.live, armed, run.clock, run.emit
+            first, run.sites, run.sessions.live, armed, run.clock, run.emit, renew
         )
         touched |= shared
     if error is not None:
@@ -288,19 +318,44 @@ async def _configure(
             handler_fresh=prepared[name].handler_fresh,
             env=run.opts.env,
         )
+        steps = _rotation_steps(run.opts, planned, site.driver, steps)
         return await run_steps(session, armed[name], steps, run.emit)
 
     out: dict[str, Configured] = {}
-    # Listeners first, so a dialer's first handshake is answered at once.
-    for group in (
+    # Listeners first, so a dialer's first handshake is answered at once. A rotation: all at
+    # once, so each peer holds the new key within moments of its router using it.
+    groups = [
         [n for n in armed if final.site(n).endpoint is not None],
         [n for n in armed if final.site(n).endpoint is None],
-    ):
+    ]
+    for group in [list(armed)] if run.opts.rotate else groups:
         results = await run_on_sites(group, one)
         run.clock.add(results.seconds)
         out.update(results.ok)
         for name, exc in results.failed.items():
             out[name] = Configured(problem=Problem(Kind.CONFIGURE, str(exc)))
+    return out
+
+
+def _rotation_steps(
+    opts: Options, planned: SitePlan, driver: Driver, steps: Sequence[Step]
+) -> list[Step]:
+    """`rotate`: the new private key made live first (no re-creation); with --psk, the new
+    preshared keys last, once every peer runs."""
+    out = list(steps)
+    name, rotate = planned.name, opts.rotate
+    if name in rotate:
+        why = "the new private key, live: every peer handshakes anew"
+        out.insert(0, Step(driver.key_live(planned.interface), why))
+    if opts.rotate_psk:
+        renewed = [
+            p.name
+            for p in planned.peers
+            if p.kind == "site" and (name in rotate or p.name in rotate)
+        ]
+        script = psk_live_script(planned, renewed, driver.psk_read)
+        if script is not None:
+            out.append(Step(script, "the new preshared keys, live"))
     return out
 
 

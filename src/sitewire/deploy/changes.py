@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from sitewire.deploy.live import drift_lines, tailscale_differs
-from sitewire.deploy.problems import warning
+from sitewire.deploy.problems import Problem, warning
 from sitewire.deploy.run import Before, Diffed, Site
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.errors import InputError
@@ -136,6 +136,21 @@ def _configured_keys(facts: DeviceFacts) -> set[str]:
     return {k for s in facts.network.sections if isinstance(k := s.options.get("public_key"), str)}
 
 
+def _tailscale_lines(planned: SitePlan, facts: DeviceFacts, warnings: list[Problem]) -> list[str]:
+    """The `tailscale set` the plan makes, or (the spec silent) a warning that it would."""
+    ts, prefs = planned.tailscale, facts.tailscale.prefs
+    if ts is not None and facts.tailscale.installed and tailscale_differs(ts, prefs):
+        return [f"{planned.name}: tailscale: {shlex.join(ts.command())}"]
+    if ts is None and facts.tailscale.installed and prefs and prefs.route_all:
+        warnings.append(
+            warning(
+                "Tailscale accepts subnet routes here and the spec says nothing about "
+                "Tailscale for this site; add a tailscale table to the site to have it fixed"
+            )
+        )
+    return []
+
+
 def diff_site(
     plan: Plan,
     site: Site,
@@ -145,8 +160,10 @@ def diff_site(
     *,
     remove_foreign: bool = False,
     gone: frozenset[str] = frozenset(),
+    rotating: bool = False,
 ) -> Diffed:
-    """What the apply would change on `site`, as lines (none: nothing), and its warnings."""
+    """What the apply would change on `site`, as lines (none: nothing), and its warnings.
+    `rotating`: its private key is replaced (`sitewire rotate`)."""
     planned = plan.site(site.name)
     facts = before.facts
     foreign = frozenset() if remove_foreign else foreign_peers(plan, planned, facts, gone)
@@ -158,6 +175,11 @@ def diff_site(
         lines.append(f"{site.name}: install {', '.join(before.missing_packages)}")
     if before.key is None:
         lines.append(f"{site.name}: private key: made on the device (only its public key returns)")
+    elif rotating:
+        lines.append(
+            f"{site.name}: private key: replaced by a new one made on the device "
+            "(only its public key returns; the old one is gone once confirmed)"
+        )
     lines += found.lines
     warnings = list(before.warnings)
     configured = _configured_keys(facts)
@@ -171,24 +193,16 @@ def diff_site(
         )
         for key in sorted(foreign)
     ]
-    ts = planned.tailscale
-    if (
-        ts is not None
-        and facts.tailscale.installed
-        and tailscale_differs(ts, facts.tailscale.prefs)
-    ):
-        lines.append(f"{site.name}: tailscale: {shlex.join(ts.command())}")
-    prefs = facts.tailscale.prefs
-    if ts is None and facts.tailscale.installed and prefs and prefs.route_all:
-        warnings.append(
-            warning(
-                "Tailscale accepts subnet routes here and the spec says nothing about "
-                "Tailscale for this site; add a tailscale table to the site to have it fixed"
-            )
-        )
+    lines += _tailscale_lines(planned, facts, warnings)
     if not lines:
         # The files agree; the running peers may not (24.10's reload ignores them, or by hand).
         lines = drift_lines(planned, facts, site.driver.held_psks(planned, facts), foreign)
     for name, key in placeholders.items():
         lines = [line.replace(key, f"(key to be made on {name})") for line in lines]
-    return Diffed(tuple(lines), found.changes, tuple(warnings), foreign)
+    hitless = (
+        not before.missing_packages
+        and before.key is not None
+        and not rotating  # the old private key goes back by re-creating the interface
+        and not site.driver.recreates(planned, held, rendered, found.changes)
+    )
+    return Diffed(tuple(lines), found.changes, tuple(warnings), foreign, hitless)

@@ -14,9 +14,12 @@ from sitewire.driver import Driver
 from sitewire.spec.types import parse_wg_key
 
 
-async def ensure_private_key(session: Shell, driver: Driver, iface: str) -> str:
-    """Make the device's key if it has none; return its public key (the private one stays)."""
-    result = await session.run(driver.private_key_script(iface))
+async def ensure_private_key(
+    session: Shell, driver: Driver, iface: str, *, replace: bool = False
+) -> str:
+    """Make the device's key if it has none (`replace`: a new one, whatever it has); return its
+    public key (the private one stays)."""
+    result = await session.run(driver.private_key_script(iface, replace=replace))
     if result.rc != 0:
         last = result.stderr.strip().splitlines()[-1:] or [f"exit {result.rc}"]
         raise RemoteError(
@@ -50,11 +53,13 @@ async def _hash(session: Shell, driver: Driver, iface: str, peer: str) -> str:
     return result.stdout.strip() if result.rc == 0 else ""
 
 
-async def ensure_preshared_key(a: End, b: End) -> bool:
-    """Give both ends of a pair the same preshared key; return whether a new one was made."""
-    hashes = [await _hash(*side) for side in (a, b)]
-    if hashes[0] and hashes[0] == hashes[1]:
-        return False
+async def ensure_preshared_key(a: End, b: End, *, replace: bool = False) -> bool:
+    """Give both ends of a pair the same preshared key (`replace`: a new one, whatever they
+    hold); return whether a new one was made."""
+    if not replace:
+        hashes = [await _hash(*side) for side in (a, b)]
+        if hashes[0] and hashes[0] == hashes[1]:
+            return False
     made = await a[0].run("umask 077; wg genpsk")
     psk = made.stdout.strip()
     try:

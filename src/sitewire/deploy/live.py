@@ -18,7 +18,7 @@ import difflib
 import ipaddress
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from sitewire.diagnose.facts import DeviceFacts
@@ -143,6 +143,23 @@ def live_peer_script(
     return "set -e\n" + "\n".join(
         line if " 2>/dev/null" not in line else f"{line} || true" for line in lines
     )
+
+
+def psk_live_script(
+    site: SitePlan, peers: Collection[str], psk_source: Callable[[str, str], str]
+) -> str | None:
+    """The preshared keys the device now holds for `peers`, given to the running interface
+    (`rotate --psk`: a peer whose public key stays is not re-set otherwise), through a pipe."""
+    q = shlex.quote
+    lines = []
+    for peer in site.peers:
+        if peer.name not in peers or not peer.preshared or peer.public_key is None:
+            continue
+        set_psk = f"wg set {q(site.interface)} peer {q(peer.public_key)} preshared-key {PSK_PIPE}"
+        lines.append(
+            f'sw_k=$({psk_source(site.interface, peer.name)}); echo "$sw_k" | {set_psk}; sw_k='
+        )
+    return "set -e\n" + "\n".join(lines) if lines else None
 
 
 def _set_peer(site: SitePlan, peer: PeerPlan, psk_source: Callable[[str, str], str]) -> str:

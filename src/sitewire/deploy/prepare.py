@@ -32,10 +32,18 @@ PACKAGE_TIMEOUT = 600.0
 
 
 async def arm_site(
-    session: Shell, site: Site, plan: Plan, before: Before, opts: Options, secrets: ClientSecrets
+    session: Shell,
+    site: Site,
+    plan: Plan,
+    before: Before,
+    opts: Options,
+    secrets: ClientSecrets,
+    hitless: bool = False,
 ) -> Armed:
+    """`hitless`: a peers-only change, whose revert puts the old peers back live."""
     planned = plan.site(site.name)
     token = safety.new_token()
+    revert = site.driver.revert(planned, before.facts, opts.env, hitless=hitless)
     # Taken before the router starts its timer: never later than the router's own deadline.
     deadline = asyncio.get_running_loop().time() + opts.revert_after
     await safety.arm(
@@ -43,8 +51,9 @@ async def arm_site(
         token,
         site.driver.backup_paths(plan, planned, secrets),
         opts.revert_after,
-        site.driver.revert_commands(planned, before.facts, opts.env),
+        revert.commands,
         device=site.device,
+        live=revert.live,
     )
     return Armed(token, deadline)
 
@@ -57,9 +66,10 @@ async def prepare_site(
     armed: Armed,
     emit: Callable[[Event], None],
     took_over: Command | None = None,
+    replace_key: bool = False,
 ) -> Prepared:
     """Packages, hand-made sections taken over (`took_over`, from the plan with the live
-    keys), then the device's private key (made there if it has none)."""
+    keys), then the device's private key (made there if it has none, or `replace_key`)."""
     planned, driver = plan.site(site.name), site.driver
     handler_fresh = False
     if before.missing_packages:
@@ -78,15 +88,16 @@ async def prepare_site(
             raise Touched(exc) from exc
     touched = took_over is not None
     try:
-        if before.key is None:
+        making = before.key is None or replace_key
+        if making:
             await guarded(session, armed, "true", "its private key was made")
             touched = True
-        key = await ensure_private_key(session, driver, planned.interface)
+        key = await ensure_private_key(session, driver, planned.interface, replace=replace_key)
     except SitewireError as exc:
         if not touched:
             raise
         raise Touched(exc) from exc  # the key may be written: roll back, to be sure
-    if before.key is None:
+    if making:
         emit(KeyMade(site.name, key))
     return Prepared(key, handler_fresh, touched)
 
@@ -124,9 +135,11 @@ async def share_psks(
     armed: Mapping[str, Armed],
     clock: Clock,
     emit: Callable[[Event], None],
+    renew: frozenset[str] = frozenset(),
 ) -> tuple[set[str], Exception | None]:
     """Pairs in parallel, at most PSK_PAIRS_AT_ONCE per device (one after another, the 24 pairs
     of a 10-site network took 37 s); gates taken in name order, so no two pairs deadlock.
+    A pair with an end in `renew` gets a new key whatever the ends hold (`rotate --psk`).
     Returns the sites whose keys were written, and the first failure (all pairs are done)."""
     gates = {name: asyncio.Semaphore(PSK_PAIRS_AT_ONCE) for name in sites}
     pairs = {
@@ -148,6 +161,7 @@ async def share_psks(
             made = await ensure_preshared_key(
                 (sessions[a], sites[a].driver, plan.site(a).interface, b),
                 (sessions[b], sites[b].driver, plan.site(b).interface, a),
+                replace=a in renew or b in renew,
             )
             clock.add({a: loop.time() - start, b: loop.time() - start})
         if made:

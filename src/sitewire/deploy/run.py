@@ -42,6 +42,8 @@ class Options:
     env: str = ""  # prefixed to Linux wg-quick commands (the lab: the userspace fallback)
     reconnect_timeout: float = 30.0
     remove_foreign: bool = False  # remove running peers the plan does not know (issue 12)
+    rotate: frozenset[str] = frozenset()  # sites whose private key is replaced (`rotate`)
+    rotate_psk: bool = False  # and the preshared keys of their pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class Diffed:
     changes: tuple[Change, ...] = ()
     warnings: tuple[Problem, ...] = ()
     keep_peers: frozenset[str] = frozenset()  # foreign peers left running (deploy.changes)
+    # peers-only: the interface runs and keeps running; a revert puts the old peers back live
+    hitless: bool = False
 
 
 @dataclass(frozen=True, slots=True)

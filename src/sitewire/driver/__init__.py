@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from sitewire.driver.base import Command, Diff, Driver, Held, Push, PutFile, install_command
+from sitewire.driver.base import (
+    Command,
+    Diff,
+    Driver,
+    Held,
+    Push,
+    PutFile,
+    Revert,
+    install_command,
+)
 from sitewire.spec.model import Platform
 
 __all__ = [
@@ -12,6 +21,7 @@ __all__ = [
     "Held",
     "Push",
     "PutFile",
+    "Revert",
     "driver_for",
     "install_command",
 ]

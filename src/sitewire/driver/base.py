@@ -66,6 +66,16 @@ class Held:
     drop_foreign: bool = False  # --remove-foreign: and their configuration goes too
 
 
+@dataclass(frozen=True, slots=True)
+class Revert:
+    """What the revert timer runs after restoring the files, and the interface whose running
+    peers and routes the backup saves for `live_restore` in those commands (None: not needed:
+    the commands re-create the interface, or the platform's handler puts its peers back)."""
+
+    commands: tuple[str, ...]
+    live: str | None = None
+
+
 _INSTALL = {
     "opkg": "opkg update && opkg install {}",
     "apk": "apk update && apk add {}",
@@ -113,8 +123,14 @@ class Driver(Protocol):
         ...
 
     # --- keys
-    def private_key_script(self, iface: str) -> str:
-        """Make the device's key unless it has one; print its public key."""
+    def private_key_script(self, iface: str, *, replace: bool = False) -> str:
+        """Make the device's key unless it has one (`replace`: make a new one whatever it has);
+        print its public key."""
+        ...
+
+    def key_live(self, iface: str) -> str:
+        """The command giving the running interface the private key its files now hold, on
+        a pipe (never a command line): every peer handshakes anew, no tunnel is re-created."""
         ...
 
     def psk_read(self, iface: str, peer: str) -> str:
@@ -131,8 +147,17 @@ class Driver(Protocol):
 
     def backup_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]: ...
 
-    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
-        """What the revert timer runs after restoring the files."""
+    def recreates(
+        self, site: SitePlan, held: Held, rendered: Rendered, changes: Sequence[Change]
+    ) -> bool:
+        """Whether making the change live re-creates the interface (it does not run, or an
+        interface-level setting changes): every tunnel through it re-handshakes. False: a
+        peers-only change, made and reverted live."""
+        ...
+
+    def revert(self, site: SitePlan, facts: DeviceFacts, env: str, *, hitless: bool) -> Revert:
+        """What the revert timer runs after restoring the files. `hitless`: the change was
+        peers-only (see `recreates`), so the old peers go back live, not by re-creating."""
         ...
 
     def takeover(self, site: SitePlan, held: Held) -> Command | None:

@@ -20,11 +20,12 @@ from sitewire.deploy.problems import ApplyError
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import ScriptSection
 from sitewire.driver import handmade
-from sitewire.driver.base import Command, Diff, Held, Push, PutFile
+from sitewire.driver.base import Command, Diff, Held, Push, PutFile, Revert
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
 from sitewire.render.linux import (
     CONF_DIR,
+    NFT_DIR,
     key_path,
     nft_table,
     psk_path,
@@ -105,12 +106,17 @@ class Linux:
 
     # --- keys
 
-    def private_key_script(self, iface: str) -> str:
+    def private_key_script(self, iface: str, *, replace: bool = False) -> str:
         path = shlex.quote(key_path(iface))
-        return (
-            f"set -e; umask 077; {_NEED_WG}mkdir -p {CONF_DIR}; "
-            f"[ -s {path} ] || wg genkey > {path}; wg pubkey < {path}"
-        )
+        new = shlex.quote(f"{key_path(iface)}.new")
+        make = f"wg genkey > {new}; mv -f {new} {path}"
+        if not replace:
+            make = f"[ -s {path} ] || {{ {make}; }}"
+        return f"set -e; umask 077; {_NEED_WG}mkdir -p {CONF_DIR}; {make}; wg pubkey < {path}"
+
+    def key_live(self, iface: str) -> str:
+        q = shlex.quote
+        return f"wg set {q(iface)} private-key {q(key_path(iface))}"
 
     def psk_read(self, iface: str, peer: str) -> str:
         return f"cat {shlex.quote(psk_path(iface, peer))}"
@@ -137,14 +143,34 @@ class Linux:
         paths += [psk_path(site.interface, p.name) for p in site.peers if p.preshared]
         return paths
 
-    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
-        iface = shlex.quote(site.interface)
-        conf = shlex.quote(f"{CONF_DIR}/{site.interface}.conf")
-        return [
-            f"{env}wg-quick down {iface} 2>/dev/null; [ ! -f {conf} ] || wg-quick up {iface}",
-            "sysctl -q --system",
-            *tailscale_revert(site, facts),
-        ]
+    def recreates(
+        self, site: SitePlan, held: Held, rendered: Rendered, changes: Sequence[Change]
+    ) -> bool:
+        if held.facts.wg.interface(site.interface) is None:
+            return True
+        conf = f"{CONF_DIR}/{site.interface}.conf"
+        after = _pushed(rendered)[conf]
+        return held.files.get(conf) != after and self._recreates(site, held, after)
+
+    def revert(self, site: SitePlan, facts: DeviceFacts, env: str, *, hitless: bool) -> Revert:
+        q = shlex.quote
+        iface, conf = q(site.interface), q(f"{CONF_DIR}/{site.interface}.conf")
+        recreate = f"{env}wg-quick down {iface} 2>/dev/null; [ ! -f {conf} ] || wg-quick up {iface}"
+        tail = ("sysctl -q --system", *tailscale_revert(site, facts))
+        if not hitless:
+            return Revert((recreate, *tail))
+        # The table as the restored file has it, in one transaction (the file deletes and
+        # re-creates it); no file: sitewire had none here before.
+        nft = q(f"{NFT_DIR}/{site.interface}.nft")
+        table = f"nft delete table inet {q(nft_table(site))} 2>/dev/null || true"
+        return Revert(
+            (
+                f"live_restore {iface} || {{ {recreate}; }}",
+                f"if [ -f {nft} ]; then nft -f {nft}; else {table}; fi",
+                *tail,
+            ),
+            site.interface,
+        )
 
     def takeover(self, site: SitePlan, held: Held) -> Command | None:
         """A hand-made wg-quick file (or an interface running without one): the keys it runs
@@ -197,7 +223,7 @@ class Linux:
             steps.append(Step(f"sysctl -q -p {shlex.quote(sysctl)}", "forwarding settings"))
         if live is None:
             steps.append(Step(restart, "the interface is new"))
-        elif conf in changed and self._recreates(site, held, after[conf]):
+        elif self.recreates(site, held, rendered, changes):
             steps.append(
                 Step(restart, "an interface-level setting changed: the device is re-created")
             )
@@ -238,7 +264,7 @@ class Linux:
     uses_fw4 = False
     runs_netifd = False
     expects_openwrt_release = False
-    reads_facts: frozenset[str] = frozenset()
+    reads_facts: frozenset[str] = frozenset({"cron"})
     start_interface: tuple[str, ...] = ("wg-quick up {iface}", "systemctl start wg-quick@{iface}")
     reresolve = "the sitewire-reresolve-{iface} cron job"
     fix_keepalive = (

@@ -7,11 +7,18 @@ from collections.abc import Mapping, Sequence
 
 from sitewire.deploy import safety
 from sitewire.deploy.diff import Change, describe, planned_changes
-from sitewire.deploy.live import Step, common_steps, live_drift, live_peer_script, tailscale_revert
+from sitewire.deploy.live import (
+    PSK_PIPE,
+    Step,
+    common_steps,
+    live_drift,
+    live_peer_script,
+    tailscale_revert,
+)
 from sitewire.deploy.problems import ApplyError
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import HIDDEN, Handler, ScriptSection
-from sitewire.driver.base import Command, Diff, Held, Push
+from sitewire.driver.base import Command, Diff, Held, Push, Revert
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
 from sitewire.plan.model import WATCHDOG_CRON, SitePlan
@@ -135,17 +142,22 @@ class OpenWrt:
 
     # --- keys
 
-    def private_key_script(self, iface: str) -> str:
+    def private_key_script(self, iface: str, *, replace: bool = False) -> str:
         option = shlex.quote(f"network.{iface}.private_key")
         section = shlex.quote(f"network.{iface}")
         # Only this option is committed: nothing else may be pending when the key is made.
-        return (
-            f"set -e; umask 077; {_NEED_WG}"
-            f'if [ -z "$(uci -q get {option})" ]; then '
+        make = (
             f"uci -q get {section} >/dev/null || uci set {section}=interface; "
-            f'key=$(wg genkey); uci set {option}="$key"; uci commit network; fi; '
-            f"uci get {option} | wg pubkey"
+            f'key=$(wg genkey); uci set {option}="$key"; key=; uci commit network'
         )
+        if not replace:
+            make = f'if [ -z "$(uci -q get {option})" ]; then {make}; fi'
+        return f"set -e; umask 077; {_NEED_WG}{make}; uci get {option} | wg pubkey"
+
+    def key_live(self, iface: str) -> str:
+        q = shlex.quote
+        option = q(f"network.{iface}.private_key")
+        return f"uci get {option} | wg set {q(iface)} private-key {PSK_PIPE}"
 
     def psk_read(self, iface: str, peer: str) -> str:
         return f"uci -q get {shlex.quote(f'network.{peer_section(peer)}.preshared_key')}"
@@ -180,10 +192,28 @@ class OpenWrt:
     def backup_paths(self, plan: Plan, site: SitePlan, secrets: Secrets) -> list[str]:
         return list(BACKUP)
 
-    def revert_commands(self, site: SitePlan, facts: DeviceFacts, env: str) -> list[str]:
-        out = ["/etc/init.d/network reload", f"ifup {shlex.quote(site.interface)}"]
+    def recreates(
+        self, site: SitePlan, held: Held, rendered: Rendered, changes: Sequence[Change]
+    ) -> bool:
+        iface = site.interface
+        return held.facts.wg.interface(iface) is None or any(
+            c.package == "network"
+            and c.section == iface
+            and (c.option is None or c.option in INTERFACE_OPTIONS)
+            for c in changes
+        )
+
+    def revert(self, site: SitePlan, facts: DeviceFacts, env: str, *, hitless: bool) -> Revert:
+        # `network reload` ignores peer sections (ref §1.5): it puts back policy rules only.
+        iface = shlex.quote(site.interface)
+        live, saved = f"ifup {iface}", None
+        if hitless and facts.handler is Handler.SYNCCONF:
+            live = f"ubus call network.interface.{iface} renew || ifup {iface}"
+        elif hitless:
+            live, saved = f"live_restore {iface} || ifup {iface}", site.interface
+        out = ["/etc/init.d/network reload", live]
         out += ["/etc/init.d/firewall reload", "/etc/init.d/cron restart"]
-        return out + tailscale_revert(site, facts)
+        return Revert((*out, *tailscale_revert(site, facts)), saved)
 
     def fresh_handler(self, installed: Sequence[str]) -> bool:
         return "wireguard-tools" in installed
@@ -223,7 +253,7 @@ class OpenWrt:
                 )
             ]
         else:
-            steps = self._network_steps(site, held, changes)
+            steps = self._network_steps(site, held, rendered, changes)
         if any(c.package == "firewall" for c in changes):
             steps.append(Step("/etc/init.d/firewall reload", "firewall sections changed"))
         steps += common_steps(site, facts)
@@ -238,17 +268,15 @@ class OpenWrt:
             )
         return steps
 
-    def _network_steps(self, site: SitePlan, held: Held, changes: Sequence[Change]) -> list[Step]:
+    def _network_steps(
+        self, site: SitePlan, held: Held, rendered: Rendered, changes: Sequence[Change]
+    ) -> list[Step]:
         facts = held.facts
         iface = site.interface
         live = facts.wg.interface(iface)
         network = [c for c in changes if c.package == "network"]
         owned = peer_section("")
-        iface_changed = any(
-            c.section == iface and (c.option is None or c.option in INTERFACE_OPTIONS)
-            for c in network
-        )
-        if live is None or iface_changed:
+        if live is None or self.recreates(site, held, rendered, changes):
             why = "the interface is new" if live is None else "an interface-level option changed"
             return [Step(f"ifup {shlex.quote(iface)}", f"{why}: {iface} is (re-)created")]
         steps = []

@@ -114,9 +114,12 @@ async def arm(
     reload_cmds: Sequence[str],
     *,
     device: Device = OPENWRT,
+    live: str | None = None,
 ) -> None:
-    """commit(revert_in=seconds): back up `paths` and start the timer that restores them."""
-    await _run(session, backup_and_arm_script(token, paths, seconds, reload_cmds, device), "armed")
+    """commit(revert_in=seconds): back up `paths` and start the timer that restores them; with
+    `live`, that interface's running peers too, which `live_restore IFACE` puts back."""
+    script = backup_and_arm_script(token, paths, seconds, reload_cmds, device, live)
+    await _run(session, script, "armed")
 
 
 async def confirm(session: Remote, token: str, *, device: Device = OPENWRT) -> None:

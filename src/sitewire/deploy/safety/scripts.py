@@ -7,6 +7,8 @@ import shlex
 from collections.abc import Sequence
 
 from sitewire.deploy.safety import boot
+from sitewire.deploy.safety.live import RESTORE as LIVE_RESTORE
+from sitewire.deploy.safety.live import snapshot_text
 from sitewire.deploy.safety.model import (
     BASE,
     OPENWRT,
@@ -166,6 +168,7 @@ for p in @PATHS@; do
 	fi
 done
 log "backed up $n files"
+@SNAPSHOT@
 echo "ok backup $T $n"
 """
 
@@ -206,7 +209,7 @@ umask 022
 @RELOAD@
 touch "$D/reverted"
 log "reverted"
-rm -rf "$D/files"
+rm -rf "$D/files" "$D/live"
 release
 [ "$(cat "$P" 2>/dev/null)" = $$ ] && rm -f "$P"
 exit 0
@@ -223,7 +226,7 @@ if alive "$timer" "$T"; then
 	kill "$timer" 2>/dev/null
 	rm -f "$P"
 fi
-rm -rf "$D/files" "$D/revert.sh"
+rm -rf "$D/files" "$D/live" "$D/revert.sh"
 # durable before the answer: a restart from here on keeps the new configuration
 rm -rf "$F/$T"
 sync
@@ -347,15 +350,19 @@ def revert_text(token: str, reload_cmds: Sequence[str], device: Device = OPENWRT
         f"#!/bin/sh\n# sitewire: revert commit {token} unless it is confirmed in time\n"
         + _prelude(device, token)
         + _LIB
+        + LIVE_RESTORE
         + _REVERT.replace("@RESTORE@", boot.RESTORE.strip("\n")).replace(
             "@RELOAD@", "\n".join(reload_lines) or ":"
         )
     )
 
 
-def backup_script(token: str, paths: Sequence[str], device: Device = OPENWRT) -> SafetyScript:
-    """Take the device's lock and copy `paths` (noting the absent ones) to /tmp/sitewire/<token>."""
-    return _script("backup", _check_token(token), device, _backup_body(paths))
+def backup_script(
+    token: str, paths: Sequence[str], device: Device = OPENWRT, live: str | None = None
+) -> SafetyScript:
+    """Take the device's lock and copy `paths` (noting the absent ones) to /tmp/sitewire/<token>;
+    with `live`, that WireGuard interface's running peers and routes too (for live_restore)."""
+    return _script("backup", _check_token(token), device, _backup_body(paths, live))
 
 
 def arm_script(
@@ -372,11 +379,12 @@ def backup_and_arm_script(
     seconds: int,
     reload_cmds: Sequence[str],
     device: Device = OPENWRT,
+    live: str | None = None,
 ) -> SafetyScript:
     """Both in one shell, so the lock is never held without a live owner or timer."""
     token = _check_token(token)
     arm_body = _arm_body(token, seconds, reload_cmds, device)
-    return _script("arm", token, device, _backup_body(paths), arm_body)
+    return _script("arm", token, device, _backup_body(paths, live), arm_body)
 
 
 def confirm_script(token: str, device: Device = OPENWRT) -> SafetyScript:
@@ -396,8 +404,9 @@ def status_script(device: Device = OPENWRT) -> SafetyScript:
     return _script("status", None, device, _STATUS)
 
 
-def _backup_body(paths: Sequence[str]) -> str:
-    return _BACKUP.replace("@PATHS@", " ".join(shlex.quote(p) for p in _check_paths(paths)))
+def _backup_body(paths: Sequence[str], iface: str | None = None) -> str:
+    body = _BACKUP.replace("@PATHS@", " ".join(shlex.quote(p) for p in _check_paths(paths)))
+    return body.replace("@SNAPSHOT@", "" if iface is None else snapshot_text(iface))
 
 
 def _arm_body(token: str, seconds: int, reload_cmds: Sequence[str], device: Device) -> str:
