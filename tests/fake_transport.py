@@ -32,6 +32,7 @@ class Sent:
     session: int  # 1 for the first connection to the device, 2 for the next, ...
     kind: str  # facts, safety:<verb>, key, psk, install, probe, guard, push, step, verify, put
     command: str  # the command without the revert guard; scripts without their braces
+    stdin: str | None = None  # what went on its stdin (a uci batch, a key)
 
 
 Fault = Callable[[Sent], RemoteResult | None]
@@ -94,7 +95,7 @@ class FakeDevice:
             kind = "put"
         else:
             kind = "step"
-        return Sent(self.name, session, kind, text)
+        return Sent(self.name, session, kind, text, stdin)
 
     def _respond(self, sent: Sent, command: str, stdin: str | None) -> RemoteResult:
         guard = _GUARD_TOKEN.search(command if stdin is None or command != "sh -s" else stdin)
@@ -106,7 +107,10 @@ class FakeDevice:
             case kind if kind.startswith("safety:"):
                 return self._safety(kind.removeprefix("safety:"), command)
             case "key":
-                if self.pubkey is None:
+                # A key is made when there is none, or always by the replacing script (rotate),
+                # which has no "unless one is held" test.
+                replacing = "if [ -z " not in sent.command and "[ -s " not in sent.command
+                if self.pubkey is None or replacing:
                     self.pubkey = public_key(generate_private_key())
                 return RemoteResult(0, self.pubkey + "\n", "")
             case "psk":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 import subprocess
@@ -99,9 +100,12 @@ class Pinger:
     """
 
     def __init__(self, state: LabState, site: str, address: str) -> None:
-        self._argv = host_argv(state, site, ["ping", "-n", "-i", "0.01", address])
+        self._argv = host_argv(state, site, ["ping", "-D", "-n", "-i", "0.01", address])
         self._proc: subprocess.Popen[str] | None = None
         self.sent = self.received = 0
+        # The longest time without a reply, in seconds: WireGuard queues what it cannot send
+        # while it handshakes and delivers it after, so `lost` alone understates an outage.
+        self.gap = 0.0
 
     def __enter__(self) -> Pinger:
         self._proc = subprocess.Popen(
@@ -116,6 +120,8 @@ class Pinger:
         match = re.search(r"(\d+) packets transmitted", out)
         assert match is not None, out[-500:]
         replied = {int(n) for n in re.findall(r"icmp_seq=(\d+)", out)}
+        times = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\].*icmp_seq=", out, re.MULTILINE)]
+        self.gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
         sent = int(match[1])
         self.sent = sent - 1 if sent - max(replied, default=0) == 1 else sent
         self.received = len(replied)

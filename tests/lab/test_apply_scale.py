@@ -2,7 +2,8 @@
 
 Every fourth site has an endpoint; the others dial those and reach each other through them. Two
 are Linux hosts, which apply reads file by file (their paths rendered with stand-in keys before
-any key exists). 24 pairs share preshared keys, in parallel where the pairs are disjoint.
+any key exists). 24 pairs share preshared keys, in parallel where the pairs are disjoint. Then
+`rotate --all` gives all ten new keys while two relayed links are pinged.
 
 And a site joining a Linux hub: wg-quick takes preshared keys as [Interface] PostUp lines, yet a
 new one is a peer change, made live; the hub's device is not re-created under its other peers.
@@ -50,6 +51,27 @@ def test_ten_relayed_sites_from_factory(make_lab: MakeLab, tmp_path: Path) -> No
     shared = [line for line in ui.lines if "preshared key made on" in line]
     assert len(shared) == len(set(shared)) == 24, ui.text
     assert unreachable(state, spec_path) == []
+
+    # `rotate --all`: ten new keys at once, each made live while every peer learns it; two
+    # relayed links (through an OpenWrt hub and through the Linux one) stop for a handshake.
+    before = {n: router(state, n, "wg", "show", "wg0", "public-key") for n in outcome.sites}
+    with (
+        Pinger(state, "s01", "10.3.0.100") as via_s00,
+        Pinger(state, "s05", "10.7.0.100") as via_s04,
+    ):
+        outcome, ui = apply_lab(state, spec_path, rotate=frozenset(outcome.sites))
+    assert outcome.ok, ui.text
+    assert {r.result for r in outcome.sites.values()} == {Result.CONFIRMED}, ui.text
+    after = {n: router(state, n, "wg", "show", "wg0", "public-key") for n in outcome.sites}
+    assert not set(before.values()) & set(after.values())
+    for name, ping in (("s01->s02", via_s00), ("s05->s06", via_s04)):
+        assert ping.sent > 20 and ping.gap < ROTATE_GAP, (name, ping.gap, ping.lost)
+        print(f"rotate --all, 10 sites: {name} {ping.lost} of {ping.sent} lost, {ping.gap:.2f} s")
+    assert unreachable(state, spec_path) == []
+
+
+# Seconds without a reply across a relay, well under the 5 s of one failed handshake's retry.
+ROTATE_GAP = 2.5
 
 
 HUB = """

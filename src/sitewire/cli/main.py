@@ -14,6 +14,7 @@ from sitewire.cli.apply import apply, confirm, dry_run, rollback
 from sitewire.cli.diagnose import doctor
 from sitewire.cli.lab import lab
 from sitewire.cli.out import echo, error
+from sitewire.cli.rotate import rotate
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
 from sitewire.cli.status import graph, status
@@ -194,6 +195,7 @@ cli.add_command(adopt)
 cli.add_command(apply)
 cli.add_command(confirm)
 cli.add_command(rollback)
+cli.add_command(rotate)
 cli.add_command(doctor)
 cli.add_command(status)
 cli.add_command(graph)

@@ -47,11 +47,11 @@ from sitewire.deploy.events import (
     Read,
     Result,
 )
-from sitewire.deploy.live import Step, psk_live_script
 from sitewire.deploy.prepare import arm_site, prepare_site, share_psks
 from sitewire.deploy.problems import ApplyError, Kind, Problem, Touched
 from sitewire.deploy.read import read_site, stale_psks
 from sitewire.deploy.remote import Credentials, Target
+from sitewire.deploy.rotate import Rotation, renewed_psks
 from sitewire.deploy.run import (
     Armed,
     Before,
@@ -67,10 +67,9 @@ from sitewire.deploy.run import (
     run_steps,
 )
 from sitewire.deploy.runner import run_on_sites
-from sitewire.driver import Command, Driver, driver_for
+from sitewire.driver import Command, driver_for
 from sitewire.pipeline import Workspace, save_keys
 from sitewire.plan import Plan
-from sitewire.plan.model import SitePlan
 from sitewire.spec.lock import Lock, save_lock
 
 
@@ -203,7 +202,7 @@ def _diff(
         for n, site in run.sites.items()
     }
     extra: dict[str, list[str]] = {n: [] for n in run.sites}
-    for a, b in sorted({*stale_psks(draft, before), *_renewed_psks(run, draft)}):
+    for a, b in sorted({*stale_psks(draft, before), *renewed_psks(run.opts, draft)}):
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
         extra[a].append(f"{a}: preshared key with {b}: made anew on the devices")
         extra[b].append(f"{b}: preshared key with {a}: made anew on the devices")
@@ -212,19 +211,6 @@ def _diff(
         out[n] = replace(d, lines=(*d.lines, *extra[n]))
         run.emit(Planned(n, out[n].lines, out[n].warnings))
     return out
-
-
-def _renewed_psks(run: Run, plan: Plan) -> list[tuple[str, str]]:
-    """`rotate --psk`: every preshared pair with a rotated end, (a, b) with a < b."""
-    if not run.opts.rotate_psk:
-        return []
-    return [
-        (name, peer.name)
-        for name in plan.site_names
-        for peer in plan.site(name).peers
-        if peer.kind == "site" and peer.preshared and name < peer.name
-        if name in run.opts.rotate or peer.name in run.opts.rotate
-    ]
 
 
 # --- 3-4. arm, prepare ----------------------------------------------------------------------------
@@ -299,17 +285,25 @@ async def _configure(
     armed: Mapping[str, Armed],
     prepared: Mapping[str, Prepared],
 ) -> dict[str, Configured]:
+    rotation = Rotation(run.opts, len(armed)) if run.opts.rotate else None
+
     async def one(name: str) -> Configured:
         site, planned = run.sites[name], final.site(name)
         session = run.sessions[name]
         drop = run.opts.remove_foreign
         held = replace(before[name].held, keep_peers=diffs[name].keep_peers, drop_foreign=drop)
         rendered = site.driver.render(final, planned, run.secrets, held.facts, drop_foreign=drop)
-        for item in site.driver.push(rendered, held):
-            if isinstance(item, Command):
-                await guarded(session, armed[name], item.command, item.what, stdin=item.stdin)
-            else:
-                await session.put(item.path, item.text, item.mode)
+        try:
+            for item in site.driver.push(rendered, held):
+                if isinstance(item, Command):
+                    await guarded(session, armed[name], item.command, item.what, stdin=item.stdin)
+                else:
+                    await session.put(item.path, item.text, item.mode)
+        finally:
+            if rotation is not None:
+                rotation.pushed.arrive()
+        if rotation is not None:  # every site's files first, then the switch everywhere at once
+            await rotation.pushed.opened.wait()
         steps = site.driver.live_steps(
             planned,
             held,
@@ -318,7 +312,8 @@ async def _configure(
             handler_fresh=prepared[name].handler_fresh,
             env=run.opts.env,
         )
-        steps = _rotation_steps(run.opts, planned, site.driver, steps)
+        if rotation is not None:
+            return await rotation.run(session, armed[name], planned, site.driver, steps, run.emit)
         return await run_steps(session, armed[name], steps, run.emit)
 
     out: dict[str, Configured] = {}
@@ -334,28 +329,6 @@ async def _configure(
         out.update(results.ok)
         for name, exc in results.failed.items():
             out[name] = Configured(problem=Problem(Kind.CONFIGURE, str(exc)))
-    return out
-
-
-def _rotation_steps(
-    opts: Options, planned: SitePlan, driver: Driver, steps: Sequence[Step]
-) -> list[Step]:
-    """`rotate`: the new private key made live first (no re-creation); with --psk, the new
-    preshared keys last, once every peer runs."""
-    out = list(steps)
-    name, rotate = planned.name, opts.rotate
-    if name in rotate:
-        why = "the new private key, live: every peer handshakes anew"
-        out.insert(0, Step(driver.key_live(planned.interface), why))
-    if opts.rotate_psk:
-        renewed = [
-            p.name
-            for p in planned.peers
-            if p.kind == "site" and (name in rotate or p.name in rotate)
-        ]
-        script = psk_live_script(planned, renewed, driver.psk_read)
-        if script is not None:
-            out.append(Step(script, "the new preshared keys, live"))
     return out
 
 

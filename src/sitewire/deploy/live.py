@@ -162,6 +162,35 @@ def psk_live_script(
     return "set -e\n" + "\n".join(lines) if lines else None
 
 
+def peers_running_script(site: SitePlan, attempts: int = 100) -> str:
+    """Wait (up to `attempts` tenths of a second) until the interface runs every planned peer:
+    a handler's `renew` applies them after ubus has already answered."""
+    q = shlex.quote
+    keys = " ".join(q(p.public_key) for p in site.peers if p.public_key)
+    return (
+        f"sw_n=0; while :; do sw_have=$(wg show {q(site.interface)} peers); sw_ok=1; "
+        f'for sw_k in {keys}; do printf "%s\\n" "$sw_have" | grep -qxF -e "$sw_k" || sw_ok=0; '
+        f"done; [ $sw_ok = 0 ] || break; sw_n=$((sw_n + 1)); [ $sw_n -lt {attempts} ] || break; "
+        "sleep 0.1 2>/dev/null || sleep 1; done"
+    )
+
+
+def rehandshake_script(
+    site: SitePlan, peers: Collection[str], psk_source: Callable[[str, str], str]
+) -> str | None:
+    """`peers` re-created as planned where this end dials them, so their next packet starts a
+    handshake at once. After a rotation a first handshake may have gone out in the moment
+    before the other end held the new keys; WireGuard would try again only after 5 s
+    (REKEY_TIMEOUT). The listening end keeps its peers: it has no endpoint to dial them with."""
+    q = shlex.quote
+    lines = []
+    for peer in site.peers:
+        if peer.name in peers and peer.dial is not None and peer.public_key is not None:
+            lines.append(f"wg set {q(site.interface)} peer {q(peer.public_key)} remove")
+            lines.append(_set_peer(site, peer, psk_source))
+    return "set -e\n" + "\n".join(lines) if lines else None
+
+
 def _set_peer(site: SitePlan, peer: PeerPlan, psk_source: Callable[[str, str], str]) -> str:
     """The `wg set` line for one planned peer, its preshared key piped from where it is kept."""
     q = shlex.quote
