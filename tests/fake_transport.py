@@ -156,7 +156,7 @@ class FakeDevice:
             held = self.commits.get(token)
             if held == done:  # idempotent, as the device's own scripts are
                 return RemoteResult(0, f"ok {done} {token}\n", "")
-            if held != "pending":
+            if held not in ("pending", "abandoned"):  # an abandoned one's timer is relaunched
                 return RemoteResult(3, f"fail {held or 'unknown'} {token}\n", "")
             self.commits[token] = done
             self.lock = None

@@ -47,7 +47,8 @@ def test_apply_verbose_logs_every_remote_command_without_keys(
     # Steps go as scripts on stdin, shown whole; the uci batch is an input, never shown (it
     # may carry a client's preshared key).
     assert any("ifup wg0" in line for line in err.splitlines())
-    batch = [line for line in err.splitlines() if "uci batch" in line]
+    # (the push's `uci batch`, not the key scripts' own `printf ... | uci batch`)
+    batch = [line for line in err.splitlines() if line.startswith("uci batch")]
     assert batch and all(line.endswith("<<(input)") for line in batch)
     assert "network.wg0.listen_port" not in err
 

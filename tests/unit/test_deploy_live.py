@@ -493,7 +493,9 @@ def test_a_linux_host_without_a_cron_daemon_is_refused_when_a_name_is_dialled(
     if not refused:
         preflight(linux, plan.site("B"), facts)
         return
-    with pytest.raises(ApplyError, match="no cron daemon runs here") as caught:
+    with pytest.raises(
+        ApplyError, match=r"no cron daemon that reads /etc/cron\.d runs here"
+    ) as caught:
         preflight(linux, plan.site("B"), facts)
     assert "A's DNS endpoint" in str(caught.value)
     assert "apt-get install cron" in str(caught.value.fix)

@@ -497,11 +497,17 @@ def test_key_scripts_are_posix_sh(platform: Platform) -> None:
     for iface, peer in sorted(pairs):
         for script in (
             driver.private_key_script(iface),
+            driver.private_key_script(iface, replace=True),
             driver.psk_read(iface, peer),
             driver.psk_write(iface, peer),
+            driver.key_live(iface),
         ):
             assert script.strip() and not sh_refusals(script), script
             assert not KEY.search(script)
+            # a key in a variable reaches only the shell's own printf/echo, never an argv
+            for command in re.split(r"[;|&]", script):
+                if "$key" in command or "$psk" in command:
+                    assert command.split()[0] in ("printf", "echo"), command
 
 
 @pytest.mark.parametrize("platform", list(Platform), ids=lambda p: p.value)

@@ -58,6 +58,9 @@ def test_a_confirm_done_whose_reply_is_lost_is_reported_confirmed(
     # the router was asked on a connection opened after the lost reply
     confirm_on = _sessions(b, "safety:confirm")[0]
     assert [s for s in _sessions(b, "safety:status") if s > confirm_on], b.sent
+    # and confirmed once more there: the lost one may have stopped before it removed the
+    # backup from flash and let go of the lock (a boot would restore that backup)
+    assert len(_sessions(b, "safety:confirm")) == 2
 
 
 def test_a_confirm_lost_before_the_router_acted_is_sent_again(
@@ -114,3 +117,24 @@ def test_a_rollback_whose_reply_is_lost_reports_what_the_router_did(
     outcome, ui = apply(seed(tmp_path), seed_net)
     assert outcome.sites["B"].result is Result.ROLLED_BACK, ui.text
     assert set(b.commits.values()) == {"reverted"}
+
+
+def test_a_rollback_lost_on_a_commit_whose_timer_died_is_sent_again(
+    tmp_path: Path, seed_net: FakeNetwork
+) -> None:
+    """Abandoned (its timer died): nothing would revert it, so it is not left "reverting"."""
+    b = seed_net.devices["B"]
+
+    def cannot_reach_a(sent: Sent) -> RemoteResult | None:
+        if sent.kind != "verify":
+            return None
+        return RemoteResult(0, "hs A none\nping overlay A fail\n", "")
+
+    def timer_died(sent: Sent) -> None:
+        b.commits[_token(sent)] = "abandoned"
+
+    b.faults.append(cannot_reach_a)
+    b.faults.append(_once("safety:rollback", timer_died))
+    outcome, ui = apply(seed(tmp_path), seed_net)
+    assert outcome.sites["B"].result is Result.ROLLED_BACK, ui.text
+    assert len(_sessions(b, "safety:rollback")) == 2

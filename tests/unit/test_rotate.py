@@ -4,16 +4,18 @@ transport; what the commands do on real routers is tests/lab/test_rotate_lab.py'
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from sitewire.cli.main import run
 from sitewire.deploy.events import KeyMade, StepStarted
-from sitewire.deploy.run import Result
+from sitewire.deploy.remote import RemoteResult
+from sitewire.deploy.run import Outcome, Result
 from sitewire.pipeline import open_workspace
-from tests.fake_transport import FakeDevice, FakeNetwork
-from tests.unit.test_apply_orchestration import apply, factory, network, seed
+from tests.fake_transport import FakeDevice, FakeNetwork, Sent
+from tests.unit.test_apply_orchestration import Recorder, apply, factory, network, seed
 
 
 @pytest.fixture
@@ -122,3 +124,27 @@ def test_a_rotate_without_sites_or_of_an_unknown_site_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "network.lock").exists()
+
+
+@pytest.mark.parametrize("kind", ["push", "step"])
+def test_a_site_that_fails_before_the_switch_holds_no_other_site_at_the_gate(
+    applied: tuple[Path, FakeNetwork], kind: str
+) -> None:
+    """Every site waits for the others' files (and live steps) before the switch; one that
+    fails on the way must not leave them waiting for ever."""
+    spec, net = applied
+
+    def broken(sent: Sent) -> RemoteResult | None:
+        return RemoteResult(1, "", "uci: Parse error\n") if sent.kind == kind else None
+
+    net.devices["B"].faults.append(broken)
+    finished: list[tuple[Outcome, Recorder]] = []
+    worker = threading.Thread(
+        target=lambda: finished.append(apply(spec, net, rotate=frozenset({"A", "B"}))),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert finished, "the rotation never finished: a site waits at a gate"
+    outcome, ui = finished[0]
+    assert outcome.sites["B"].result is not Result.CONFIRMED, ui.text

@@ -285,24 +285,28 @@ async def _configure(
     armed: Mapping[str, Armed],
     prepared: Mapping[str, Prepared],
 ) -> dict[str, Configured]:
-    rotation = Rotation(run.opts, len(armed)) if run.opts.rotate else None
+    rotation = Rotation(run.opts, armed) if run.opts.rotate else None
 
     async def one(name: str) -> Configured:
+        try:
+            return await configure(name)
+        finally:
+            if rotation is not None:  # a site that failed anywhere holds no gate shut
+                rotation.leave(name)
+
+    async def configure(name: str) -> Configured:
         site, planned = run.sites[name], final.site(name)
         session = run.sessions[name]
         drop = run.opts.remove_foreign
         held = replace(before[name].held, keep_peers=diffs[name].keep_peers, drop_foreign=drop)
         rendered = site.driver.render(final, planned, run.secrets, held.facts, drop_foreign=drop)
-        try:
-            for item in site.driver.push(rendered, held):
-                if isinstance(item, Command):
-                    await guarded(session, armed[name], item.command, item.what, stdin=item.stdin)
-                else:
-                    await session.put(item.path, item.text, item.mode)
-        finally:
-            if rotation is not None:
-                rotation.pushed.arrive()
+        for item in site.driver.push(rendered, held):
+            if isinstance(item, Command):
+                await guarded(session, armed[name], item.command, item.what, stdin=item.stdin)
+            else:
+                await session.put(item.path, item.text, item.mode)
         if rotation is not None:  # every site's files first, then the switch everywhere at once
+            rotation.pushed.arrive(name)
             await rotation.pushed.opened.wait()
         steps = site.driver.live_steps(
             planned,

@@ -266,7 +266,8 @@ async def _roll_back(
     except SitewireError:
         # No answer: ask the router what became of its commit, over a new connection.
         state = safety.Outcome.UNKNOWN if again else await _ask(run, name, armed)
-        if state is safety.Outcome.PENDING and not again:
+        # Abandoned: its timer died, so nothing would revert it; the rollback launches one.
+        if state in _UNDECIDED and not again:
             return await _roll_back(run, name, armed, problems, again=True)
     if state in (safety.Outcome.REVERTED, safety.Outcome.BOOT_REVERTED):
         return Decision(Result.ROLLED_BACK, problems)
@@ -282,7 +283,9 @@ async def _confirm_unanswered(run: Run, name: str, armed: Armed, error: str) -> 
     (confirm is idempotent)."""
     device = run.sites[name].device
     state = await _ask(run, name, armed)
-    if state is safety.Outcome.PENDING:
+    # Confirmed already: the reply may have been lost before the confirm removed the backup
+    # from flash and released the lock, so it runs once more (a boot would restore that backup).
+    if state in (*_UNDECIDED, safety.Outcome.CONFIRMED):
         try:
             await timed(
                 safety.confirm(run.sessions[name], armed.token, device=device), 60, name, "confirm"
@@ -299,6 +302,10 @@ async def _confirm_unanswered(run: Run, name: str, armed: Armed, error: str) -> 
     if state is safety.Outcome.UNKNOWN:
         error += "; and the router could not be asked again: its timer reverts unless it got it"
     return Decision(Result.REVERTING, (Problem(Kind.CONFIRM, error),))
+
+
+# A commit that nothing has decided yet: its timer still runs, or died (abandoned).
+_UNDECIDED = (safety.Outcome.PENDING, safety.Outcome.ABANDONED)
 
 
 async def _ask(run: Run, name: str, armed: Armed) -> safety.Outcome:

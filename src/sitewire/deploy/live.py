@@ -164,14 +164,15 @@ def psk_live_script(
 
 def peers_running_script(site: SitePlan, attempts: int = 100) -> str:
     """Wait (up to `attempts` tenths of a second) until the interface runs every planned peer:
-    a handler's `renew` applies them after ubus has already answered."""
+    a handler's `renew` applies them after ubus has already answered. Fails if it never does."""
     q = shlex.quote
     keys = " ".join(q(p.public_key) for p in site.peers if p.public_key)
     return (
         f"sw_n=0; while :; do sw_have=$(wg show {q(site.interface)} peers); sw_ok=1; "
         f'for sw_k in {keys}; do printf "%s\\n" "$sw_have" | grep -qxF -e "$sw_k" || sw_ok=0; '
         f"done; [ $sw_ok = 0 ] || break; sw_n=$((sw_n + 1)); [ $sw_n -lt {attempts} ] || break; "
-        "sleep 0.1 2>/dev/null || sleep 1; done"
+        'sleep 0.1 2>/dev/null || sleep 1; done; [ $sw_ok = 1 ] || { echo "not every planned '
+        'peer runs" >&2; exit 1; }'
     )
 
 

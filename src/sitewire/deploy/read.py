@@ -192,8 +192,9 @@ def refuse_no_cron(site: SitePlan, facts: DeviceFacts) -> None:
     if site.watchdog and facts.cron == ():
         names = ", ".join(p.name for p in site.peers if p.dial and p.dial.endpoint.kind == "name")
         raise ApplyError(
-            f"no cron daemon runs here, and the job that re-resolves {names}'s DNS endpoint "
-            f"when handshakes stop is a cron job (/etc/cron.d/sitewire-{site.interface})",
+            f"no cron daemon that reads /etc/cron.d runs here, and the job that re-resolves "
+            f"{names}'s DNS endpoint when handshakes stop is one "
+            f"(/etc/cron.d/sitewire-{site.interface})",
             where=site.name,
             fix="install and start one (Debian: apt-get install cron; systemctl enable --now "
             "cron), then apply again",

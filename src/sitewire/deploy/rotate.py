@@ -12,7 +12,7 @@ WireGuard's 5 s. With --psk the pairs' new preshared keys are made live too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from sitewire.deploy.events import Event
 from sitewire.deploy.live import (
@@ -29,24 +29,29 @@ from sitewire.plan.model import SitePlan
 
 
 class Gate:
-    """Opens once every site has arrived (its part done, or failed)."""
+    """Opens once every site has arrived (its part done, or failed); arriving twice is once."""
 
-    def __init__(self, sites: int) -> None:
-        self.left = sites
+    def __init__(self, sites: Collection[str]) -> None:
+        self.waiting = set(sites)
         self.opened = asyncio.Event()
-        if sites <= 0:
+        if not self.waiting:
             self.opened.set()
 
-    def arrive(self) -> None:
-        self.left -= 1
-        if self.left <= 0:
+    def arrive(self, site: str) -> None:
+        self.waiting.discard(site)
+        if not self.waiting:
             self.opened.set()
 
 
 class Rotation:
-    def __init__(self, opts: Options, sites: int) -> None:
+    def __init__(self, opts: Options, sites: Collection[str]) -> None:
         self.rotate, self.psk = opts.rotate, opts.rotate_psk
         self.pushed, self.switched = Gate(sites), Gate(sites)
+
+    def leave(self, site: str) -> None:
+        """`site` is done (or failed, wherever): no gate waits for it any more."""
+        self.pushed.arrive(site)
+        self.switched.arrive(site)
 
     def _touched(self, planned: SitePlan) -> list[str]:
         """The peers whose keys change on this site: all of them if it rotates."""
@@ -83,7 +88,7 @@ class Rotation:
         try:
             done = await run_steps(session, armed, self.steps(planned, driver, steps), emit)
         finally:
-            self.switched.arrive()
+            self.switched.arrive(planned.name)
         await self.switched.opened.wait()
         script = rehandshake_script(planned, self._touched(planned), driver.psk_read)
         if script is None or done.problem is not None:

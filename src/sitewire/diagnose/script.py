@@ -115,13 +115,14 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "cron",
-        # The cron daemons running (their process names: Debian's cron, cronie's and BusyBox's
-        # crond, fcron; not a zombie) that see this /etc (the same mount namespace, where that
-        # can be read), from /proc: a job in /etc/cron.d runs only if one does.
+        # The cron daemons running that read /etc/cron.d (Debian's cron, cronie's crond; not
+        # BusyBox's crond, nor fcron, which read only their own tables), not a zombie, seeing
+        # this /etc (the same mount namespace, where that can be read), from /proc.
         "_m=$(readlink /proc/self/ns/mnt 2>/dev/null)\n"
         "for _p in /proc/[0-9]*; do\n"
         '\tread -r _c < "$_p/comm" 2>/dev/null || continue\n'
-        "\tcase $_c in cron | crond | fcron) ;; *) continue ;; esac\n"
+        "\tcase $_c in cron | crond) ;; *) continue ;; esac\n"
+        '\tcase $(readlink "$_p/exe" 2>/dev/null) in *busybox*) continue ;; esac\n'
         "\tgrep -q '^State:[[:space:]]*Z' \"$_p/status\" 2>/dev/null && continue\n"
         '\t_o=$(readlink "$_p/ns/mnt" 2>/dev/null)\n'
         '\t[ -z "$_m" ] || [ -z "$_o" ] || [ "$_o" = "$_m" ] && echo "$_c"\n'
@@ -154,7 +155,7 @@ COMMANDS = {
     "tailscale": "tailscale debug prefs",
     "space": "df -Pk /etc /tmp",
     "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",
-    "cron": "ps -e -o comm | grep -x -e cron -e crond -e fcron",
+    "cron": "ps -e -o comm | grep -x -e cron -e crond",
 }
 
 

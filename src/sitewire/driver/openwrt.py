@@ -146,9 +146,11 @@ class OpenWrt:
         option = shlex.quote(f"network.{iface}.private_key")
         section = shlex.quote(f"network.{iface}")
         # Only this option is committed: nothing else may be pending when the key is made.
+        # The key through `printf` (the shell's own) into `uci batch`: on no command line.
         make = (
             f"uci -q get {section} >/dev/null || uci set {section}=interface; "
-            f'key=$(wg genkey); uci set {option}="$key"; key=; uci commit network'
+            f'key=$(wg genkey); printf "set %s=\'%s\'\\n" {option} "$key" | uci batch; '
+            "key=; uci commit network"
         )
         if not replace:
             make = f'if [ -z "$(uci -q get {option})" ]; then {make}; fi'
@@ -167,7 +169,7 @@ class OpenWrt:
         option = shlex.quote(f"network.{peer_section(peer)}.preshared_key")
         return (
             f"read -r psk; uci -q get {section} >/dev/null || uci set {section}=wireguard_{iface}; "
-            f'uci set {option}="$psk"; uci commit network'
+            f'printf "set %s=\'%s\'\\n" {option} "$psk" | uci batch; psk=; uci commit network'
         )
 
     # --- change

@@ -37,14 +37,22 @@ fi
 RESTORE = r"""
 live_peers() {
 	tab=$(printf '\t')
-	wg show "$1" dump > "$D/live/now" || return 1
-	tail -n +2 "$D/live/now" | while IFS=$tab read -r pk rest; do
+	umask 077
+	# not the first line, the interface's private key (a failed `wg show`: every saved peer
+	# is set again, and the first `wg set` that fails hands over to the caller's fallback)
+	wg show "$1" dump | tail -n +2 > "$D/live/now" || return 1
+	while IFS=$tab read -r pk rest; do
 		grep -q -F -e "$pk$tab" "$D/live/peers" ||
 			wg set "$1" peer "$pk" remove || log "cannot remove peer $pk"
-	done
+	done < "$D/live/now"
 	while IFS=$tab read -r pk psk ep ips hs rx tx ka; do
 		now=$(grep -F -e "$pk$tab" "$D/live/now" | cut -f 1-4,8)
 		[ "$now" != "$pk$tab$psk$tab$ep$tab$ips$tab$ka" ] || continue
+		# No endpoint before, one now: `wg set` cannot unset it; the peer is made anew.
+		lr_ep=$(echo "$now" | cut -f 3)
+		if [ "$ep" = "(none)" ] && [ -n "$now" ] && [ "$lr_ep" != "(none)" ]; then
+			wg set "$1" peer "$pk" remove || log "cannot remove peer $pk"
+		fi
 		[ "$ips" != "(none)" ] || ips=
 		set_peer "$1" "$pk" "$psk" "$ep" "$ips" "$ka" ||
 			{ log "cannot restore peer $pk"; rm -f "$D/live/now"; return 1; }
@@ -72,9 +80,11 @@ live_restore() {
 			cut -d' ' -f1 "$D/live/route$v" | grep -qxF -e "$dst" ||
 				ip -$v route del "$dst" dev "$1" || log "cannot remove the route $dst"
 		done
+		set -f # the saved route's words, split, never globbed
 		grep -v ' proto kernel' "$D/live/route$v" | while read -r r; do
 			ip -$v route replace $r dev "$1" || log "cannot restore the route $r"
 		done
+		set +f
 	done
 	log "restored the running peers and routes of $1"
 }
