@@ -367,17 +367,53 @@ def test_2_a_missing_forwarding_either_direction(site: str, src: str, dest: str)
     assert f"uci set firewall.sw_fwd_{src}_{dest}.dest='{dest}'" in finding.fix
 
 
-def test_2_a_disabled_forwarding_is_missing_and_its_fix_starts_clean() -> None:
+@pytest.mark.parametrize("off", ["0", "no", "off", "false"])
+def test_2_a_disabled_forwarding_is_named_as_disabled(off: str) -> None:
+    """fw4 reads `enabled` as a boolean (0/no/off/false): the section is there, and ignored."""
     plan = seed_plan()
     fw = firewall_uci(plan, "A").replace(
-        "option dest 'sitewire'\n", "option dest 'sitewire'\n\toption enabled '0'\n"
+        "option dest 'sitewire'\n", f"option dest 'sitewire'\n\toption enabled '{off}'\n"
     )
     finding = one(
         diagnose(seed_live(plan, {"A": facts(plan, "A", uci_firewall=(fw, 0))})),
-        "missing-forwarding",
+        "disabled-forwarding",
         "A",
     )
-    assert finding.fix.startswith("uci -q delete firewall.sw_fwd_lan_sitewire; ")
+    assert f"lan → sitewire is disabled (enabled '{off}')" in finding.problem
+    assert finding.evidence[0] == "$ uci show firewall.sw_fwd_lan_sitewire"
+    assert finding.fix.startswith(
+        "uci set firewall.sw_fwd_lan_sitewire.enabled='1' && uci commit firewall"
+    )
+
+
+@pytest.mark.parametrize("on", ["1", "yes", "on", "true", "maybe"])
+def test_2_an_enabled_forwarding_in_any_spelling_is_no_finding(on: str) -> None:
+    plan = seed_plan()
+    fw = firewall_uci(plan, "A").replace(
+        "option dest 'sitewire'\n", f"option dest 'sitewire'\n\toption enabled '{on}'\n"
+    )
+    none(diagnose(seed_live(plan, {"A": facts(plan, "A", uci_firewall=(fw, 0))})))
+
+
+def test_a_disabled_zone_is_named_once_not_as_no_zone() -> None:
+    plan = seed_plan()
+    fw = firewall_uci(plan, "B").replace(
+        "option name 'sitewire'\n", "option name 'sitewire'\n\toption enabled 'off'\n"
+    )
+    finding = one(
+        diagnose(seed_live(plan, {"B": facts(plan, "B", uci_firewall=(fw, 0))})),
+        "disabled-zone",
+        "B",
+    )
+    assert "zone 'sitewire' holds wg0 but is disabled (enabled 'off')" in finding.problem
+    assert finding.fix.startswith("uci set firewall.sw_zone.enabled='1'")
+
+
+def test_a_disabled_second_zone_is_no_second_zone() -> None:
+    plan = seed_plan()
+    extra = "\nconfig zone\n\toption name 'old'\n\tlist network 'wg0'\n\toption enabled '0'\n"
+    a = facts(plan, "A", uci_firewall=(firewall_uci(plan, "A") + extra, 0))
+    none(diagnose(seed_live(plan, {"A": a})))
 
 
 def test_2_a_wildcard_forwarding_covers_the_zone() -> None:

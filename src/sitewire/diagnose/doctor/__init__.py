@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sitewire.diagnose.doctor.ddns import check_ddns
-from sitewire.diagnose.doctor.firewall import check_forwardings, check_no_zone, check_port_open
+from sitewire.diagnose.doctor.firewall import (
+    check_disabled_zone,
+    check_forwardings,
+    check_no_zone,
+    check_port_open,
+)
 from sitewire.diagnose.doctor.interface import check_interface_running
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
 from sitewire.diagnose.doctor.mtu import check_mtu
@@ -35,6 +40,7 @@ __all__ = [
     "Finding",
     "Live",
     "check_ddns",
+    "check_disabled_zone",
     "check_duplicate_peers",
     "check_foreign_peers",
     "check_forwardings",
@@ -66,6 +72,7 @@ CHECKS = (
     check_saved_not_live,
     check_mtu,
     check_no_zone,
+    check_disabled_zone,
     check_duplicate_peers,
     check_zones,
     check_foreign_peers,

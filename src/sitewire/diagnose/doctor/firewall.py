@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sitewire.diagnose.doctor.model import APPLY, Finding, Live
+from sitewire.diagnose.doctor.model import APPLY, Finding, Live, fw4_enabled
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import parse_number
 from sitewire.driver import driver_for
@@ -22,12 +22,45 @@ def _uci_line(package: str, section: Section) -> str:
 
 def _zone_of(facts: DeviceFacts, iface: str) -> Section | None:
     """The zone fw4 puts the interface in: sitewire's where it is one of several (a second zone
-    is `interface-in-two-zones`'s), else the one its `option zone` names, else the first."""
+    is `interface-in-two-zones`'s), else the one its `option zone` names, else the first; a
+    disabled zone fw4 ignores."""
     if facts.firewall is None:
         return None
-    zones = zones_holding(facts.network, facts.firewall, iface)
+    zones = [z for z in zones_holding(facts.network, facts.firewall, iface) if fw4_enabled(z[0])]
     ranked = sorted(zones, key=lambda zb: (zb[0].name != "sw_zone", zb[1] is not None))
     return ranked[0][0] if ranked else None
+
+
+def _enable_fix(ref: str) -> str:
+    return (
+        f"uci set firewall.{ref}.enabled='1' && uci commit firewall && "
+        f"/etc/init.d/firewall reload   (or: {APPLY})"
+    )
+
+
+def check_disabled_zone(live: Live, site: SitePlan) -> list[Finding]:
+    """The zones holding the interface are all disabled: fw4 leaves it in none."""
+    facts = live.facts[site.name]
+    firewall = facts.firewall
+    if not driver_for(site.platform).uses_fw4 or firewall is None:
+        return []
+    zones = zones_holding(facts.network, firewall, site.interface)
+    if not zones or _zone_of(facts, site.interface) is not None:
+        return []
+    zone = zones[0][0]
+    ref = firewall.ref(zone)
+    name = zone.options.get("name", ref)
+    return [
+        Finding(
+            "disabled-zone",
+            site.name,
+            f"zone '{name}' holds {site.interface} but is disabled (enabled "
+            f"'{zone.options.get('enabled')}'): fw4 ignores it and rejects what crosses "
+            f"{site.interface}",
+            (f"$ uci show firewall.{ref}", _uci_line("firewall", zone)),
+            _enable_fix(ref),
+        )
+    ]
 
 
 def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:
@@ -35,8 +68,8 @@ def check_no_zone(live: Live, site: SitePlan) -> list[Finding]:
     facts = live.facts[site.name]
     if not driver_for(site.platform).uses_fw4 or facts.firewall is None:
         return []
-    if _zone_of(facts, site.interface) is not None:
-        return []
+    if zones_holding(facts.network, facts.firewall, site.interface):
+        return []  # held by a zone, enabled or (check_disabled_zone's) not
     zones = [
         _uci_line("firewall", z)
         for z in facts.firewall.sections_of_type("zone")
@@ -63,17 +96,25 @@ def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
     if zone is None:
         return []  # check_no_zone owns this
     name = str(zone.options.get("name", ""))
-    have = {
-        (f.options.get("src"), f.options.get("dest"))
-        for f in facts.firewall.sections_of_type("forwarding")
-        if f.options.get("enabled", "1") != "0"
-    }
+    forwardings = facts.firewall.sections_of_type("forwarding")
+    have = {(f.options.get("src"), f.options.get("dest")) for f in forwardings if fw4_enabled(f)}
     out = []
     for src, dest in (("lan", name), (name, "lan")):
         # fw4 takes `*` for any zone on either side (reference §2.2).
         if {(src, dest), ("*", dest), (src, "*"), ("*", "*")} & have:
             continue
-        shown = [_uci_line("firewall", f) for f in facts.firewall.sections_of_type("forwarding")]
+        off = next(
+            (
+                f
+                for f in forwardings
+                if (f.options.get("src"), f.options.get("dest")) == (src, dest)
+            ),
+            None,
+        )
+        if off is not None:
+            out.append(_disabled_forwarding(site, facts, off, src, dest))
+            continue
+        shown = [_uci_line("firewall", f) for f in forwardings]
         out.append(
             Finding(
                 "missing-forwarding",
@@ -96,6 +137,26 @@ def check_forwardings(live: Live, site: SitePlan) -> list[Finding]:
     return out
 
 
+def _disabled_forwarding(
+    site: SitePlan, facts: DeviceFacts, forwarding: Section, src: str, dest: str
+) -> Finding:
+    assert facts.firewall is not None
+    ref = facts.firewall.ref(forwarding)
+    return Finding(
+        "disabled-forwarding",
+        site.name,
+        f"the firewall forwarding {src} → {dest} is disabled (enabled "
+        f"'{forwarding.options.get('enabled')}'): "
+        + (
+            "LAN hosts cannot send into the tunnel"
+            if src == "lan"
+            else "the remote LANs cannot reach this LAN"
+        ),
+        (f"$ uci show firewall.{ref}", _uci_line("firewall", forwarding)),
+        _enable_fix(ref),
+    )
+
+
 def _port_open(facts: DeviceFacts, port: int) -> bool:
     assert facts.firewall is not None
     # fw4 reads policies and targets case-insensitively; a rule's `src` may be `*` (any
@@ -105,7 +166,7 @@ def _port_open(facts: DeviceFacts, port: int) -> bool:
             return True
     for rule in facts.firewall.sections_of_type("rule"):
         o = rule.options
-        if o.get("enabled", "1") == "0" or o.get("src") not in ("wan", "*"):
+        if not fw4_enabled(rule) or o.get("src") not in ("wan", "*"):
             continue
         if str(o.get("target", "")).upper() != "ACCEPT":
             continue

@@ -10,8 +10,16 @@ from sitewire.diagnose.parse import WgPeer
 from sitewire.diagnose.probes import Probes
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
+from sitewire.uci import Section
 
 APPLY = "sitewire apply"
+# firewall4 reads `enabled` as a boolean (fw4.uc parse_bool): these mean off; anything else,
+# or no option, is its default, on.
+FW4_OFF = ("0", "off", "false", "no")
+
+
+def fw4_enabled(section: Section) -> bool:
+    return section.options.get("enabled", "1") not in FW4_OFF
 
 
 @dataclass(frozen=True, slots=True)

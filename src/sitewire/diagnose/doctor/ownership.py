@@ -7,7 +7,14 @@ winning a key's AllowedIPs and routes; fw4 puts a packet in whichever zone it ma
 
 from __future__ import annotations
 
-from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line
+from sitewire.diagnose.doctor.model import (
+    APPLY,
+    Finding,
+    Live,
+    actual_key,
+    dump_line,
+    fw4_enabled,
+)
 from sitewire.driver import driver_for
 from sitewire.plan.model import SitePlan
 from sitewire.render.takeover import zones_holding
@@ -57,7 +64,7 @@ def check_zones(live: Live, site: SitePlan) -> list[Finding]:
     firewall = facts.firewall
     if not driver_for(site.platform).uses_fw4 or firewall is None:
         return []
-    zones = zones_holding(facts.network, firewall, site.interface)
+    zones = [z for z in zones_holding(facts.network, firewall, site.interface) if fw4_enabled(z[0])]
     if len(zones) < 2:
         return []
     iface = site.interface
