@@ -67,3 +67,28 @@ def test_the_wireguard_zone_switched_off(seed: Seed) -> None:
     sh(seed, "B", fix_command(finding))
     tunnel_up(seed)
     healthy(seed)
+
+
+@pytest.mark.lab
+def test_the_listen_port_opened_for_ipv4_only_while_b_dials_over_ipv6(seed: Seed) -> None:
+    """A's WAN rule restricted to IPv4 (`family ipv4`, as a person copying an IPv4 guide
+    would) while B dials A's name, which it reaches over IPv6: the running flow survives in
+    conntrack, the next one from B is dropped."""
+    seed.undo.append(
+        lambda: sh(
+            seed, "A", "uci -q delete firewall.sw_allow_wg0.family; uci commit firewall; fw4 reload"
+        )
+    )
+    endpoint = sh(seed, "B", "wg show wg0 endpoints").split()[1]
+    assert endpoint.startswith("["), endpoint  # the lab's B reaches A over IPv6
+    sh(seed, "A", "uci set firewall.sw_allow_wg0.family='ipv4' && uci commit firewall")
+    sh(seed, "A", "/etc/init.d/firewall reload")
+    rule = sh(seed, "A", "nft list chain inet fw4 input_wan | grep 'Allow-sitewire-wg0'")
+    assert "meta nfproto ipv4" in rule, rule  # fw4 really made it IPv4 only
+
+    finding = only(doctor(seed), "port-closed-for-family", "A")
+    assert "accepted from wan for IPv4 only, and B dials this site over IPv6" in finding.problem
+
+    sh(seed, "A", fix_command(finding))
+    assert "nfproto" not in sh(seed, "A", "nft list chain inet fw4 input_wan | grep Allow-sitewire")
+    healthy(seed)

@@ -695,3 +695,29 @@ def test_a_foreign_peer_is_named_and_kept() -> None:
     finding = one(diagnose(seed_live(plan, {"A": a})), "foreign-peer", "A")
     assert f"runs a peer sitewire does not plan ({stranger[:8]}…, 10.99.0.2/32)" in finding.problem
     assert f"wg set wg0 peer {stranger} remove" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("family", "dialled", "found"),
+    [
+        ("ipv4", "[fd53:5357:0:1::10]:51820", True),  # the story's A: reached over IPv6
+        ("ipv6", "198.18.0.10:51820", True),
+        ("ipv4", "198.18.0.10:51820", False),
+        ("any", "[fd53:5357:0:1::10]:51820", False),
+    ],
+)
+def test_3_a_port_open_for_the_other_ip_version_than_the_one_dialled(
+    family: str, dialled: str, found: bool
+) -> None:
+    plan = seed_plan()
+    allow = ALLOW_WG0 + f"\toption family '{family}'\n"
+    a = facts(plan, "A", uci_firewall=(firewall_uci(plan, "A", allow=allow), 0))
+    b = facts(plan, "B", wg=(wg_dump(plan, "B", endpoint={"A": dialled}), 0))
+    findings = diagnose(seed_live(plan, {"A": a, "B": b}))
+    if not found:
+        none(findings)
+        return
+    finding = one(findings, "port-closed-for-family", "A")
+    assert f"and B dials this site over IPv{6 if family == 'ipv4' else 4}" in finding.problem
+    assert any(f"family={family}" in line for line in finding.evidence), finding.evidence
+    assert finding.fix.startswith("uci -q delete firewall.sw_allow_wg0.family; uci commit firewall")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sitewire.diagnose.doctor.model import APPLY, Finding, Live, fw4_enabled
+from sitewire.diagnose.doctor.model import APPLY, Finding, Live, fw4_enabled, live_peer
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import parse_number
 from sitewire.driver import driver_for
@@ -157,33 +157,55 @@ def _disabled_forwarding(
     )
 
 
-def _port_open(facts: DeviceFacts, port: int) -> bool:
+def fw4_families(value: object) -> frozenset[int]:
+    """The IP versions a fw4 `family` option admits (fw4.uc parse_family): none set, `any`,
+    `all` or `*` is both; `inet` or a value with a 4 is IPv4; one with a 6, IPv6."""
+    text = str(value) if value is not None else "any"
+    if text in ("any", "all", "*"):
+        return frozenset({4, 6})
+    if text == "inet" or "4" in text:
+        return frozenset({4})
+    return frozenset({6}) if "6" in text else frozenset({4, 6})
+
+
+def _port_open_for(facts: DeviceFacts, port: int) -> tuple[frozenset[int], list[Section]]:
+    """The IP versions whose packets to udp/`port` from wan the firewall accepts, and the
+    sections that do it (the wan zone, or the rules)."""
     assert facts.firewall is not None
     # fw4 reads policies and targets case-insensitively; a rule's `src` may be `*` (any
     # zone, as LuCI writes it) and its proto defaults to `tcpudp` (reference §2.1, §2.3).
     for zone in facts.firewall.sections_of_type("zone"):
         if zone.options.get("name") == "wan" and str(zone.options.get("input")).upper() == "ACCEPT":
-            return True
+            return fw4_families(zone.options.get("family")), [zone]
+    families: set[int] = set()
+    rules: list[Section] = []
     for rule in facts.firewall.sections_of_type("rule"):
-        o = rule.options
-        if not fw4_enabled(rule) or o.get("src") not in ("wan", "*"):
-            continue
-        if str(o.get("target", "")).upper() != "ACCEPT":
-            continue
-        if o.get("dest") not in (None, ""):
-            continue  # a forward rule, not input
-        proto = o.get("proto", "tcpudp")
-        protos = proto if isinstance(proto, tuple) else tuple(str(proto).split())
-        if not ({"udp", "tcpudp", "all", "any"} & {p.lower() for p in protos}):
-            continue
-        ports = o.get("dest_port")
-        if ports is None:
+        if _accepts(rule, port):
+            families |= fw4_families(rule.options.get("family"))
+            rules.append(rule)
+    return frozenset(families), rules
+
+
+def _accepts(rule: Section, port: int) -> bool:
+    o = rule.options
+    if not fw4_enabled(rule) or o.get("src") not in ("wan", "*"):
+        return False
+    if str(o.get("target", "")).upper() != "ACCEPT":
+        return False
+    if o.get("dest") not in (None, ""):
+        return False  # a forward rule, not input
+    proto = o.get("proto", "tcpudp")
+    protos = proto if isinstance(proto, tuple) else tuple(str(proto).split())
+    if not ({"udp", "tcpudp", "all", "any"} & {p.lower() for p in protos}):
+        return False
+    ports = o.get("dest_port")
+    if ports is None:
+        return True
+    for item in ports if isinstance(ports, tuple) else str(ports).split():
+        low, _, high = item.replace(":", "-").partition("-")
+        first, last = parse_number(low), parse_number(high or low)
+        if first is not None and last is not None and first <= port <= last:
             return True
-        for item in ports if isinstance(ports, tuple) else str(ports).split():
-            low, _, high = item.replace(":", "-").partition("-")
-            first, last = parse_number(low), parse_number(high or low)
-            if first is not None and last is not None and first <= port <= last:
-                return True
     return False
 
 
@@ -192,9 +214,12 @@ def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
     facts = live.facts[site.name]
     if not driver_for(site.platform).uses_fw4 or facts.firewall is None:
         return []
-    if site.firewall.open_port is None or _port_open(facts, site.firewall.open_port):
+    if site.firewall.open_port is None:
         return []
     port = site.firewall.open_port
+    families, rules = _port_open_for(facts, port)
+    if families:
+        return _family_closed(live, site, port, families, rules)
     shown = [
         _uci_line("firewall", z)
         for z in facts.firewall.sections_of_type("zone")
@@ -221,3 +246,43 @@ def check_port_open(live: Live, site: SitePlan) -> list[Finding]:
             f"&& /etc/init.d/firewall reload   (or: {APPLY})",
         )
     ]
+
+
+def _family_closed(
+    live: Live, site: SitePlan, port: int, families: frozenset[int], rules: list[Section]
+) -> list[Finding]:
+    """The port is open for one IP version, and a site dials this one over the other."""
+    facts = live.facts[site.name]
+    assert facts.firewall is not None
+    out = []
+    for other in live.plan.sites():
+        if other.name == site.name or other.name not in live.facts:
+            continue
+        peer = next((p for p in other.peers if p.name == site.name), None)
+        if peer is None or peer.dial is None:
+            continue
+        running = live_peer(live, other, site.name)
+        if running is None or running.endpoint is None:
+            continue
+        version = running.endpoint.ip.version
+        if version in families:
+            continue
+        fix = "".join(f"uci -q delete firewall.{facts.firewall.ref(r)}.family; " for r in rules)
+        fix += "uci commit firewall && /etc/init.d/firewall reload"
+        out.append(
+            Finding(
+                "port-closed-for-family",
+                site.name,
+                f"udp/{port} is accepted from wan for IPv{min(families)} only, and "
+                f"{other.name} dials this site over IPv{version} ({running.endpoint}): its "
+                "handshakes are dropped once the current flow's conntrack entry goes",
+                (
+                    "$ uci show firewall  (what accepts the port from wan)",
+                    *(_uci_line("firewall", r) for r in rules),
+                    f"$ wg show {other.interface} endpoints  (on {other.name})",
+                    f"{running.public_key}\t{running.endpoint}",
+                ),
+                f"{fix}   (or: {APPLY})",
+            )
+        )
+    return out
