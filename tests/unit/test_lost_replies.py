@@ -38,6 +38,13 @@ def _once(kind: str, act: Callable[[Sent], object]) -> Fault:
     return fault
 
 
+def _cannot_reach_a(sent: Sent) -> RemoteResult | None:
+    """B's verification: no handshake with A, no ping across: B is rolled back."""
+    if sent.kind != "verify":
+        return None
+    return RemoteResult(0, "hs A none\nping overlay A fail\n", "")
+
+
 def _token(sent: Sent) -> str:
     return sent.command.split()[-1]
 
@@ -107,12 +114,7 @@ def test_a_rollback_whose_reply_is_lost_reports_what_the_router_did(
 ) -> None:
     b = seed_net.devices["B"]
 
-    def cannot_reach_a(sent: Sent) -> RemoteResult | None:
-        if sent.kind != "verify":
-            return None
-        return RemoteResult(0, "hs A none\nping overlay A fail\n", "")
-
-    b.faults.append(cannot_reach_a)
+    b.faults.append(_cannot_reach_a)
     b.faults.append(_once("safety:rollback", lambda sent: b._safety("rollback", sent.command)))
     outcome, ui = apply(seed(tmp_path), seed_net)
     assert outcome.sites["B"].result is Result.ROLLED_BACK, ui.text
@@ -125,15 +127,10 @@ def test_a_rollback_lost_on_a_commit_whose_timer_died_is_sent_again(
     """Abandoned (its timer died): nothing would revert it, so it is not left "reverting"."""
     b = seed_net.devices["B"]
 
-    def cannot_reach_a(sent: Sent) -> RemoteResult | None:
-        if sent.kind != "verify":
-            return None
-        return RemoteResult(0, "hs A none\nping overlay A fail\n", "")
-
     def timer_died(sent: Sent) -> None:
         b.commits[_token(sent)] = "abandoned"
 
-    b.faults.append(cannot_reach_a)
+    b.faults.append(_cannot_reach_a)
     b.faults.append(_once("safety:rollback", timer_died))
     outcome, ui = apply(seed(tmp_path), seed_net)
     assert outcome.sites["B"].result is Result.ROLLED_BACK, ui.text
