@@ -141,25 +141,30 @@ def _workspace(spec: Path, where: Reach) -> Workspace:
     return open_workspace(spec, where.lock_path, where.keys_path)
 
 
+def _timer(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-confirm and --revert-after, for the commands that change devices under a timer."""
+    func = click.option(
+        "--revert-after",
+        type=click.IntRange(10, 3600),
+        default=300,
+        show_default=True,
+        help="Seconds after which a router restores its backup unless the change is confirmed.",
+    )(func)
+    return click.option(
+        "--no-confirm",
+        is_flag=True,
+        help="Verify, but leave each change pending: each router reverts it unless "
+        "'sitewire confirm' runs within --revert-after seconds.",
+    )(func)
+
+
 @click.command()
 @_SPEC
 @_common
 @_reporting
 @click.option("-y", "--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Show what would change on each site and stop.")
-@click.option(
-    "--no-confirm",
-    is_flag=True,
-    help="Verify, but leave each change pending: each router reverts it unless "
-    "'sitewire confirm' runs within --revert-after seconds.",
-)
-@click.option(
-    "--revert-after",
-    type=click.IntRange(10, 3600),
-    default=300,
-    show_default=True,
-    help="Seconds after which a router restores its backup unless the change is confirmed.",
-)
+@_timer
 @click.option(
     "--local-keys",
     "keys_path",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sitewire.cli.apply import _common, _reporting, reach, run_apply
+from sitewire.cli.apply import _common, _reporting, _timer, reach, run_apply
 from sitewire.deploy.run import Options
 from sitewire.errors import InputError
 from sitewire.pipeline import open_workspace
@@ -26,18 +26,7 @@ from sitewire.pipeline import open_workspace
 @_common
 @_reporting
 @click.option("-y", "--yes", is_flag=True, help="Rotate without asking.")
-@click.option(
-    "--no-confirm",
-    is_flag=True,
-    help="Verify, but leave each change pending for 'sitewire confirm' or 'rollback'.",
-)
-@click.option(
-    "--revert-after",
-    type=click.IntRange(10, 3600),
-    default=300,
-    show_default=True,
-    help="Seconds after which a router restores its old key unless the change is confirmed.",
-)
+@_timer
 def rotate(
     sites: tuple[str, ...],
     spec: Path,
