@@ -53,7 +53,8 @@ def test_rotate_makes_a_new_key_on_the_router_and_tells_every_peer(
     assert "if [ -z " not in script and "wg genkey" in script
     assert [s.kind for s in a.sent].index("safety:arm") < [s.kind for s in a.sent].index("key")
     assert all("if [ -z " in c for c in b.commands("key"))
-    assert [e.site for e in ui.events if isinstance(e, KeyMade)] == ["A"]
+    assert [(e.site, e.replaced) for e in ui.events if isinstance(e, KeyMade)] == [("A", True)]
+    assert f"A: new private key made on the device; public key {a.pubkey}" in ui.text
     assert "A: private key: replaced by a new one made on the device" in ui.text
     # B's peer A gets the new public key; A makes the new key live first, without ifup.
     assert a.pubkey is not None and old["A"] is not None

@@ -55,8 +55,9 @@ def lines_for(event: Event) -> list[str]:
             return [f"{site}: backed up; it reverts by itself in {seconds} s unless confirmed"]
         case StepStarted(site, _, why):
             return [f"{site}: [#] {event.shown}" + (f"  ({why})" if why else "")]
-        case KeyMade(site, key):
-            return [f"{site}: private key made on the device; public key {key}"]
+        case KeyMade(site, key, replaced):
+            made = "new private key" if replaced else "private key"
+            return [f"{site}: {made} made on the device; public key {key}"]
         case PskShared(site, peer):
             return [f"{site}, {peer}: preshared key made on {site}, copied device to device"]
         case Verified(site, evidence, problems):

@@ -68,6 +68,7 @@ class StepStarted:
 class KeyMade:
     site: str
     public_key: str
+    replaced: bool = False  # `rotate`: a new key in place of the one the device had
 
 
 @dataclass(frozen=True, slots=True)

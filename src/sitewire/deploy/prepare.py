@@ -98,7 +98,7 @@ async def prepare_site(
             raise
         raise Touched(exc) from exc  # the key may be written: roll back, to be sure
     if making:
-        emit(KeyMade(site.name, key))
+        emit(KeyMade(site.name, key, replaced=replace_key))
     return Prepared(key, handler_fresh, touched)
 
 
