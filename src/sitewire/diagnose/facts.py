@@ -18,6 +18,7 @@ from sitewire.diagnose.parse import (
     InstalledPackages,
     IpRule,
     Link,
+    Neighbour,
     NetifdInterface,
     OpenWrtRelease,
     OsRelease,
@@ -34,6 +35,7 @@ from sitewire.diagnose.parse import (
     parse_handler,
     parse_ip_links,
     parse_ip_rules,
+    parse_neighbours,
     parse_netifd_dump,
     parse_number,
     parse_openwrt_release,
@@ -112,6 +114,8 @@ class DeviceFacts:
     notes: tuple[str, ...] = ()
     # OpenWrt: what netifd runs, by interface (None off OpenWrt, or where ubus did not answer)
     netifd: Mapping[str, NetifdInterface] | None = None
+    # `ip neigh`: hosts lately heard from (doctor pings one in a LAN across the tunnel)
+    neighbours: tuple[Neighbour, ...] = ()
 
     @property
     def wireguard_tools(self) -> bool:
@@ -230,6 +234,9 @@ def facts_from_sections(
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
         netifd=_read_netifd(reader) if "netifd" in reads else None,
+        neighbours=tuple(
+            (reader.optional("neigh", parse_neighbours) or ()) if "neigh" in reader.sections else ()
+        ),
         free_kib=_free_kib(reader.sections.get("space")),
         cron=_cron(reader.sections.get("cron")) if "cron" in reads else None,
         watchdog=(

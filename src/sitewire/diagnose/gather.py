@@ -73,7 +73,7 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
 
         async def probe(name: str) -> Probes:
             sections = await run_sections(sessions[name], probe_sections(plan, name, {**facts}))
-            return parse_probes(sections["sw_probes"])
+            return parse_probes(sections["sw_probes"], sections)
 
         probed = await run_on_sites(facts, probe)
         lost = _why(probed)

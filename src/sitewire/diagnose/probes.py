@@ -7,13 +7,15 @@ addresses: a router's facts end up in another router's script (issue 9).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
-from sitewire.diagnose.parse import ScriptSection, parse_number
+from sitewire.diagnose.parse import ScriptSection, UnexpectedOutput, parse_number
+from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
 from sitewire.strict import IPAddress, IPNetwork
@@ -27,6 +29,7 @@ class Target:
     overlay: str
     lan_address: str | None  # the remote router's own LAN address, if known
     lan_prefix: IPNetwork
+    host: str | None = None  # a host in its LAN its router lately heard from
 
 
 @dataclass
@@ -43,6 +46,11 @@ class Probes:
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> addresses
     lan_source: str | None = None  # the LAN host address the route checks used
     lan_device: str | None = None
+    devices: dict[str, str] = field(default_factory=dict)  # address -> the device holding it
+    ping_lan: dict[str, bool] = field(default_factory=dict)  # own LAN address -> site's
+    ping_host: dict[str, tuple[str, bool]] = field(default_factory=dict)  # site -> (host, ok)
+    ping_local: dict[str, bool] = field(default_factory=dict)  # own LAN host -> answered
+    ruleset: Ruleset | None = None  # the loaded nftables ruleset; None where nft is not
 
 
 def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
@@ -74,10 +82,20 @@ def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> l
             continue
         prefix = other.lan[0]
         found = lan_address(facts.get(other.name), prefix)
-        out.append(
-            Target(other.name, str(other.addresses[0].ip), str(found[0]) if found else None, prefix)
-        )
+        address = str(found[0]) if found else None
+        host = lan_neighbour(facts.get(other.name), prefix)
+        out.append(Target(other.name, str(other.addresses[0].ip), address, prefix, host))
     return out
+
+
+def lan_neighbour(facts: DeviceFacts | None, prefix: IPNetwork) -> str | None:
+    """A host in `prefix` (not the router) that the router lately heard from on its LAN
+    device: doctor pings it across the tunnel, and from its own router, in the same round."""
+    found = lan_address(facts, prefix)
+    if facts is None or found is None:
+        return None
+    hosts = (n.address for n in facts.neighbours if n.dev == found[1] and n.address in prefix)
+    return next((str(a) for a in hosts if a != found[0]), None)
 
 
 def running_mtu(facts: DeviceFacts | None, site: SitePlan) -> int:
@@ -94,22 +112,32 @@ def probe_sections(
     q = shlex.quote
     me = plan.site(site)
     local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
-    lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1] }\'']
+    lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\'']
     route_lan = ":"
+    source = ""
     if local is not None:
         src, dev = local
-        host = lan_host(next(p for p in me.lan if src in p), src)
+        source = str(src)
+        prefix = next(p for p in me.lan if src in p)
+        host = lan_host(prefix, src)
         lines.append(f"echo lan {q(host)} {q(dev)}")
+        if (mine := lan_neighbour(facts.get(site), prefix)) is not None:
+            lines.append(
+                f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
+                f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
+            )
         route_lan = (
             f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
         )
     # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
+    lines.append(f"lansrc={q(source)}")
     lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
     lines.append(_probe_function(running_mtu(facts.get(site), me), route_lan))
     for t in targets(plan, site, facts):
         dst = t.lan_address or str(t.lan_prefix.network_address + 1)
         router_ping = int(t.lan_address is not None and local is not None)
-        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping} &")
+        host = f" {q(t.host)}" if t.host and router_ping else ""
+        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping}{host} &")
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
             name = q(peer.dial.endpoint.host)
@@ -118,7 +146,11 @@ def probe_sections(
                 "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
                 f"); do echo resolved {name} $a; done"
             )
-    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
+    return [
+        ("sw_probes", "\n".join(lines) + "\nwait\nreturn 0"),
+        ("sw_nft_json", "has nft || return 127\nnft -j list ruleset"),
+        ("sw_nft_text", "has nft || return 127\nnft -a list ruleset"),
+    ]
 
 
 def _probe_function(mtu: int, route_lan: str) -> str:
@@ -137,11 +169,18 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         "probe() {\n"
         'echo "route_router $1 $(ip route get "$2" 2>&1 | head -n 1)"\n'
         f"{route_lan}\n"
+        # From this router's LAN address to the other router's, and to a host in its LAN:
+        # what LAN hosts' traffic meets, in the background beside the overlay pings.
+        '[ "$4" = 1 ] && { ping -c 2 -i 0.2 -W 2 -I "$lansrc" "$2" >/dev/null 2>&1 '
+        '&& echo "ping_lan $1 ok" || echo "ping_lan $1 fail"; } &\n'
+        '[ -n "$5" ] && { ping -c 2 -i 0.2 -W 2 -I "$lansrc" "$5" >/dev/null 2>&1 '
+        '&& echo "ping_host $1 $5 ok" || echo "ping_host $1 $5 fail"; } &\n'
         '[ "$4" = 1 ] && { ping -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1 '
         '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
         'ping -c 2 -i 0.2 -W 2 "$3" >/dev/null 2>&1 '
         '&& { echo "small $1 ok"; up=1; } || { echo "small $1 fail"; up=0; }\n'
-        'if [ "$df" = 1 ]; then\n'
+        'if [ "$up" = 0 ]; then :\n'  # nothing crosses: no MTU to measure
+        'elif [ "$df" = 1 ]; then\n'
         f'if ping -c 2 -i 0.2 -W 2 -M do -s {size} "$3" >/dev/null 2>&1; then '
         'echo "large $1 ok"; else echo "large $1 fail"\n'
         f'[ "$up" = 1 ] && for s in {smaller}; do [ -n "$s" ] || break; '
@@ -149,26 +188,38 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         '&& { echo "fits $1 $((s + 28))"; break; }; done\n'
         "fi\n"
         'else echo "large $1 unknown"; fi\n'
+        "wait\n"
         "}"
     )
 
 
-def parse_probes(section: ScriptSection) -> Probes:
+def parse_probes(
+    section: ScriptSection, sections: Mapping[str, ScriptSection] | None = None
+) -> Probes:
     """The probes' `key value` lines; a line that does not read as one is skipped, and so is an
-    address with anything in it an address is not written with."""
-    probes = Probes()
+    address with anything in it an address is not written with. `sections` holds the nft
+    listings, where they were asked for."""
+    probes = Probes(ruleset=_ruleset(sections or {}))
     addresses: list[str] = []
     for line in section.stdout.splitlines():
         words = line.split()
         match words:
-            case ["addr", address] if _plain(address):
+            case ["addr", address, *device] if _plain(address):
                 addresses.append(address)
+                if device and _device(device[0]):
+                    probes.devices[address] = device[0]
             case ["lan", host, device]:
                 probes.lan_source, probes.lan_device = host, device
             case ["route_lan", site, *rest]:
                 probes.route_lan[site] = " ".join(rest)
             case ["route_router", site, *rest]:
                 probes.route_router[site] = " ".join(rest)
+            case ["ping_lan", site, state]:
+                probes.ping_lan[site] = state == "ok"
+            case ["ping_host", site, host, state] if _plain(host):
+                probes.ping_host[site] = (host, state == "ok")
+            case ["ping_local", host, state] if _plain(host):
+                probes.ping_local[host] = state == "ok"
             case ["ping_router", site, state]:
                 probes.ping_router[site] = state == "ok"
             case ["small", site, state]:
@@ -181,6 +232,22 @@ def parse_probes(section: ScriptSection) -> Probes:
                 probes.resolved[name] = (*probes.resolved.get(name, ()), address)
     probes.addresses = tuple(addresses)
     return probes
+
+
+def _ruleset(sections: Mapping[str, ScriptSection]) -> Ruleset | None:
+    """The loaded ruleset; None where nft is missing, failed, or printed what is not its JSON
+    (doctor then says it could not read the firewall, and names no nft cause)."""
+    data, text = sections.get("sw_nft_json"), sections.get("sw_nft_text")
+    if data is None or not data.ok:
+        return None
+    try:
+        return parse_nft_json(data.stdout, text.stdout if text is not None and text.ok else "")
+    except UnexpectedOutput:
+        return None
+
+
+def _device(text: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", text) is not None
 
 
 def _plain(text: str) -> bool:

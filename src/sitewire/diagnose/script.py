@@ -85,6 +85,7 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
     ("table52_4", "ip -4 route show table 52"),
     ("table52_6", "ip -6 route show table 52"),
     ("links", "ip -o link show"),
+    ("neigh", "ip neigh show"),
     (
         "tailscale",
         "has tailscale || return 127\n"
@@ -152,6 +153,7 @@ COMMANDS = {
     "table52_4": "ip -4 route show table 52",
     "table52_6": "ip -6 route show table 52",
     "links": "ip -o link show",
+    "neigh": "ip neigh show",
     "tailscale": "tailscale debug prefs",
     "space": "df -Pk /etc /tmp",
     "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",

@@ -26,6 +26,7 @@ from sitewire.diagnose.doctor.ownership import (
     check_foreign_peers,
     check_zones,
 )
+from sitewire.diagnose.doctor.paths import check_paths
 from sitewire.diagnose.doctor.peers import (
     check_keepalive,
     check_keys,
@@ -49,6 +50,7 @@ __all__ = [
     "check_keys",
     "check_mtu",
     "check_no_zone",
+    "check_paths",
     "check_port_open",
     "check_routes",
     "check_saved_not_live",
@@ -87,4 +89,6 @@ def diagnose(live: Live, sites: Sequence[str] | None = None) -> list[Finding]:
         site = live.plan.site(name)
         for check in CHECKS:
             out += check(live, site)
-    return out
+    # The traced paths come last: a hop another check already names adds nothing.
+    traced = check_paths(live, out)
+    return out + [f for f in traced if sites is None or f.site in sites]

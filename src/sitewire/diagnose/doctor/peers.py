@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sitewire import strict
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line, live_peer
 from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.parse import WgPeer
 from sitewire.driver import driver_for
 from sitewire.plan.model import WATCHDOG_CRON, SitePlan
 from sitewire.render.openwrt import peer_section
@@ -103,6 +104,8 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
             continue
         if running is None and peer.kind == "site" and actual_key(live, peer.name) != key:
             continue  # a wrong key: check_keys owns it
+        if running is not None and _moved(iface.peers, running, saved):
+            continue  # another peer runs with the missing prefixes: the traced path names it
         shown = dump_line(site.interface, running) if running else "(not running)"
         out.append(
             Finding(
@@ -121,6 +124,16 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
             )
         )
     return out
+
+
+def _moved(peers: Sequence[WgPeer], running: WgPeer, saved: set[IPNetwork | str]) -> bool:
+    """The running peer lacks only saved prefixes another running peer holds: WireGuard gave
+    them to the peer set last (netifd adds a later section's peer after this one)."""
+    missing = saved - set(running.allowed_ips)
+    if not missing or set(running.allowed_ips) - saved:
+        return False
+    held = {p for other in peers if other is not running for p in other.allowed_ips}
+    return missing <= held
 
 
 def _prefixes(items: Sequence[str]) -> set[IPNetwork | str]:

@@ -11,12 +11,14 @@ from sitewire.diagnose.parse.base import HIDDEN, NONE, UnexpectedOutput, parse_n
 from sitewire.diagnose.parse.ip import (
     IpRule,
     Link,
+    Neighbour,
     Route,
     default_route,
     lookup52_priority,
     parse_ip_links,
     parse_ip_links_json,
     parse_ip_rules,
+    parse_neighbours,
     parse_routes,
 )
 from sitewire.diagnose.parse.netifd import (
@@ -59,6 +61,7 @@ __all__ = [
     "InstalledPackages",
     "IpRule",
     "Link",
+    "Neighbour",
     "NetfilterMode",
     "NetifdInterface",
     "OpenWrtRelease",
@@ -81,6 +84,7 @@ __all__ = [
     "parse_ip_links",
     "parse_ip_links_json",
     "parse_ip_rules",
+    "parse_neighbours",
     "parse_netifd_dump",
     "parse_number",
     "parse_openwrt_release",

@@ -278,3 +278,33 @@ def _json_text(item: dict[str, object], key: str, number: int) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UnexpectedOutput(f"link {number}: {key} is not text")
     return value
+
+
+# --- ip neigh
+
+_LIVE_NEIGHBOUR = frozenset({"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT"})
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    address: IPAddress
+    dev: str
+
+
+def parse_neighbours(text: str) -> list[Neighbour]:
+    """`ip neigh show`: the hosts a router has lately heard from on each device (an entry
+    with a link-layer address, in a state other than FAILED or INCOMPLETE). A line that does
+    not read as one is skipped: the table says who might answer, nothing more."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 5 or words[1] != "dev" or "lladdr" not in words:
+            continue
+        if words[-1] not in _LIVE_NEIGHBOUR or not re.fullmatch(r"[A-Za-z0-9_.@-]+", words[2]):
+            continue
+        try:
+            address = strict.address(words[0])
+        except ValueError:
+            continue
+        out.append(Neighbour(address, words[2]))
+    return out

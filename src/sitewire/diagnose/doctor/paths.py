@@ -1,0 +1,368 @@
+"""Every planned LAN-to-LAN path traced through the live state: the first hop where the packet
+dies or is changed becomes a finding; a path that fails with every hop passing is said to.
+
+Runs after the other checks (CHECKS): a hop whose failure one of them already names on that
+site (a missing forwarding is a forward-hook reject; a missing route a route elsewhere) adds
+nothing, so a fault still gets exactly one finding. What is left is what only the live data
+path shows: an nftables rule of any table dropping the packet, NAT on the tunnel, a prefix
+WireGuard sends to another peer, a dialer and a listener on different ports, a blackhole or
+policy rule; and, when none of that explains a failing ping, the path, the hops known good and
+what doctor read, with the places it does not look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sitewire.diagnose.doctor.model import APPLY, Finding, Live
+from sitewire.diagnose.doctor.trace import Hop, Path, trace
+from sitewire.diagnose.parse.nft import NftRule
+from sitewire.diagnose.probes import lan_address
+from sitewire.driver import driver_for
+from sitewire.render.openwrt import peer_section
+
+_FIREWALL = frozenset(
+    {"missing-forwarding", "disabled-forwarding", "disabled-zone", "interface-without-zone"}
+    | {"interface-in-two-zones", "port-closed", "port-closed-for-family"}
+)
+# The checks that already name a hop's failure on the hop's site.
+OWNERS = {
+    "route": frozenset({"no-route", "tailscale-captures-route", "interface-not-running"}),
+    "firewall": _FIREWALL,
+    "input": _FIREWALL,
+    "nat": frozenset(),
+    "peer": frozenset({"wrong-key", "duplicate-peer", "interface-not-running"}),
+    "endpoint": frozenset({"saved-not-live", "wrong-key", "ddns-stale", "interface-not-running"}),
+    "port": frozenset({"saved-not-live"}),
+}
+DOES_NOT_READ = (
+    "tc qdiscs and filters (tc filter show dev {iface} ingress), iptables-legacy rules, "
+    "the hosts' own firewalls, anything between the routers"
+)
+
+
+def paths(live: Live) -> list[Path]:
+    names = [n for n in live.plan.site_names if n in live.facts]
+    out = []
+    for source in names:
+        for dest in names:
+            if source != dest and (path := trace(live, source, dest)) is not None:
+                out.append(path)
+    return out
+
+
+def check_paths(live: Live, found: Sequence[Finding]) -> list[Finding]:
+    """The findings only the traced paths give, after `found` (the other checks')."""
+    named = {(f.site, f.check) for f in found}
+    out: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    traced = paths(live)
+    for path in traced:
+        for hop in path.hops:
+            if hop.ok and hop.kind != "nat":
+                continue
+            owners = OWNERS.get(hop.kind)
+            if owners is None:
+                continue  # a hop with no cause of its own (the handshake)
+            if any((hop.site, check) in named for check in owners):
+                break
+            finding = _cause(live, path, hop)
+            key = (finding.check, finding.site, finding.problem.split(":")[0])
+            if key not in seen:
+                seen.add(key)
+                out.append(finding)
+            if hop.kind != "nat":
+                break
+    return out + _unexplained(live, traced, [*found, *out])
+
+
+def _cause(live: Live, path: Path, hop: Hop) -> Finding:
+    makers = {
+        "route": _route,
+        "firewall": _dropped,
+        "input": _dropped,
+        "nat": _nat,
+        "peer": _peer,
+        "endpoint": _endpoint,
+        "port": _port,
+    }
+    return makers[hop.kind](live, path, hop)
+
+
+def _route(live: Live, path: Path, hop: Hop) -> Finding:
+    facts = live.facts[hop.site]
+    iface = live.plan.site(hop.site).interface
+    prefix = live.plan.site(path.dest).lan[0]
+    bad = [
+        r
+        for r in facts.routes
+        if r.dest.version == prefix.version
+        and (r.dest.network_address in prefix or prefix.network_address in r.dest)
+        and r.dest.prefixlen > 0
+        and (r.dev != iface or r.type != "unicast")
+    ]
+    rules = [r for r in (*facts.rules4, *facts.rules6) if r.priority not in (0, 32766, 32767)]
+    evidence = [*hop.evidence]
+    if bad:
+        evidence += ["$ ip route show", *(_route_line(r.type, str(r.dest), r.dev) for r in bad)]
+        fix = " && ".join(f"ip route del {r.type} {r.dest}" for r in bad)
+    else:
+        shown = (f"{r.priority}: {r.action} {r.table or ''}" for r in rules)
+        evidence += ["$ ip rule show", *shown]
+        fix = "ip rule show; delete the rule that sends it elsewhere (ip rule del pref N)"
+    return Finding(
+        "route-elsewhere",
+        hop.site,
+        f"LAN traffic to {path.dest} ({prefix}) is {hop.detail}, not {iface}: "
+        f"it never reaches the tunnel",
+        tuple(evidence),
+        f"{fix}   (then: {APPLY}, which puts back {iface}'s routes)",
+    )
+
+
+def _route_line(kind: str, dest: str, dev: str | None) -> str:
+    head = f"{kind} {dest}" if kind != "unicast" else dest
+    return f"{head} dev {dev}" if dev else head
+
+
+def _rule_fix(live: Live, site: str, rule: NftRule | None, chain: str) -> str:
+    """How to take away what made the verdict: the UCI section fw4 made it from, an include,
+    or the rule itself in a table that is not fw4's."""
+    family, table, name = rule.chain if rule is not None else chain.split(" ", 2)
+    reload = "/etc/init.d/firewall reload"
+    if rule is None:
+        return f"nft delete chain {family} {table} {name}   (its policy drops the packet)"
+    if table == "fw4" and rule.comment and rule.comment.startswith("!fw4: "):
+        label = rule.comment.removeprefix("!fw4: ")
+        ref = _uci_rule(live, site, label)
+        if ref is not None:
+            return f"uci delete firewall.{ref} && uci commit firewall && {reload}"
+        return f"{reload}   (the loaded rules differ from /etc/config/firewall; or: {APPLY})"
+    if table == "fw4":
+        return (
+            f"remove it from /etc/nftables.d (fw4 includes those files), then {reload}; "
+            f"for now: nft delete rule {family} {table} {name} handle {rule.handle}"
+        )
+    return (
+        f"nft delete rule {family} {table} {name} handle {rule.handle}   (and remove what "
+        "adds it at boot: /etc/nftables.conf, /etc/rc.local, an init or hotplug script)"
+    )
+
+
+def _uci_rule(live: Live, site: str, label: str) -> str | None:
+    firewall = live.facts[site].firewall
+    if firewall is None:
+        return None
+    for kind in ("rule", "redirect"):
+        for section in firewall.sections_of_type(kind):
+            ref = firewall.ref(section)
+            if section.options.get("name") == label or f"@{ref}" == label or ref == label:
+                return ref
+    return None
+
+
+def _dropped(live: Live, path: Path, hop: Hop) -> Finding:
+    verdict = hop.verdict
+    assert verdict is not None
+    chain = verdict.chain.where() if verdict.chain else ""
+    ruleset = live.probes[hop.site].ruleset
+    trail = [f"  via: {ruleset.line(r)}" for r in verdict.trail] if ruleset else []
+    what = (
+        f"the handshake from {hop.other} (UDP to the listen port)"
+        if hop.kind == "input"
+        else f"LAN traffic from {path.source} to {path.dest}"
+    )
+    return Finding(
+        "firewall-drops",
+        hop.site,
+        f"the loaded nftables ruleset drops {what}: {hop.detail}",
+        (*hop.evidence, *trail),
+        _rule_fix(live, hop.site, verdict.rule, chain),
+    )
+
+
+def _nat(live: Live, path: Path, hop: Hop) -> Finding:
+    verdict = hop.verdict
+    assert verdict is not None
+    kind, rule = verdict.nat[0]
+    fix = _rule_fix(live, hop.site, rule, " ".join(rule.chain))
+    label = (rule.comment or "").removeprefix("!fw4: ")
+    if label.startswith("Masquerade") and rule.chain[1] == "fw4":
+        zone = label.split()[2] if len(label.split()) > 2 else ""
+        ref = _zone_ref(live, hop.site, zone)
+        if ref is not None:
+            option = "masq6" if "IPv6" in label else "masq"
+            fix = (
+                f"uci delete firewall.{ref}.{option} && uci commit firewall && "
+                f"/etc/init.d/firewall reload   (or: {APPLY})"
+            )
+    return Finding(
+        "nat-on-tunnel",
+        hop.site,
+        f"applies {kind} to LAN traffic between {path.source} and {path.dest}: the other "
+        "side sees the router's address, not the host's (LAN-to-LAN traffic keeps its source)",
+        hop.evidence,
+        fix,
+    )
+
+
+def _zone_ref(live: Live, site: str, zone: str) -> str | None:
+    firewall = live.facts[site].firewall
+    if firewall is None:
+        return None
+    for section in firewall.sections_of_type("zone"):
+        if section.options.get("name") == zone:
+            return firewall.ref(section)
+    return None
+
+
+def _peer(live: Live, path: Path, hop: Hop) -> Finding:
+    site = live.plan.site(hop.site)
+    iface = site.interface
+    key = hop.evidence[-1].split("\t")[0] if "\t" in hop.evidence[-1] else ""
+    network = live.facts[hop.site].network
+    ref = None
+    if network is not None and key:
+        ref = next(
+            (
+                network.ref(s)
+                for s in network.sections_of_type(f"wireguard_{iface}")
+                if s.options.get("public_key") == key
+            ),
+            None,
+        )
+    if not hop.other:  # nobody carries it
+        problem = f"no running peer of {iface} carries {path.dest}'s LAN: WireGuard drops it"
+        fix = f"{driver_for(site.platform).start_interface[0].format(iface=iface)}   (or: {APPLY})"
+    else:
+        problem = (
+            f"sends {path.dest}'s LAN to another peer: {hop.detail}, so {hop.other} never "
+            "gets it (one prefix, one peer per interface)"
+        )
+        if ref is not None and not ref.startswith("sw_"):
+            fix = f"uci delete network.{ref} && uci commit network && ifup {iface}"
+        else:
+            fix = f"wg set {iface} peer {key} remove; then {APPLY}"
+    return Finding("prefix-elsewhere", hop.site, problem, hop.evidence, fix)
+
+
+def _endpoint(live: Live, path: Path, hop: Hop) -> Finding:
+    return Finding(
+        "no-endpoint",
+        hop.site,
+        f"dials {hop.other} but its peer has no endpoint: no handshake can start from here",
+        hop.evidence,
+        APPLY,
+    )
+
+
+def _port(live: Live, path: Path, hop: Hop) -> Finding:
+    listener = live.plan.site(hop.other)
+    running = int(hop.evidence[3])
+    if running != listener.listen_port:
+        fix = (
+            f"uci set network.{listener.interface}.listen_port='{listener.listen_port}' && "
+            f"uci commit network && ifup {listener.interface}   (or: {APPLY})"
+            if driver_for(listener.platform).uses_uci
+            else APPLY
+        )
+        return Finding(
+            "listen-port-changed",
+            hop.other,
+            f"{listener.interface} listens on port {running}, not the planned "
+            f"{listener.listen_port} that {hop.site} dials: its handshakes go nowhere",
+            hop.evidence,
+            fix,
+        )
+    site = live.plan.site(hop.site)
+    fix = (
+        f"uci set network.{peer_section(hop.other)}.endpoint_port='{listener.listen_port}' && "
+        f"uci commit network && ifup {site.interface}   (or: {APPLY})"
+        if driver_for(site.platform).uses_uci
+        else APPLY
+    )
+    return Finding(
+        "endpoint-port",
+        hop.site,
+        f"dials {hop.other} on the wrong port: {hop.detail}",
+        hop.evidence,
+        fix,
+    )
+
+
+def _failed(live: Live, path: Path) -> list[str]:
+    """What the probes saw fail on this path (empty: it works, or nothing was tried)."""
+    probes, dest = live.probes[path.source], path.dest
+    prefixes = (live.plan.site(path.source).lan[:1], live.plan.site(dest).lan[:1])
+    mine, theirs = (
+        str(found[0]) if p and (found := lan_address(live.facts.get(n), p[0])) else "?"
+        for n, p in zip((path.source, dest), prefixes, strict=True)
+    )
+    out = []
+    if probes.small.get(dest) is False:
+        out.append(f"$ ping {live.plan.site(dest).addresses[0].ip}   → no reply (overlay)")
+    if probes.ping_lan.get(dest) is False:
+        out.append(f"$ ping -I {mine} {theirs}   → no reply")
+    host = probes.ping_host.get(dest)
+    if host is not None and not host[1] and live.probes[dest].ping_local.get(host[0]):
+        out.append(f"$ ping -I {mine} {host[0]}   → no reply ({dest} itself reaches it)")
+    return out
+
+
+def _suspects(live: Live, path: Path) -> list[str]:
+    """What doctor saw on the path but cannot weigh: rules whose match it could not read,
+    and netdev ingress chains on the devices the packet crosses."""
+    out = []
+    for hop in path.hops:
+        if hop.verdict is not None:
+            ruleset = live.probes[hop.site].ruleset
+            out += [
+                f"{hop.site}: cannot tell: {ruleset.line(r)}"
+                for r in hop.verdict.uncertain
+                if ruleset
+            ]
+    for site in path.sites:
+        ruleset = live.probes[site].ruleset
+        if ruleset is None:
+            out.append(f"{site}: nft did not answer (the ruleset was not read)")
+            continue
+        for chain in ruleset.chains.values():
+            if chain.family == "netdev" and chain.hook == "ingress":
+                on = chain.device or "a device"
+                out.append(f"{site}: netdev ingress chain {chain.where()} on {on} (not walked)")
+    return out
+
+
+def _unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) -> list[Finding]:
+    named = {f.site for f in found}
+    failing = {(p.source, p.dest): p for p in traced if _failed(live, p)}
+    out = []
+    for (source, dest), path in failing.items():
+        if named & set(path.sites) or dest in named:
+            continue
+        both = (dest, source) in failing
+        order = list(live.plan.site_names)
+        if both and order.index(dest) < order.index(source):
+            continue
+        known = [h for h in path.hops if h.ok]
+        last = known[-1].line() if known else "(none)"
+        iface = live.plan.site(dest).interface
+        out.append(
+            Finding(
+                "path-unexplained",
+                source,
+                f"LAN traffic from {source} to {dest} fails"
+                + (" (and back)" if both else "")
+                + ", and nothing doctor reads explains it",
+                (
+                    *_failed(live, path),
+                    "traced:",
+                    *(h.line() for h in path.hops),
+                    f"last hop known good: {last}",
+                    *_suspects(live, path),
+                ),
+                "doctor does not read " + DOES_NOT_READ.format(iface=iface) + "; look there on "
+                f"{' and '.join(path.sites)}, then run sitewire doctor again",
+            )
+        )
+    return out
