@@ -10,6 +10,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # something went wrong that the input did not cause
     USAGE = 2  # the command line itself is wrong (click's own code)
     BAD_INPUT = 3  # the spec, lock or key file is refused
+    WARNINGS = 4  # doctor: nothing broken now, but what will break at the next boot
 
 
 class SitewireError(Exception):

@@ -1,4 +1,5 @@
-"""`sitewire doctor`: findings with evidence and the fix; exit 1 when there is any."""
+"""`sitewire doctor`: findings with evidence and the fix; exit 1 when any is an error, 4 when
+there are only warnings (what breaks at the next boot)."""
 
 from __future__ import annotations
 
@@ -61,4 +62,6 @@ def doctor(
             f"{len(findings) or 'no'} finding{'s' if len(findings) != 1 else ''} "
             f"on {sites} site{'s' if sites != 1 else ''} in {gathered.seconds:.1f}s"
         )
-    return ExitCode.FAILURE if findings else ExitCode.OK
+    if any(f.kind == "error" for f in findings):
+        return ExitCode.FAILURE
+    return ExitCode.WARNINGS if findings else ExitCode.OK

@@ -15,10 +15,35 @@ from dataclasses import dataclass, field
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import ScriptSection, UnexpectedOutput, parse_number
+from sitewire.diagnose.parse.boot import Boot, parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
 from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
 from sitewire.strict import IPAddress, IPNetwork
+
+# The files that run at boot or from cron, on OpenWrt and on Linux; sitewire's own are skipped.
+_FILES = (
+    "/etc/rc.local /etc/crontabs/root /etc/crontab /etc/cron.d/* "
+    "/var/spool/cron/crontabs/root /etc/hotplug.d/iface/* /etc/network/if-up.d/*"
+)
+_WATCHED = (
+    r"tailscale[ \t]+(up|set)|wg[ \t]+(set|setconf|syncconf|addconf)|wg-quick[ \t]+(up|down)"
+    r"|(^|[;&|( \t])(ifup|ifdown)[ \t]"
+)
+BOOT = (
+    "sw_boot",
+    f'for _f in {_FILES}; do\n[ -f "$_f" ] || continue\n'
+    "case $_f in */sitewire*) continue ;; esac\n"
+    'awk -v f="$_f" \'/^[ \\t]*#/ { next } /' + _WATCHED + "/ "
+    '{ gsub(/(auth-?key|key|secret)[= ][^ \\t]*/, "(hidden)"); print "line", f, NR, $0 }\' '
+    '"$_f"\ndone\n'
+    "for _s in network firewall; do [ -x /etc/init.d/$_s ] || continue\n"
+    '/etc/init.d/$_s enabled && echo "service $_s on" || echo "service $_s off"; done\n'
+    "if command -v systemctl >/dev/null 2>&1; then for _u in /etc/wireguard/*.conf; do\n"
+    '[ -f "$_u" ] || continue; _n=$(basename "$_u" .conf)\n'
+    'echo "unit $_n $(systemctl is-enabled "wg-quick@$_n" 2>/dev/null || echo disabled)"\n'
+    "done; fi\nreturn 0",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +76,7 @@ class Probes:
     ping_host: dict[str, tuple[str, bool]] = field(default_factory=dict)  # site -> (host, ok)
     ping_local: dict[str, bool] = field(default_factory=dict)  # own LAN host -> answered
     ruleset: Ruleset | None = None  # the loaded nftables ruleset; None where nft is not
+    boot: Boot | None = None  # what runs at boot and from cron; None where it was not read
 
 
 def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
@@ -150,6 +176,7 @@ def probe_sections(
         ("sw_probes", "\n".join(lines) + "\nwait\nreturn 0"),
         ("sw_nft_json", "has nft || return 127\nnft -j list ruleset"),
         ("sw_nft_text", "has nft || return 127\nnft -a list ruleset"),
+        BOOT,
     ]
 
 
@@ -199,7 +226,9 @@ def parse_probes(
     """The probes' `key value` lines; a line that does not read as one is skipped, and so is an
     address with anything in it an address is not written with. `sections` holds the nft
     listings, where they were asked for."""
-    probes = Probes(ruleset=_ruleset(sections or {}))
+    probes = Probes(
+        ruleset=_ruleset(sections or {}), boot=parse_boot((sections or {}).get("sw_boot"))
+    )
     addresses: list[str] = []
     for line in section.stdout.splitlines():
         words = line.split()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sitewire.diagnose.doctor.boot import check_boot
 from sitewire.diagnose.doctor.ddns import check_ddns
 from sitewire.diagnose.doctor.firewall import (
     check_disabled_zone,
@@ -40,6 +41,7 @@ __all__ = [
     "CHECKS",
     "Finding",
     "Live",
+    "check_boot",
     "check_ddns",
     "check_disabled_zone",
     "check_duplicate_peers",
@@ -78,6 +80,7 @@ CHECKS = (
     check_duplicate_peers,
     check_zones,
     check_foreign_peers,
+    check_boot,
 )
 
 

@@ -29,9 +29,12 @@ class Finding:
     problem: str  # one line: what is wrong
     evidence: tuple[str, ...]  # "$ command" followed by the line(s) that show it
     fix: str  # the command to run, or `sitewire apply`
+    # "error": broken now; "warning": works now, breaks at the next reboot or cron run
+    kind: str = "error"
 
     def text(self) -> str:
-        lines = [f"{self.site}: {self.problem}"]
+        head = "warning: " if self.kind == "warning" else ""
+        lines = [f"{self.site}: {head}{self.problem}"]
         lines += [f"    {line}" for line in self.evidence]
         lines.append(f"    fix: {self.fix}")
         return "\n".join(lines)
@@ -39,6 +42,7 @@ class Finding:
     def as_json(self) -> dict[str, object]:
         return {
             "check": self.check,
+            "kind": self.kind,
             "site": self.site,
             "problem": self.problem,
             "evidence": list(self.evidence),

@@ -125,18 +125,21 @@ def _route_line(kind: str, dest: str, dev: str | None) -> str:
     return f"{head} dev {dev}" if dev else head
 
 
-def _rule_fix(live: Live, site: str, rule: NftRule | None, chain: str) -> str:
-    """How to take away what made the verdict: the UCI section fw4 made it from, an include,
-    or the rule itself in a table that is not fw4's."""
+def _rule_fix(
+    live: Live, site: str, rule: NftRule | None, chain: str, trail: Sequence[NftRule] = ()
+) -> str:
+    """How to take away what made the verdict: the UCI section fw4 made it (or the jump that
+    led to it) from, an include, or the rule itself in a table that is not fw4's."""
     family, table, name = rule.chain if rule is not None else chain.split(" ", 2)
     reload = "/etc/init.d/firewall reload"
+    for made in (rule, *reversed(trail)):
+        label = (made.comment or "") if made is not None and made.chain[1] == "fw4" else ""
+        ref = _uci_rule(live, site, label.removeprefix("!fw4: ")) if label else None
+        if ref is not None:
+            return f"uci delete firewall.{ref} && uci commit firewall && {reload}"
     if rule is None:
         return f"nft delete chain {family} {table} {name}   (its policy drops the packet)"
     if table == "fw4" and rule.comment and rule.comment.startswith("!fw4: "):
-        label = rule.comment.removeprefix("!fw4: ")
-        ref = _uci_rule(live, site, label)
-        if ref is not None:
-            return f"uci delete firewall.{ref} && uci commit firewall && {reload}"
         return f"{reload}   (the loaded rules differ from /etc/config/firewall; or: {APPLY})"
     if table == "fw4":
         return (
@@ -177,7 +180,7 @@ def _dropped(live: Live, path: Path, hop: Hop) -> Finding:
         hop.site,
         f"the loaded nftables ruleset drops {what}: {hop.detail}",
         (*hop.evidence, *trail),
-        _rule_fix(live, hop.site, verdict.rule, chain),
+        _rule_fix(live, hop.site, verdict.rule, chain, verdict.trail),
     )
 
 

@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Sequence
 
 from sitewire import strict
+from sitewire.diagnose.doctor.boot import unsaved_live
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live, actual_key, dump_line, live_peer
 from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import WgPeer
@@ -106,6 +107,11 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
             continue  # a wrong key: check_keys owns it
         if running is not None and _moved(iface.peers, running, saved):
             continue  # another peer runs with the missing prefixes: the traced path names it
+        if peer.name in {p.name for p in site.peers} and (
+            unsaved := unsaved_live(live, site, peer.name, saved)
+        ):
+            out.append(unsaved)
+            continue
         shown = dump_line(site.interface, running) if running else "(not running)"
         out.append(
             Finding(

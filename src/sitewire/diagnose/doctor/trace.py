@@ -134,6 +134,8 @@ def _firewall(live: Live, site: str, packet: Packet) -> list[Hop]:
             shown = ruleset.line(verdict.rule) if verdict.rule else f"policy {verdict.action}"
             evidence = (f"$ nft -a list chain {where}", shown)
             detail = f"{verdict.action} at {hook} ({where}: {shown})"
+            if verdict.trail:  # the rule that sent it there (a UCI rule's jump, say)
+                detail += f", reached by {ruleset.line(verdict.trail[-1])}"
             return [Hop(site, "firewall", False, evidence, verdict, detail)]
     for verdict in nat:
         kind, rule = verdict.nat[0]
