@@ -116,7 +116,7 @@ def _interface_off(live: Live, site: SitePlan) -> list[Finding]:
 
 
 def unsaved_live(
-    live: Live, site: SitePlan, name: str, saved: set[IPNetwork | str]
+    live: Live, site: SitePlan, name: str, key: str, saved: set[IPNetwork | str]
 ) -> Finding | None:
     """A peer whose running AllowedIPs differ from the saved ones while the saved ones are the
     plan's: changed live (`wg set`), and the next ifup or reboot puts the saved ones back."""
@@ -124,11 +124,9 @@ def unsaved_live(
     if saved != planned:
         return None
     iface = live.facts[site.name].wg.interface(site.interface)
-    running = None
-    if iface is not None:
-        running = next((p for p in iface.peers if planned & set(p.allowed_ips)), None)
+    running = iface.peer(key) if iface is not None else None
     if running is None:
-        return None
+        return None  # not running under the saved key: a wrong key, or not applied
     ips = " ".join(sorted(str(p) for p in saved))
     return Finding(
         "unsaved-live-change",

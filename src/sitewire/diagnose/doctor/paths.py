@@ -24,6 +24,7 @@ from sitewire.render.openwrt import peer_section
 _FIREWALL = frozenset(
     {"missing-forwarding", "disabled-forwarding", "disabled-zone", "interface-without-zone"}
     | {"interface-in-two-zones", "port-closed", "port-closed-for-family"}
+    | {"interface-not-running"}  # fw4 leaves a device that is not there out of its zone
 )
 # The checks that already name a hop's failure on the hop's site.
 OWNERS = {

@@ -107,9 +107,7 @@ def check_saved_not_live(live: Live, site: SitePlan) -> list[Finding]:
             continue  # a wrong key: check_keys owns it
         if running is not None and _moved(iface.peers, running, saved):
             continue  # another peer runs with the missing prefixes: the traced path names it
-        if peer.name in {p.name for p in site.peers} and (
-            unsaved := unsaved_live(live, site, peer.name, saved)
-        ):
+        if (unsaved := unsaved_live(live, site, peer.name, key, saved)) is not None:
             out.append(unsaved)
             continue
         shown = dump_line(site.interface, running) if running else "(not running)"
