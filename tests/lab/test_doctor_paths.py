@@ -14,16 +14,23 @@ The seed lab and its helpers are test_doctor_faults2's.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sitewire.cli.main import run
-from sitewire.diagnose.doctor import Finding
+from sitewire.diagnose.doctor import Finding, diagnose
+from sitewire.diagnose.doctor.paths import paths
+from tests.conftest import SEED, spec_from
+from tests.lab.applying import apply_lab, write_spec
+from tests.lab.conftest import MakeLab
 from tests.lab.test_doctor_faults2 import (
     A_LAN_HOST,
     B_LAN_HOST,
     Seed,
     doctor,
     fix_command,
+    gather,
     healthy,
     lan_ping,
     only,
@@ -315,3 +322,22 @@ def test_a_drop_doctor_cannot_name_is_still_reported(seed: Seed) -> None:
     sh(seed, "B", "nft delete table netdev guard")
     assert _lan_works(seed)
     healthy(seed)
+
+
+@pytest.mark.lab
+def test_a_healthy_seed_on_25_12_traces_clean(make_lab: MakeLab, tmp_path: Path) -> None:
+    """25.12's fw4 and apk userland: every planned path walked hop by hop, both ways, every
+    hop passing, and no finding (no false alarm on either release)."""
+    state = make_lab(spec_from(SEED.read_text()), release="25.12")
+    spec = write_spec(tmp_path / "network.toml", SEED.read_text())
+    outcome, ui = apply_lab(state, spec)
+    assert outcome.ok, ui.text
+    live = gather(state, spec).live
+    assert all(p.ruleset is not None for p in live.probes.values())
+    traced = paths(live)
+    assert sorted((p.source, p.dest) for p in traced) == [("A", "B"), ("B", "A")]
+    for path in traced:
+        assert all(h.ok for h in path.hops), [h.line() for h in path.hops]
+        assert path.hops[0].kind == "route" and path.hops[-1].kind == "firewall"
+    findings = diagnose(live)
+    assert findings == [], "\n".join(f.text() for f in findings)

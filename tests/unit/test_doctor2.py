@@ -366,7 +366,7 @@ def test_9_each_target_is_probed_in_parallel(plan: Plan) -> None:
     assert "\nlansrc=192.168.3.1\n" in script
     assert "\nprobe B 192.168.7.1 192.168.5.2 1 &\n" in script
     assert script.rstrip().endswith("wait\nreturn 0")
-    assert 'ping -c 2 -i 0.2 -W 2 -M do -s 1392 "$3"' in script
+    assert 'pp -M do -s 1392 "$3"' in script
 
 
 def _many(n: int) -> str:

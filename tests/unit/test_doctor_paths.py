@@ -17,7 +17,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPeer
 from sitewire.diagnose.parse.boot import parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
-from sitewire.diagnose.probes import Probes
+from sitewire.diagnose.probes import Probes, failed, second_look
 from sitewire.plan import Plan
 from tests.unit.test_doctor2 import KEYS, WRONG, facts, live, only, plan, probes
 
@@ -129,10 +129,10 @@ def test_another_peer_holding_the_other_lan_is_named_with_its_key(plan: Plan) ->
 def test_a_failing_path_with_every_hop_passing_is_reported_once_for_both_directions(
     plan: Plan,
 ) -> None:
-    down = {"small": {"A": False}, "ping_lan": {"A": False}}
+    down = {"small": {"A": False}, "ping_router": {"A": False}}
     state = live(
         plan,
-        pa=probes(plan, "A", small={"B": False}, ping_lan={"B": False}),
+        pa=probes(plan, "A", small={"B": False}, ping_router={"B": False}),
         pb=probes(plan, "B", **down),
     )
     finding = only(diagnose(state), "path-unexplained", "A")
@@ -226,3 +226,17 @@ def test_an_interface_that_does_not_run_is_one_finding_not_also_a_firewall_rejec
         plan, b=b, pa=_with_ruleset(plan, "A", rs), pb=_with_ruleset(plan, "B", without_wg0)
     )
     assert [f.check for f in diagnose(state)] == ["interface-not-running"]
+
+
+def test_a_ping_that_failed_once_is_looked_at_again_and_passes_if_it_passes_then(
+    plan: Plan,
+) -> None:
+    first = probes(plan, "A", small={"B": False}, ping_host={"B": ("192.168.7.100", False)})
+    assert failed(first) == {"B"}
+    assert failed(probes(plan, "A")) == set()
+    again = Probes(small={"B": True}, ping_host={"B": ("192.168.7.100", True)})
+    merged = second_look(first, again)
+    assert merged.small["B"] and merged.ping_host["B"] == ("192.168.7.100", True)
+    # a second failure leaves the first's answer as it was
+    still = second_look(probes(plan, "A", small={"B": False}), Probes(small={"B": False}))
+    assert still.small["B"] is False

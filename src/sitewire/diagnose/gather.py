@@ -7,6 +7,7 @@ SitewireError) is raised once every site's task has finished and every session i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,14 @@ from sitewire.deploy.ssh import connect
 from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.doctor import Live
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
-from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
+from sitewire.diagnose.probes import (
+    STATE_SECTIONS,
+    Probes,
+    failed,
+    parse_probes,
+    probe_sections,
+    second_look,
+)
 from sitewire.diagnose.script import FACT_SECTIONS
 from sitewire.diagnose.status import (
     READ_SECTIONS,
@@ -72,8 +80,16 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
         facts = dict(found.ok)
 
         async def probe(name: str) -> Probes:
-            sections = await run_sections(sessions[name], probe_sections(plan, name, {**facts}))
-            return parse_probes(sections["sw_probes"], sections)
+            session = sessions[name]
+            pinged, state = await asyncio.gather(
+                run_sections(session, probe_sections(plan, name, {**facts})),
+                run_sections(session, STATE_SECTIONS),
+            )
+            probes = parse_probes(pinged["sw_probes"], state)
+            if again := failed(probes):
+                retried = await run_sections(session, probe_sections(plan, name, facts, again))
+                probes = second_look(probes, parse_probes(retried["sw_probes"]))
+            return probes
 
         probed = await run_on_sites(facts, probe)
         lost = _why(probed)
