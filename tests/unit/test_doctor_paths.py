@@ -129,10 +129,10 @@ def test_another_peer_holding_the_other_lan_is_named_with_its_key(plan: Plan) ->
 def test_a_failing_path_with_every_hop_passing_is_reported_once_for_both_directions(
     plan: Plan,
 ) -> None:
-    down = {"small": {"A": False}, "ping_router": {"A": False}}
+    down = {"small": {"A": False}, "ping_lan": {"A": False}}
     state = live(
         plan,
-        pa=probes(plan, "A", small={"B": False}, ping_router={"B": False}),
+        pa=probes(plan, "A", small={"B": False}, ping_lan={"B": False}),
         pb=probes(plan, "B", **down),
     )
     finding = only(diagnose(state), "path-unexplained", "A")

@@ -211,7 +211,11 @@ def facts_from_sections(
         openwrt=openwrt,
         os_release=os_release,
         package_manager=manager,
-        packages=_read_packages(reader, manager) if "packages" in reads else InstalledPackages(),
+        packages=(
+            _read_packages(reader, manager)
+            if "packages" in reads and "packages" in reader.sections
+            else InstalledPackages()
+        ),
         commands=commands,
         handler=parse_handler(reader.text("handler")) if "handler" in reads else None,
         network=_read_uci(reader, "network") if "uci_network" in reads else None,

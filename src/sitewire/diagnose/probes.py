@@ -64,8 +64,9 @@ class Probes:
     addresses: tuple[str, ...] = ()  # every address the router holds (`ip -o addr`)
     route_lan: dict[str, str] = field(default_factory=dict)  # site -> `ip route get ... iif lan`
     route_router: dict[str, str] = field(default_factory=dict)  # site -> `ip route get <dst>`
-    # from the router's own LAN address to the other router's
-    ping_router: dict[str, bool] = field(default_factory=dict)
+    ping_router: dict[str, bool] = field(default_factory=dict)  # from the router itself
+    # from the router's LAN address to the other router's (when no host in its LAN is known)
+    ping_lan: dict[str, bool] = field(default_factory=dict)
     small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
     large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
     fits: dict[str, int] = field(default_factory=dict)  # site -> largest DF packet that crossed
@@ -156,9 +157,7 @@ def probe_sections(
                 f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
                 f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
             )
-        route_lan = (
-            f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1 | head -n 1)"'
-        )
+        route_lan = f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1)"'
     # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
     lines.append(f"lansrc={q(source)}")
     lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
@@ -208,15 +207,20 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         # failure, and a path that answers costs one round trip, not two and the spacing.
         'pp() { ping -c 1 -W 1 "$@" >/dev/null 2>&1 || ping -c 1 -W 2 "$@" >/dev/null 2>&1; }\n'
         "probe() {\n"
-        'echo "route_router $1 $(ip route get "$2" 2>&1 | head -n 1)"\n'
+        # `ip route get` prints a second line (`cache`): one echo writes both at once, and
+        # the reader skips it; no `head`, one process fewer per route.
+        'echo "route_router $1 $(ip route get "$2" 2>&1)"\n'
         f"{route_lan}\n"
         # From this router's LAN address to a host in the other LAN, beside the rest: what
-        # LAN hosts' traffic meets past the other router.
+        # LAN hosts' traffic meets past the other router; with no host known, to the other
+        # router's LAN address.
         '[ -n "$5" ] && { pp -I "$lansrc" "$5" '
         '&& echo "ping_host $1 $5 ok" || echo "ping_host $1 $5 fail"; } &\n'
-        # From this router's LAN address to the other router's.
-        '[ "$4" = 1 ] && { pp -I "$lansrc" "$2" '
-        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; } &\n'
+        '[ "$4" = 1 ] && [ -z "$5" ] && { pp -I "$lansrc" "$2" '
+        '&& echo "ping_lan $1 ok" || echo "ping_lan $1 fail"; } &\n'
+        # From the router itself (its own source address) to the other router's LAN address.
+        '[ "$4" = 1 ] && { pp "$2" '
+        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
         'pp "$3" && { echo "small $1 ok"; up=1; } || { echo "small $1 fail"; up=0; }\n'
         'if [ "$up" = 0 ]; then :\n'  # nothing crosses: no MTU to measure
         'elif [ "$df" = 1 ]; then\n'
@@ -234,7 +238,8 @@ def _probe_function(mtu: int, route_lan: str) -> str:
 
 def failed(probes: Probes) -> set[str]:
     """The sites some ping to failed: doctor looks at them again before it says so."""
-    out = {site for site, ok in (*probes.small.items(), *probes.ping_router.items()) if not ok}
+    pings = (*probes.small.items(), *probes.ping_router.items(), *probes.ping_lan.items())
+    out = {site for site, ok in pings if not ok}
     return out | {site for site, (_, ok) in probes.ping_host.items() if not ok}
 
 
@@ -245,6 +250,7 @@ def second_look(first: Probes, again: Probes) -> Probes:
     for seen, retried in (
         (first.small, again.small),
         (first.ping_router, again.ping_router),
+        (first.ping_lan, again.ping_lan),
         (first.large, again.large),
     ):
         for site, ok in retried.items():
@@ -285,6 +291,8 @@ def parse_probes(
                 probes.ping_host[site] = (host, state == "ok")
             case ["ping_local", host, state] if _plain(host):
                 probes.ping_local[host] = state == "ok"
+            case ["ping_lan", site, state]:
+                probes.ping_lan[site] = state == "ok"
             case ["ping_router", site, state]:
                 probes.ping_router[site] = state == "ok"
             case ["small", site, state]:

@@ -305,7 +305,7 @@ def _failed(live: Live, path: Path) -> list[str]:
     out = []
     if probes.small.get(dest) is False:
         out.append(f"$ ping {live.plan.site(dest).addresses[0].ip}   → no reply (overlay)")
-    if probes.ping_router.get(dest) is False:
+    if probes.ping_lan.get(dest) is False:
         out.append(f"$ ping -I {mine} {theirs}   → no reply")
     host = probes.ping_host.get(dest)
     if host is not None and not host[1] and live.probes[dest].ping_local.get(host[0]):
