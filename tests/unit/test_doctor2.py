@@ -363,7 +363,7 @@ def test_9_probe_output_parses() -> None:
 def test_9_each_target_is_probed_in_parallel(plan: Plan) -> None:
     script = probe_sections(plan, "A", {"A": facts(plan, "A"), "B": facts(plan, "B")})[0][1]
     # B's router LAN address, pinged from A's own; no host known in B's LAN
-    assert "\nlansrc=192.168.3.1\n" in script
+    assert "\nlansrc=192.168.3.1 wgdev=wg0\n" in script
     assert "\nprobe B 192.168.7.1 192.168.5.2 1 &\n" in script
     assert script.rstrip().endswith("wait\nreturn 0")
     assert 'pp -M do -s 1392 "$3"' in script

@@ -17,7 +17,7 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPeer
 from sitewire.diagnose.parse.boot import parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
-from sitewire.diagnose.probes import Probes, failed, second_look
+from sitewire.diagnose.probes import Probes, failed, mirror_overlay, probe_sections, second_look
 from sitewire.plan import Plan
 from tests.unit.test_doctor2 import KEYS, WRONG, facts, live, only, plan, probes
 
@@ -240,3 +240,22 @@ def test_a_ping_that_failed_once_is_looked_at_again_and_passes_if_it_passes_then
     # a second failure leaves the first's answer as it was
     still = second_look(probes(plan, "A", small={"B": False}), Probes(small={"B": False}))
     assert still.small["B"] is False
+
+
+def test_each_pair_pings_its_overlay_from_one_end_and_both_ends_get_the_answer(
+    plan: Plan,
+) -> None:
+    every = {"A": facts(plan, "A"), "B": facts(plan, "B")}
+    script_a = probe_sections(plan, "A", every)[0][1]
+    script_b = probe_sections(plan, "B", every)[0][1]
+    assert "\nprobe B 192.168.7.1 192.168.5.2 1 &\n" in script_a
+    assert "\nprobe A 192.168.3.1 - 1 &\n" in script_b  # B leaves the overlay ping to A
+    # ...unless A was not read: then B pings it itself
+    assert (
+        "\nprobe A 192.168.3.1 192.168.5.1 0 &\n"
+        in probe_sections(plan, "B", {"A": None, "B": every["B"]})[0][1]
+    )
+    a = probes(plan, "A", small={"B": True}, large={"B": False}, fits={"B": 1380})
+    b = probes(plan, "B", small={}, large={}, fits={})
+    mirror_overlay(plan, {"A": a, "B": b})
+    assert (b.small, b.large, b.fits) == ({"A": True}, {"A": False}, {"A": 1380})

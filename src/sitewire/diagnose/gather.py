@@ -23,6 +23,7 @@ from sitewire.diagnose.probes import (
     STATE_SECTIONS,
     Probes,
     failed,
+    mirror_overlay,
     parse_probes,
     probe_sections,
     second_look,
@@ -96,6 +97,7 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
 
         probed = await run_on_sites(facts, probe)
         lost = _why(probed)
+        mirror_overlay(plan, probed.ok)
     finally:
         await _close(sessions)
     unreachable.update(lost)

@@ -144,7 +144,7 @@ def probe_sections(
     me = plan.site(site)
     local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
     lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\'']
-    route_lan = ":"
+    route_lan = "rl="
     source = ""
     if local is not None:
         src, dev = local
@@ -157,9 +157,11 @@ def probe_sections(
                 f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
                 f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
             )
-        route_lan = f'echo "route_lan $1 $(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1)"'
+        route_lan = (
+            f'rl=$(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1); echo "route_lan $1 $rl"'
+        )
     # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
-    lines.append(f"lansrc={q(source)}")
+    lines.append(f"lansrc={q(source)} wgdev={q(me.interface)}")
     lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
     lines.append(_probe_function(running_mtu(facts.get(site), me), route_lan))
     for t in targets(plan, site, facts):
@@ -168,7 +170,8 @@ def probe_sections(
         dst = t.lan_address or str(t.lan_prefix.network_address + 1)
         router_ping = int(t.lan_address is not None and local is not None)
         host = f" {q(t.host)}" if t.host and router_ping else ""
-        lines.append(f"probe {q(t.site)} {q(dst)} {q(t.overlay)} {router_ping}{host} &")
+        overlay = t.overlay if overlay_pinger(plan, site, t.site, facts) else "-"
+        lines.append(f"probe {q(t.site)} {q(dst)} {q(overlay)} {router_ping}{host} &")
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
             name = q(peer.dial.endpoint.host)
@@ -209,8 +212,11 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         "probe() {\n"
         # `ip route get` prints a second line (`cache`): one echo writes both at once, and
         # the reader skips it; no `head`, one process fewer per route.
-        'echo "route_router $1 $(ip route get "$2" 2>&1)"\n'
         f"{route_lan}\n"
+        # The router's own route, where a LAN host's packet does not leave by the tunnel
+        # (the evidence of no-route and tailscale-captures-route).
+        'case $rl in *" dev $wgdev "*) ;; *) echo "route_router $1 $(ip route get "$2" 2>&1)" ;; '
+        "esac\n"
         # From this router's LAN address to a host in the other LAN, beside the rest: what
         # LAN hosts' traffic meets past the other router; with no host known, to the other
         # router's LAN address.
@@ -218,11 +224,16 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         '&& echo "ping_host $1 $5 ok" || echo "ping_host $1 $5 fail"; } &\n'
         '[ "$4" = 1 ] && [ -z "$5" ] && { pp -I "$lansrc" "$2" '
         '&& echo "ping_lan $1 ok" || echo "ping_lan $1 fail"; } &\n'
-        # From the router itself (its own source address) to the other router's LAN address.
-        '[ "$4" = 1 ] && { pp "$2" '
-        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; }\n'
-        'pp "$3" && { echo "small $1 ok"; up=1; } || { echo "small $1 fail"; up=0; }\n'
-        'if [ "$up" = 0 ]; then :\n'  # nothing crosses: no MTU to measure
+        # From the router itself (its own source address) to the other router's LAN address,
+        # where a LAN host's packet is taken away from WireGuard (Tailscale's table 52): it
+        # tells "works from the router, fails from the LAN".
+        'case $rl in *tailscale0* | *" table 52"*) [ "$4" = 1 ] && { pp "$2" '
+        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; } ;; esac\n'
+        # The overlay pings, from one end of each pair ("-": the other end pings; a ping is a
+        # round trip, and doctor copies the answer to this end, see mirror_overlay).
+        'if [ "$3" = - ]; then up=0\n'
+        'elif pp "$3"; then echo "small $1 ok"; up=1; else echo "small $1 fail"; up=0; fi\n'
+        'if [ "$up" = 0 ]; then :\n'  # nothing crosses, or not pinged here: no MTU
         'elif [ "$df" = 1 ]; then\n'
         f'if pp -M do -s {size} "$3"; then '
         'echo "large $1 ok"; else echo "large $1 fail"\n'
@@ -234,6 +245,29 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         "wait\n"
         "}"
     )
+
+
+def overlay_pinger(
+    plan: Plan, site: str, other: str, facts: Mapping[str, DeviceFacts | None]
+) -> bool:
+    """Whether `site` pings `other`'s overlay address: the one first in the plan, unless the
+    other was not read (then no one else would)."""
+    order = plan.site_names
+    return facts.get(other) is None or order.index(site) < order.index(other)
+
+
+def mirror_overlay(plan: Plan, probes: Mapping[str, Probes]) -> None:
+    """Give each site the overlay answers its pair's other end measured (small, large, fits):
+    a ping crosses the tunnel both ways, so one per pair serves both ends."""
+    for site, seen in probes.items():
+        for other, theirs in probes.items():
+            if other == site or site not in theirs.small or other in seen.small:
+                continue
+            seen.small[other] = theirs.small[site]
+            if site in theirs.large:
+                seen.large[other] = theirs.large[site]
+            if site in theirs.fits:
+                seen.fits[other] = theirs.fits[site]
 
 
 def failed(probes: Probes) -> set[str]:

@@ -74,6 +74,13 @@ def _mkdir(path: Path, mode: int) -> None:
 
 
 def _authorize(root_upper: Path, client_public: str) -> None:
+    # Root's home is the router's own, as on a fresh install: not the host's files (its shell
+    # start-up files ran on every command, bash sourcing ~/.bashrc under sshd; its keys).
+    os.setxattr(root_upper, "trusted.overlay.opaque", b"y")
+    for name in (".bashrc", ".profile"):
+        skel = Path("/etc/skel") / name
+        if skel.is_file() and not (root_upper / name).exists():
+            write_atomic(root_upper / name, skel.read_text(), 0o644)
     ssh = root_upper / ".ssh"
     _mkdir(ssh, 0o700)
     # Opaque: the router must not see the host's own ~/.ssh (its keys, its known_hosts).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sitewire.errors import LockError, PlanError
 from sitewire.plan.addressing import Wish, allocate
@@ -14,6 +15,8 @@ from sitewire.spec.lock import Lock, LockEntry
 from sitewire.spec.model import Platform, Spec, Tunnel
 from sitewire.strict import IPAddress, IPNetwork
 
+_RECENT = 64
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -22,6 +25,11 @@ class Plan:
     topology: Topology
     lock: Lock
     notes: tuple[str, ...]
+    # The last site plans asked for by name: doctor and apply ask for the same few many times;
+    # a render of a thousand sites, each once, keeps no more than these in memory.
+    _recent: OrderedDict[str, SitePlan] = field(
+        default_factory=OrderedDict, init=False, compare=False, repr=False
+    )
 
     @property
     def name(self) -> str:
@@ -41,7 +49,15 @@ class Plan:
         return tuple(self.topology.spec.clients)
 
     def site(self, name: str) -> SitePlan:
-        return self.topology.site_plan(name)
+        recent = self._recent
+        found = recent.get(name)
+        if found is None:
+            found = recent[name] = self.topology.site_plan(name)
+            if len(recent) > _RECENT:
+                recent.popitem(last=False)
+        else:
+            recent.move_to_end(name)
+        return found
 
     def sites(self) -> Iterator[SitePlan]:
         return (self.topology.site_plan(name) for name in self.topology.spec.sites)
