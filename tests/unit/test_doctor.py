@@ -9,12 +9,15 @@ exactly one finding over the whole network, or none.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
+from sitewire import strict
 from sitewire.diagnose.doctor import Finding, Live, diagnose
-from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
-from sitewire.diagnose.parse import HIDDEN
+from sitewire.diagnose.facts import DeviceFacts, TailscaleFacts, facts_from_sections
+from sitewire.diagnose.parse import HIDDEN, Route
+from sitewire.diagnose.parse.tailscale import NetfilterMode, TailscalePrefs
 from sitewire.diagnose.probes import Probes
 from sitewire.keys import generate_private_key, public_key
 from sitewire.plan import Plan, plan_network
@@ -328,6 +331,34 @@ def test_1_when_the_router_fails_too_the_shape_is_not_claimed() -> None:
     )
     assert "works from the router" not in finding.problem
     assert not any(line.startswith("$ ping") for line in finding.evidence)
+
+
+def test_1_an_exit_node_is_named_as_the_exit_node_with_its_own_fix() -> None:
+    """An exit node is a default route in table 52: it takes the other LAN, though no
+    accepted route names it."""
+    plan = seed_plan()
+    prefs = TailscalePrefs(
+        route_all=False,
+        advertise_routes=(),
+        exit_node_id="nExit",
+        exit_node_ip=strict.address("100.64.0.9"),
+        exit_node_allow_lan_access=False,
+        netfilter_mode=NetfilterMode.ON,
+        no_snat=False,
+        want_running=True,
+        shields_up=False,
+    )
+    default = Route(strict.network("0.0.0.0/0"), dev="tailscale0", table="52")
+    b = replace(facts(plan, "B"), tailscale=TailscaleFacts(True, prefs), table52=(default,))
+    finding = one(
+        diagnose(seed_live(plan, {"B": b}, {"B": _captured("B")})),
+        "tailscale-captures-route",
+        "B",
+    )
+    assert finding.problem.startswith(
+        "Tailscale's exit node (a default route in table 52) takes 192.168.3.0/24"
+    )
+    assert finding.fix.startswith("tailscale set --exit-node=   (or keep it")
 
 
 def test_1_router_through_wireguard_lan_through_tailscale_names_that_path() -> None:

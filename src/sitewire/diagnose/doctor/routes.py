@@ -102,17 +102,31 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
             else ""
         )
         pinned = site.tailscale is not None and site.tailscale.accept_routes
+        prefs = facts.tailscale.prefs
+        # An exit node puts a default route in table 52: it takes every LAN, not one prefix.
+        exit_node = bool(
+            prefs is not None and prefs.uses_exit_node and in52 and all(r.is_default for r in in52)
+        )
+        what = (
+            "exit node (a default route in table 52) takes"
+            if exit_node
+            else "accepted routes capture"
+        )
         out.append(
             Finding(
                 "tailscale-captures-route",
                 site.name,
-                f"Tailscale's accepted routes capture {prefix}: LAN traffic to {other} goes "
+                f"Tailscale's {what} {prefix}: LAN traffic to {other} goes "
                 f"into tailscale0, not {site.interface}{shape}",
                 tuple(evidence),
                 # The spec keeps accepted routes: apply restores the rules that pin the
                 # WireGuard prefixes to main ahead of table 52 (turning them off would fight it).
                 f"{APPLY}   (it puts back the rules that pin {prefix} to main ahead of table 52)"
                 if pinned
+                else "tailscale set --exit-node=   (or keep it: accept_routes = true under "
+                f"sites.{site.name}.tailscale pins the WireGuard prefixes ahead of table 52; "
+                f"then {APPLY})"
+                if exit_node
                 else "tailscale set --accept-routes=false   (or keep them: accept_routes = true "
                 f"under sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
             )
