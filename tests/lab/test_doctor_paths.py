@@ -185,7 +185,7 @@ def test_the_dialer_sends_to_the_wrong_port(seed: Seed) -> None:
     assert ":51999" in sh(seed, "B", "wg show wg0 endpoints")
 
     finding = only(doctor(seed), "endpoint-port", "B")
-    assert "sends to port 51999, A listens on 51820" in finding.problem
+    assert "sends to port 51999, A is dialled on 51820" in finding.problem
     assert fix_command(finding) == (
         "uci set network.sw_peer_A.endpoint_port='51820' && uci commit network && ifup wg0"
     )

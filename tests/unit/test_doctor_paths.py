@@ -4,6 +4,8 @@ routers), with the fw4 ruleset recorded from the lab's 24.10 router as what nft 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,16 @@ from sitewire.diagnose.facts import DeviceFacts
 from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPeer
 from sitewire.diagnose.parse.boot import parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
-from sitewire.diagnose.probes import Probes, failed, mirror_overlay, probe_sections, second_look
-from sitewire.plan import Plan
+from sitewire.diagnose.probes import (
+    HIDE_AWK,
+    Probes,
+    failed,
+    mirror_overlay,
+    probe_sections,
+    second_look,
+)
+from sitewire.plan import Plan, plan_network
+from tests.conftest import SEED, spec_from
 from tests.unit.test_doctor2 import KEYS, WRONG, facts, live, only, plan, probes
 
 __all__ = ["plan"]
@@ -105,7 +115,7 @@ def test_a_dialer_on_the_wrong_port_is_named_on_the_dialer(plan: Plan) -> None:
     moved = replace(peer, endpoint=replace(peer.endpoint, port=51999))
     b = _wg(b, peers=(moved,))
     finding = only(diagnose(live(plan, b=b)), "endpoint-port", "B")
-    assert "sends to port 51999, A listens on 51820" in finding.problem
+    assert "sends to port 51999, A is dialled on 51820" in finding.problem
 
 
 def test_another_peer_holding_the_other_lan_is_named_with_its_key(plan: Plan) -> None:
@@ -257,5 +267,49 @@ def test_each_pair_pings_its_overlay_from_one_end_and_both_ends_get_the_answer(
     )
     a = probes(plan, "A", small={"B": True}, large={"B": False}, fits={"B": 1380})
     b = probes(plan, "B", small={}, large={}, fits={})
-    mirror_overlay(plan, {"A": a, "B": b})
+    mirror_overlay(plan, {"A": a, "B": b}, every)
     assert (b.small, b.large, b.fits) == ({"A": True}, {"A": False}, {"A": 1380})
+
+
+def test_a_listener_behind_a_port_forward_is_no_port_fault() -> None:
+    """A is dialled on 443 (its router's port forward) and listens on 51820: both ends run as
+    planned, so no endpoint-port and no listen-port-changed."""
+    spec = spec_from(
+        SEED.read_text().replace('endpoint = "a.example.net"', 'endpoint = "a.example.net:443"')
+    )
+    forwarded = plan_network(spec, None, KEYS)
+    b = facts(forwarded, "B")
+    peer = b.wg.interfaces[0].peers[0]
+    assert peer.endpoint is not None
+    b = _wg(b, peers=(replace(peer, endpoint=replace(peer.endpoint, port=443)),))
+    found = diagnose(live(forwarded, a=facts(forwarded, "A"), b=b))
+    assert [f.check for f in found if f.check in ("endpoint-port", "listen-port-changed")] == []
+
+
+def test_boot_lines_hide_secrets_under_every_awk_here(tmp_path: Path) -> None:
+    """The boot probe's awk program, run by each awk on this machine over lines that carry an
+    auth key or a WireGuard key in the ways a person writes them."""
+    lines = [
+        "tailscale up --accept-routes --authkey\ttskey-auth-kXYZ-abc",
+        "TS_AUTHKEY=tskey-abc123 tailscale up --accept-routes",
+        f"echo '{KEYS['A']}' | wg set wg0 private-key /dev/stdin",
+        f"wg set wg0 peer X preshared-key <(echo {KEYS['B']})",
+    ]
+    rc = tmp_path / "rc.local"
+    rc.write_text("\n".join(lines) + "\n")
+    ran = 0
+    for awk in (["mawk"], ["busybox", "awk"], ["gawk"], ["original-awk"]):
+        if shutil.which(awk[0]) is None:
+            continue
+        out = subprocess.run(
+            [*awk, "-v", "f=/etc/rc.local", HIDE_AWK, str(rc)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        ran += 1
+        assert out.count("line /etc/rc.local") == 4, (awk, out)
+        for secret in ("tskey", KEYS["A"], KEYS["B"], "abc123"):
+            assert secret not in out, (awk, out)
+        assert "tailscale up --accept-routes" in out
+    assert ran >= 1

@@ -191,3 +191,74 @@ def test_output_that_is_not_nft_json_is_refused() -> None:
         parse_nft_json('{"tables": []}')
     with pytest.raises(UnexpectedOutput):
         parse_nft_json("table inet fw4 {")
+
+
+# --- what the walk cannot read is "cannot tell", never a certain verdict ---------------------
+
+
+def test_an_iptables_nft_xt_match_before_a_drop_is_uncertain() -> None:
+    xt = {"xt": {"type": "match", "name": "conntrack"}}
+    verdict = walk(_ruleset([xt, _DROP]), _lan_to_b(), "forward")
+    assert verdict.action == "accept" and [r.handle for r in verdict.uncertain] == [2]
+
+
+def test_a_verdict_map_on_a_key_it_cannot_read_is_uncertain() -> None:
+    vmap = {
+        "vmap": {
+            "key": {"meta": {"key": "cpu"}},
+            "data": {"set": [[0, {"accept": None}]]},
+        }
+    }
+    drop_policy = _ruleset([vmap])
+    chains = {
+        k: type(c)(c.family, c.table, c.name, c.hook, c.priority, "drop")
+        for k, c in drop_policy.chains.items()
+    }
+    verdict = walk(Ruleset(chains, drop_policy.rules), _lan_to_b(), "forward")
+    assert verdict.dropped and [r.handle for r in verdict.uncertain] == [2]
+
+
+def test_nat_from_a_rule_it_cannot_read_is_not_recorded() -> None:
+    fib = {"match": {"op": "==", "left": {"fib": {"result": "type"}}, "right": "local"}}
+    verdict = walk(_ruleset([fib, {"masquerade": None}]), _lan_to_b(), "forward")
+    assert verdict.nat == () and len(verdict.uncertain) == 1
+
+
+def test_limit_rate_over_and_queue_are_uncertain_a_plain_limit_passes() -> None:
+    over = {"limit": {"rate": 10, "per": "second", "inv": True}}
+    assert walk(_ruleset([over, _DROP]), _lan_to_b(), "forward").action == "accept"
+    plain = {"limit": {"rate": 10, "per": "second"}}
+    assert walk(_ruleset([plain, _DROP]), _lan_to_b(), "forward").action == "drop"
+    queued = walk(_ruleset([{"queue": {"num": 0}}]), _lan_to_b(), "forward")
+    assert queued.action == "accept" and len(queued.uncertain) == 1
+
+
+def test_ipv6_icmp_is_spelled_as_nft_prints_it() -> None:
+    proto = {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "ipv6-icmp"}}
+    v6 = _lan_to_b(family=6, saddr=a("fd00::1"), daddr=a("fd00::2"))
+    assert walk(_ruleset([proto, _DROP]), v6, "forward").action == "drop"
+    assert walk(_ruleset([proto, _DROP]), _lan_to_b(), "forward").action == "accept"
+
+
+def test_a_dormant_table_runs_nothing() -> None:
+    ruleset = _ruleset([_DROP])
+    data = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "mine", "flags": ["dormant"]}},
+            *(
+                {
+                    "chain": {
+                        "family": "inet",
+                        "table": "mine",
+                        "name": c.name,
+                        "hook": c.hook,
+                        "prio": c.priority,
+                        "policy": "drop",
+                        "type": "filter",
+                    }
+                }
+                for c in ruleset.chains.values()
+            ),
+        ]
+    }
+    assert walk(parse_nft_json(json.dumps(data)), _lan_to_b(), "forward").action == "accept"

@@ -97,7 +97,7 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
 
         probed = await run_on_sites(facts, probe)
         lost = _why(probed)
-        mirror_overlay(plan, probed.ok)
+        mirror_overlay(plan, probed.ok, facts)
     finally:
         await _close(sessions)
     unreachable.update(lost)

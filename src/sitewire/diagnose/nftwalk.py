@@ -34,7 +34,7 @@ class Packet:
     dport: int | None = None
     sport: int | None = None
     ct: str = "new"
-    mark: int = 0
+    mark: int | None = 0  # None: set by a rule to what cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +104,17 @@ def _run(
     return None, None, None
 
 
+_AS_MATCH = "as-match"  # a statement that filters like a match, and cannot be read here
+_AS_VERDICT = "as-verdict"  # a statement that may decide, and cannot be read here
+# Statements that let a packet through or not, as a match does: `limit rate over`, `quota
+# over`, `ct count`, iptables-nft's xt matches. Read as "cannot tell".
+_FILTERING = ("limit", "quota", "ct count", "connlimit", "numgen", "hash", "osf", "socket")
+
+
 def _rule(state: _Walk, rule: NftRule) -> tuple[str, str] | None:
     """(verb, jump target) when the rule's matches hold and it ends in a verdict; None when
-    it does not match, or matches and goes on. Statements run in order, as nft runs them."""
+    it does not match, or matches and goes on. Statements run in order, as nft runs them; a
+    rule with a part that cannot be read changes nothing and is kept aside as uncertain."""
     sure = True
     for expr in rule.expr:
         if not isinstance(expr, dict) or len(expr) != 1:
@@ -118,47 +126,83 @@ def _rule(state: _Walk, rule: NftRule) -> tuple[str, str] | None:
                 return None
             sure = sure and held is True
             continue
-        verb = _statement(state, rule, kind, body)
-        if verb is None:
+        verb = _statement(state, rule, kind, body, sure)
+        if verb == _AS_MATCH:
+            sure = False
             continue
-        if not sure:
+        if verb == _AS_VERDICT or (verb is not None and not sure):
             state.uncertain.append(rule)
             return None
-        return verb
+        if isinstance(verb, tuple):
+            return verb
     return None
 
 
-def _statement(state: _Walk, rule: NftRule, kind: str, body: object) -> tuple[str, str] | None:
-    if kind == "vmap" and isinstance(body, dict):
-        value = _value(state, body.get("key"))
-        data = body.get("data")
-        pairs = data.get("set", []) if isinstance(data, dict) else []
-        for pair in pairs if isinstance(pairs, list) else []:
-            if isinstance(pair, list) and len(pair) == 2 and _equal(state, value, pair[0]):
-                verdict = pair[1]
-                if isinstance(verdict, dict) and len(verdict) == 1:
-                    ((verb, target),) = verdict.items()
-                    return _verb(verb, target)
-        return None
+def _statement(
+    state: _Walk, rule: NftRule, kind: str, body: object, sure: bool
+) -> tuple[str, str] | str | None:
+    if kind == "vmap":
+        return _vmap(state, body)
     if kind in _NAT:
-        state.nat.append((kind, rule))
+        if sure:  # a side effect only when the rule surely runs
+            state.nat.append((kind, rule))
         return ("accept", "")  # a NAT statement ends the chain, as accept
     if kind == "mangle" and isinstance(body, dict):
-        if body.get("key") == {"meta": {"key": "mark"}} and isinstance(body.get("value"), int):
-            state.packet = replace(state.packet, mark=int(body["value"]))
+        if sure and body.get("key") == {"meta": {"key": "mark"}}:
+            value = body.get("value")
+            mark = value if isinstance(value, int) and not isinstance(value, bool) else None
+            state.packet = replace(state.packet, mark=mark)
         return None
+    if kind == "xt" and isinstance(body, dict):
+        return _AS_VERDICT if body.get("type") == "target" else _AS_MATCH
+    if kind == "queue":
+        return _AS_VERDICT  # accepted with `bypass` or a reader, dropped without: unknown
+    if kind in _FILTERING and (kind != "limit" or (isinstance(body, dict) and body.get("inv"))):
+        return _AS_MATCH  # (a plain `limit rate` lets the packets of a probe through)
     if kind in _TERMINAL:
         return _verb(kind, body)
     return None  # counter, limit, log, ct helper, notrack, ...: no verdict
+
+
+def _vmap(state: _Walk, body: object) -> tuple[str, str] | str | None:
+    """A verdict map: the verdict of the packet's key, none when it is not in the map, and
+    "cannot tell" when the key or the map cannot be read."""
+    if not isinstance(body, dict):
+        return _AS_VERDICT
+    value = _value(state, body.get("key"))
+    data = body.get("data")
+    if value is _UNKNOWN:
+        return _AS_VERDICT
+    if value is _ABSENT:
+        return None
+    if isinstance(data, str) and data.startswith("@"):
+        pairs: object = state.ruleset.sets.get((*state.table, data[1:]))
+    else:
+        pairs = data.get("set") if isinstance(data, dict) else None
+    if not isinstance(pairs, list | tuple):
+        return _AS_VERDICT
+    for pair in pairs:
+        if isinstance(pair, dict) and isinstance(pair.get("elem"), list):
+            pair = pair["elem"]
+        if not (isinstance(pair, list) and len(pair) == 2):
+            return _AS_VERDICT
+        held = _equal(state, value, pair[0])
+        if held is None:
+            return _AS_VERDICT
+        if held:
+            verdict = pair[1]
+            if isinstance(verdict, dict) and len(verdict) == 1:
+                ((verb, target),) = verdict.items()
+                return _verb(verb, target) or _AS_VERDICT
+            return _AS_VERDICT
+    return None
 
 
 def _verb(verb: str, target: object) -> tuple[str, str] | None:
     if verb in ("jump", "goto"):
         name = target.get("target") if isinstance(target, dict) else None
         return (verb, name) if isinstance(name, str) else None
-    if verb == "queue":
-        return ("drop", "")  # with no queue reader, a queued packet is dropped
-    return (verb, "") if verb in _TERMINAL else None
+    return (verb, "") if verb in _TERMINAL and verb != "queue" else None
 
 
 # --- matches -----------------------------------------------------------------------------
@@ -178,7 +222,8 @@ def _match(state: _Walk, body: object) -> bool | None:
         return None
     if op == "in":
         wanted = right if isinstance(right, list) else [right]
-        return any(_equal(state, value, w) is True for w in wanted)
+        found = [_equal(state, value, w) for w in wanted]
+        return True if True in found else None if None in found else False
     if op in ("==", "!="):
         held = _equal(state, value, right)
         return None if held is None else (held if op == "==" else not held)
@@ -222,13 +267,16 @@ def _meta(p: Packet, key: str) -> object:
         return f"ipv{p.family}"
     if key == "l4proto":
         return _l4(p)
+    if key in ("protocol",):
+        return _UNKNOWN
     if key == "mark":
-        return p.mark
+        return p.mark if p.mark is not None else _UNKNOWN
     return _UNKNOWN
 
 
 def _l4(p: Packet) -> str:
-    return "icmpv6" if p.proto == "icmp" and p.family == 6 else p.proto
+    # nft prints IPv6's ICMP as `ipv6-icmp` for l4proto (and `icmpv6` for its header).
+    return "ipv6-icmp" if p.proto == "icmp" and p.family == 6 else p.proto
 
 
 def _payload(p: Packet, protocol: str, name: str) -> object:
@@ -236,13 +284,15 @@ def _payload(p: Packet, protocol: str, name: str) -> object:
         if p.family != (4 if protocol == "ip" else 6):
             return _ABSENT
         return {"saddr": p.saddr, "daddr": p.daddr}.get(name, _UNKNOWN)
+    if protocol == "th" and p.proto not in ("udp", "tcp"):
+        return _UNKNOWN  # `th` has no protocol of its own: on ICMP it reads type and code
     if protocol in ("udp", "tcp", "th"):
-        if p.proto not in ("udp", "tcp") or protocol not in ("th", p.proto):
+        if protocol not in ("th", p.proto):
             return _ABSENT
         port = {"dport": p.dport, "sport": p.sport}.get(name)
         return port if port is not None else _UNKNOWN
     if protocol in ("icmp", "icmpv6"):
-        if _l4(p) != protocol:
+        if (p.family, p.proto) != (4 if protocol == "icmp" else 6, "icmp"):
             return _ABSENT
         return "echo-request" if name == "type" else 0 if name == "code" else _UNKNOWN
     return _ABSENT if protocol in ("sctp", "dccp", "esp", "ah", "udplite") else _UNKNOWN

@@ -30,15 +30,27 @@ _WATCHED = (
     r"tailscale[ \t]+(up|set)|wg[ \t]+(set|setconf|syncconf|addconf)|wg-quick[ \t]+(up|down)"
     r"|(^|[;&|( \t])(ifup|ifdown)[ \t]"
 )
+_B64 = "[A-Za-z0-9+\\/]"
+# The awk program that prints each watched line, with what could be a secret hidden on the
+# router: the word after a key-like name (any case; `=`, space or tab), a Tailscale auth key,
+# and anything written like a WireGuard key (43 base64 characters and `=`), wherever it is.
+# (Written out, not as {42}: not every awk reads interval expressions.)
+HIDE_AWK = (
+    "/^[ \\t]*#/ { next } /" + _WATCHED + '/ { s = $0; l = ""\n'
+    "while (match(tolower(s), /(auth-?key|key|secret|passw(or)?d|token)[= \\t]+[^ \\t]+/)) "
+    '{ l = l substr(s, 1, RSTART - 1) "(hidden)"; s = substr(s, RSTART + RLENGTH) }\n'
+    'l = l s; gsub(/tskey-[A-Za-z0-9_-]+/, "(hidden)", l)\n'
+    f'gsub(/{_B64 * 43}=/, "(hidden)", l); print "line", f, NR, l }}'
+)
 BOOT = (
     "sw_boot",
     f'for _f in {_FILES}; do\n[ -f "$_f" ] || continue\n'
     "case $_f in */sitewire*) continue ;; esac\n"
-    'awk -v f="$_f" \'/^[ \\t]*#/ { next } /' + _WATCHED + "/ "
-    '{ gsub(/(auth-?key|key|secret)[= ][^ \\t]*/, "(hidden)"); print "line", f, NR, $0 }\' '
-    '"$_f"\ndone\n'
-    "for _s in network firewall; do [ -x /etc/init.d/$_s ] || continue\n"
-    '/etc/init.d/$_s enabled && echo "service $_s on" || echo "service $_s off"; done\n'
+    f'awk -v f="$_f" \'{HIDE_AWK}\' "$_f"\ndone\n'
+    # OpenWrt's init scripts (a Linux /etc/init.d script has no `enabled`).
+    "if [ -f /etc/openwrt_release ]; then for _s in network firewall; do\n"
+    "[ -x /etc/init.d/$_s ] || continue\n"
+    '/etc/init.d/$_s enabled && echo "service $_s on" || echo "service $_s off"; done; fi\n'
     "if command -v systemctl >/dev/null 2>&1; then for _u in /etc/wireguard/*.conf; do\n"
     '[ -f "$_u" ] || continue; _n=$(basename "$_u" .conf)\n'
     'echo "unit $_n $(systemctl is-enabled "wg-quick@$_n" 2>/dev/null || echo disabled)"\n'
@@ -251,19 +263,32 @@ def overlay_pinger(
     plan: Plan, site: str, other: str, facts: Mapping[str, DeviceFacts | None]
 ) -> bool:
     """Whether `site` pings `other`'s overlay address: the one first in the plan, unless the
-    other was not read (then no one else would)."""
+    other will not probe `site` (it was not read, or `site` has no LAN for it to target),
+    or the two run different MTUs."""
     order = plan.site_names
-    return facts.get(other) is None or order.index(site) < order.index(other)
+    if facts.get(other) is None or not plan.site(site).lan:
+        return True
+    if running_mtu(facts.get(site), plan.site(site)) != running_mtu(
+        facts.get(other), plan.site(other)
+    ):
+        return True  # each end tries its own full size
+    return order.index(site) < order.index(other)
 
 
-def mirror_overlay(plan: Plan, probes: Mapping[str, Probes]) -> None:
-    """Give each site the overlay answers its pair's other end measured (small, large, fits):
-    a ping crosses the tunnel both ways, so one per pair serves both ends."""
+def mirror_overlay(
+    plan: Plan, probes: Mapping[str, Probes], facts: Mapping[str, DeviceFacts | None]
+) -> None:
+    """Give each site the overlay answers its pair's other end measured: a ping crosses the
+    tunnel both ways, so one per pair serves both ends. The full-size answers (large, fits)
+    only where both ends run the same MTU: else this end's own size was not tried."""
     for site, seen in probes.items():
+        mtu = running_mtu(facts.get(site), plan.site(site))
         for other, theirs in probes.items():
             if other == site or site not in theirs.small or other in seen.small:
                 continue
             seen.small[other] = theirs.small[site]
+            if running_mtu(facts.get(other), plan.site(other)) != mtu:
+                continue
             if site in theirs.large:
                 seen.large[other] = theirs.large[site]
             if site in theirs.fits:

@@ -20,6 +20,7 @@ from sitewire.diagnose.parse.nft import NftRule
 from sitewire.diagnose.probes import lan_address
 from sitewire.driver import driver_for
 from sitewire.render.openwrt import peer_section
+from sitewire.uci import Section, words
 
 _FIREWALL = frozenset(
     {"missing-forwarding", "disabled-forwarding", "disabled-zone", "interface-without-zone"}
@@ -36,6 +37,7 @@ OWNERS = {
     "endpoint": frozenset({"saved-not-live", "wrong-key", "ddns-stale", "interface-not-running"}),
     "port": frozenset({"saved-not-live"}),
 }
+_XTABLES = ("filter", "nat", "mangle", "raw", "security")  # iptables-nft's tables
 DOES_NOT_READ = (
     "tc qdiscs and filters (tc filter show dev {iface} ingress), iptables-legacy rules, "
     "the hosts' own firewalls, anything between the routers"
@@ -147,6 +149,12 @@ def _rule_fix(
             f"remove it from /etc/nftables.d (fw4 includes those files), then {reload}; "
             f"for now: nft delete rule {family} {table} {name} handle {rule.handle}"
         )
+    if family in ("ip", "ip6") and table in _XTABLES:
+        tool = "iptables" if family == "ip" else "ip6tables"
+        return (
+            f"{tool} -t {table} -S {name}; then {tool} -t {table} -D {name} <that rule>   "
+            f"(an iptables-nft rule; and remove what adds it at boot)"
+        )
     return (
         f"nft delete rule {family} {table} {name} handle {rule.handle}   (and remove what "
         "adds it at boot: /etc/nftables.conf, /etc/rc.local, an init or hotplug script)"
@@ -193,8 +201,13 @@ def _nat(live: Live, path: Path, hop: Hop) -> Finding:
     label = (rule.comment or "").removeprefix("!fw4: ")
     if label.startswith("Masquerade") and rule.chain[1] == "fw4":
         zone = label.split()[2] if len(label.split()) > 2 else ""
-        ref = _zone_ref(live, hop.site, zone)
-        if ref is not None:
+        ref, section = _zone_ref(live, hop.site, zone)
+        held = words(section.options.get("network")) if section is not None else []
+        iface = live.plan.site(hop.site).interface
+        if ref is not None and any(n.startswith("wan") for n in held):
+            # The WAN's own zone: its masquerade is the LAN's way out; the tunnel must leave it.
+            fix = f"{APPLY}   (it puts {iface} in a zone of its own; keep {zone}'s masq)"
+        elif ref is not None:
             option = "masq6" if "IPv6" in label else "masq"
             fix = (
                 f"uci delete firewall.{ref}.{option} && uci commit firewall && "
@@ -210,14 +223,14 @@ def _nat(live: Live, path: Path, hop: Hop) -> Finding:
     )
 
 
-def _zone_ref(live: Live, site: str, zone: str) -> str | None:
+def _zone_ref(live: Live, site: str, zone: str) -> tuple[str | None, Section | None]:
     firewall = live.facts[site].firewall
     if firewall is None:
-        return None
+        return None, None
     for section in firewall.sections_of_type("zone"):
         if section.options.get("name") == zone:
-            return firewall.ref(section)
-    return None
+            return firewall.ref(section), section
+    return None, None
 
 
 def _peer(live: Live, path: Path, hop: Hop) -> Finding:
@@ -263,7 +276,9 @@ def _endpoint(live: Live, path: Path, hop: Hop) -> Finding:
 def _port(live: Live, path: Path, hop: Hop) -> Finding:
     listener = live.plan.site(hop.other)
     running = int(hop.evidence[3])
-    if running != listener.listen_port:
+    dial = live.plan.site(hop.site).peer(hop.other).dial
+    planned = dial.endpoint.port if dial is not None else listener.listen_port
+    if running != listener.listen_port and planned == listener.listen_port:
         fix = (
             f"uci set network.{listener.interface}.listen_port='{listener.listen_port}' && "
             f"uci commit network && ifup {listener.interface}   (or: {APPLY})"
@@ -280,7 +295,7 @@ def _port(live: Live, path: Path, hop: Hop) -> Finding:
         )
     site = live.plan.site(hop.site)
     fix = (
-        f"uci set network.{peer_section(hop.other)}.endpoint_port='{listener.listen_port}' && "
+        f"uci set network.{peer_section(hop.other)}.endpoint_port='{planned}' && "
         f"uci commit network && ifup {site.interface}   (or: {APPLY})"
         if driver_for(site.platform).uses_uci
         else APPLY

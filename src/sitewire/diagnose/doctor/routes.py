@@ -119,16 +119,23 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
                 f"Tailscale's {what} {prefix}: LAN traffic to {other} goes "
                 f"into tailscale0, not {site.interface}{shape}",
                 tuple(evidence),
-                # The spec keeps accepted routes: apply restores the rules that pin the
-                # WireGuard prefixes to main ahead of table 52 (turning them off would fight it).
-                f"{APPLY}   (it puts back the rules that pin {prefix} to main ahead of table 52)"
-                if pinned
-                else "tailscale set --exit-node=   (or keep it: accept_routes = true under "
-                f"sites.{site.name}.tailscale pins the WireGuard prefixes ahead of table 52; "
-                f"then {APPLY})"
-                if exit_node
-                else "tailscale set --accept-routes=false   (or keep them: accept_routes = true "
-                f"under sites.{site.name}.tailscale pins the WireGuard prefixes; then {APPLY})",
+                _tailscale_fix(site.name, prefix, pinned, exit_node),
             )
         )
     return out
+
+
+def _tailscale_fix(site: str, prefix: IPNetwork, pinned: bool, exit_node: bool) -> str:
+    if pinned:
+        # The spec keeps accepted routes: apply restores the rules that pin the WireGuard
+        # prefixes to main ahead of table 52 (turning them off would fight it).
+        return f"{APPLY}   (it puts back the rules that pin {prefix} to main ahead of table 52)"
+    if exit_node:
+        return (
+            "tailscale set --exit-node=   (or keep it: accept_routes = true under "
+            f"sites.{site}.tailscale pins the WireGuard prefixes ahead of table 52; then {APPLY})"
+        )
+    return (
+        "tailscale set --accept-routes=false   (or keep them: accept_routes = true "
+        f"under sites.{site}.tailscale pins the WireGuard prefixes; then {APPLY})"
+    )

@@ -10,7 +10,8 @@ with every hop passing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from sitewire import strict
 from sitewire.diagnose.doctor.model import Live, actual_key, live_peer
@@ -125,11 +126,15 @@ def _firewall(live: Live, site: str, packet: Packet) -> list[Hop]:
         return []
     out = []
     nat: list[Verdict] = []
+    unsure: list[Verdict] = []
     for hook in ("prerouting", "forward", "postrouting"):
-        verdict = walk(ruleset, packet, hook)
+        # before the routing decision a packet has no output device (oifname is "")
+        verdict = walk(ruleset, replace(packet, oif="") if hook == "prerouting" else packet, hook)
         if verdict.nat:
             nat.append(verdict)
-        if verdict.dropped:
+        if verdict.dropped and verdict.uncertain:
+            unsure.append(verdict)  # a rule it could not read came first: cannot tell
+        elif verdict.dropped:
             where = verdict.chain.where() if verdict.chain else hook
             shown = ruleset.line(verdict.rule) if verdict.rule else f"policy {verdict.action}"
             evidence = (f"$ nft -a list chain {where}", shown)
@@ -143,7 +148,9 @@ def _firewall(live: Live, site: str, packet: Packet) -> list[Hop]:
         out.append(Hop(site, "nat", False, evidence, verdict, f"{kind} ({ruleset.line(rule)})"))
     if not out:
         arrow = f"{packet.iif} → {packet.oif}"
-        out.append(Hop(site, "firewall", True, (f"nft: {arrow} {packet.daddr} accepted",)))
+        said = "cannot tell (a rule doctor cannot read comes first)" if unsure else "accepted"
+        accepted = (f"nft: {arrow} {packet.daddr} {said}",)
+        out.append(Hop(site, "firewall", True, accepted, unsure[0] if unsure else None))
     return out
 
 
@@ -224,38 +231,63 @@ def _link(live: Live, a: str, b: str) -> list[Hop]:
     port = iface.listen_port
     listen = f"$ wg show {iface.name} listen-port  (on {listener})"
     shown = (dial, str(running.endpoint), listen, str(port))
-    if running.endpoint.port != port:
+    dial_plan = plan.site(dialer).peer(listener).dial
+    planned = dial_plan.endpoint.port if dial_plan is not None else port
+    planned_listen = plan.site(listener).listen_port
+    # A listener behind a port forward is dialled on the forward's port, not its own: each
+    # end is held to the plan, and the two live ports are compared only where they are one.
+    if port != planned_listen and planned == planned_listen:
         detail = f"sends to port {running.endpoint.port}, {listener} listens on {port}"
-        out.append(Hop(dialer, "port", False, shown, detail=detail, other=listener))
-        return out
+        return [Hop(dialer, "port", False, shown, detail=detail, other=listener)]
+    if running.endpoint.port != planned:
+        detail = f"sends to port {running.endpoint.port}, {listener} is dialled on {planned}"
+        return [Hop(dialer, "port", False, shown, detail=detail, other=listener)]
     out.append(Hop(dialer, "endpoint", True, shown, detail=str(running.endpoint), other=listener))
-    out += _input(live, dialer, listener, running)
+    out += _input(live, dialer, listener, running, port)
     out.append(_handshake(live, dialer, listener, running))
     return out
 
 
-def _input(live: Live, dialer: str, listener: str, running: WgPeer) -> list[Hop]:
-    """The dialer's first handshake packet through the listener's input hook."""
+def _input(live: Live, dialer: str, listener: str, running: WgPeer, port: int) -> list[Hop]:
+    """The dialer's first handshake packet through the listener's prerouting and input
+    hooks, to its real socket (`port`; a port forward in front may have changed the one
+    dialled), as a new flow: conntrack keeps a running one alive past a closed port."""
     ruleset = live.probes[listener].ruleset
     endpoint = running.endpoint
     if ruleset is None or endpoint is None:
         return []
+    probes = live.probes[listener]
     facts = live.facts[listener]
-    device = live.probes[listener].devices.get(str(endpoint.ip)) or facts.wan_device
+    held = str(endpoint.ip) in probes.devices
+    device = probes.devices.get(str(endpoint.ip)) or facts.wan_device
     theirs = live_peer(live, live.plan.site(listener), dialer)
     source = theirs.endpoint.ip if theirs and theirs.endpoint else None
     if source is None or source.version != endpoint.ip.version:
         source = endpoint.ip
-    port = endpoint.port
-    packet = Packet(endpoint.ip.version, source, endpoint.ip, "udp", iif=device, dport=port)
-    verdict = walk(ruleset, packet, "input")
-    where = verdict.chain.where() if verdict.chain else "input"
-    shown = ruleset.line(verdict.rule) if verdict.rule else f"policy {verdict.action}"
-    evidence = (f"$ nft -a list chain {where}", shown)
-    if verdict.dropped:
-        detail = f"{verdict.action}s UDP {port} from {device} ({where}: {shown})"
-        return [Hop(listener, "input", False, evidence, verdict, detail, other=dialer)]
-    return [Hop(listener, "input", True, (f"nft: UDP {port} from {device} accepted",))]
+    target = endpoint.ip if held else _held_on(probes.devices, device, endpoint.ip.version)
+    packet = Packet(
+        endpoint.ip.version, source, target or endpoint.ip, "udp", iif=device, dport=port
+    )
+    for hook in ("prerouting", "input"):
+        verdict = walk(ruleset, packet, hook)
+        if verdict.dropped and not verdict.uncertain:
+            where = verdict.chain.where() if verdict.chain else hook
+            shown = ruleset.line(verdict.rule) if verdict.rule else f"policy {verdict.action}"
+            evidence = (f"$ nft -a list chain {where}", shown)
+            detail = f"{verdict.action}s UDP {port} from {device} ({where}: {shown})"
+            return [Hop(listener, "input", False, evidence, verdict, detail, other=dialer)]
+    return [Hop(listener, "input", True, (f"nft: UDP {port} from {device} accepted",), verdict)]
+
+
+def _held_on(devices: Mapping[str, str], device: str | None, version: int) -> IPAddress | None:
+    """An address of this IP version the router holds on `device` (its WAN, where a port
+    forward in front sends the dialer's packets)."""
+    for text, dev in devices.items():
+        address = _addr(text)
+        fits = dev == device and address is not None and address.version == version
+        if fits and address is not None and not address.is_link_local:
+            return address
+    return None
 
 
 def _handshake(live: Live, dialer: str, listener: str, running: WgPeer) -> Hop:

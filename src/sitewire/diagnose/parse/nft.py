@@ -78,11 +78,17 @@ def parse_nft_json(text: str, listing: str = "") -> Ruleset:
     chains: dict[ChainKey, NftChain] = {}
     rules: dict[ChainKey, list[NftRule]] = {}
     sets: dict[ChainKey, tuple[object, ...]] = {}
+    dormant: set[tuple[str, str]] = set()  # a table with flags dormant runs none of its chains
     for item in data["nftables"]:
         if not isinstance(item, dict) or len(item) != 1:
             continue
         ((kind, body),) = item.items()
         if not isinstance(body, dict):
+            continue
+        if kind == "table":
+            flags = body.get("flags")
+            if flags == "dormant" or (isinstance(flags, list) and "dormant" in flags):
+                dormant.add((str(body.get("family")), str(body.get("name"))))
             continue
         key = _key(body, "chain" if kind == "rule" else "name")
         if key is None:
@@ -96,6 +102,7 @@ def parse_nft_json(text: str, listing: str = "") -> Ruleset:
         elif kind in ("set", "map"):
             elements = body.get("elem", [])
             sets[key] = tuple(elements) if isinstance(elements, list) else ()
+    chains = {k: c for k, c in chains.items() if (k[0], k[1]) not in dormant}
     return Ruleset(
         chains, {k: tuple(v) for k, v in rules.items()}, sets, parse_nft_listing(listing)
     )
