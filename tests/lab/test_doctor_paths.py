@@ -343,3 +343,49 @@ def test_a_healthy_seed_on_25_12_traces_clean(make_lab: MakeLab, tmp_path: Path)
         assert path.hops[0].kind == "route" and path.hops[-1].kind == "firewall"
     findings = diagnose(live)
     assert findings == [], "\n".join(f.text() for f in findings)
+
+
+# B keeps Tailscale's accepted routes (its WireGuard prefixes pinned to main ahead of table 52).
+KEEP_ROUTES = SEED.read_text().replace(
+    '["192.168.7.0/24"] }', '["192.168.7.0/24"], accept_routes = true }'
+)
+
+
+@pytest.mark.lab
+def test_wireguards_own_packets_routed_into_tailscale(seed: Seed, tmp_path: Path) -> None:
+    """A advertises its WAN prefix on the tailnet; B, keeping accepted routes, now sends
+    WireGuard's own UDP to A's endpoint into tailscale0: the LANs stay pinned to wg0, the
+    tunnel under them rides inside Tailscale. One finding, on B, with the rule that pins the
+    endpoint to main."""
+    keep = write_spec(tmp_path / "network.toml", KEEP_ROUTES)
+    seed.undo.append(
+        lambda: sh(
+            seed, "A", "tailscale set --advertise-routes=192.168.3.0/24 && tailscale lab-sync"
+        )
+    )
+    outcome, ui = apply_lab(seed.state, keep)
+    assert outcome.ok, ui.text
+    healthy(seed, keep)
+    seed.broken = True
+    endpoint = sh(seed, "B", "wg show wg0 endpoints").split()[1].split("]:")[0].lstrip("[")
+    sh(seed, "A", "tailscale set --advertise-routes=192.168.3.0/24,fd53:5357:0:1::/64")
+    sh(seed, "A", "tailscale lab-sync")
+    sh(seed, "B", "tailscale lab-sync")
+    assert "tailscale0" in sh(seed, "B", f"ip -6 route get {endpoint}")
+
+    finding = only(doctor(seed, keep), "endpoint-route", "B")
+    assert finding.problem.startswith(
+        f"WireGuard's own packets to A's endpoint {endpoint} go out by tailscale0"
+    )
+    fix = fix_command(finding)
+    assert fix.startswith(f"ip -6 rule add to {endpoint} lookup main priority ")
+    seed.undo.append(lambda: sh(seed, "B", f"ip -6 rule del to {endpoint} 2>/dev/null; true"))
+
+    sh(seed, "B", fix)
+    assert "tailscale0" not in sh(seed, "B", f"ip -6 route get {endpoint}")
+    healthy(seed, keep)
+    for step in reversed(seed.undo):
+        step()
+    outcome, ui = apply_lab(seed.state, seed.spec)
+    assert outcome.ok, ui.text
+    healthy(seed)

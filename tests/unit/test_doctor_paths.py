@@ -313,3 +313,20 @@ def test_boot_lines_hide_secrets_under_every_awk_here(tmp_path: Path) -> None:
             assert secret not in out, (awk, out)
         assert "tailscale up --accept-routes" in out
     assert ran >= 1
+
+
+def test_wireguards_own_packets_into_tailscale0_are_named_with_a_rule_to_pin_them(
+    plan: Plan,
+) -> None:
+    """B's route to A's endpoint goes into tailscale0 (a WAN prefix accepted from the
+    tailnet): the tunnel rides inside Tailscale, or not at all."""
+    ep = "fd53:5357:0:1::10"
+    captured = f"{ep} from :: dev tailscale0 table 52 src fd7a:115c:a1e0::2 metric 1024 pref medium"
+    pb = probes(plan, "B", route_ep={ep: captured})
+    finding = only(diagnose(live(plan, pb=pb)), "endpoint-route", "B")
+    assert finding.problem.startswith(
+        f"WireGuard's own packets to A's endpoint {ep} go out by tailscale0 (Tailscale's table 52"
+    )
+    assert finding.fix.startswith(f"ip -6 rule add to {ep} lookup main priority ")
+    healthy = probes(plan, "B", route_ep={ep: f"{ep} from :: via fd53:5357:0:1::1 dev wan"})
+    assert diagnose(live(plan, pb=healthy)) == []

@@ -79,6 +79,7 @@ class Probes:
     ping_router: dict[str, bool] = field(default_factory=dict)  # from the router itself
     # from the router's LAN address to the other router's (when no host in its LAN is known)
     ping_lan: dict[str, bool] = field(default_factory=dict)
+    route_ep: dict[str, str] = field(default_factory=dict)  # endpoint IP -> `ip route get` it
     small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
     large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
     fits: dict[str, int] = field(default_factory=dict)  # site -> largest DF packet that crossed
@@ -184,6 +185,7 @@ def probe_sections(
         host = f" {q(t.host)}" if t.host and router_ping else ""
         overlay = t.overlay if overlay_pinger(plan, site, t.site, facts) else "-"
         lines.append(f"probe {q(t.site)} {q(dst)} {q(overlay)} {router_ping}{host} &")
+    lines += _endpoint_routes(facts.get(site), me)
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
             name = q(peer.dial.endpoint.host)
@@ -295,6 +297,20 @@ def mirror_overlay(
                 seen.fits[other] = theirs.fits[site]
 
 
+def _endpoint_routes(facts: DeviceFacts | None, me: SitePlan) -> list[str]:
+    """The route WireGuard's own packets take to each running peer's endpoint (with the
+    interface's fwmark, as the kernel routes them): the WAN, not the tunnel or tailscale0."""
+    iface = facts.wg.interface(me.interface) if facts is not None else None
+    if iface is None:
+        return []
+    mark = f" mark {iface.fwmark}" if iface.fwmark else ""
+    found = sorted({str(p.endpoint.ip) for p in iface.peers if p.endpoint is not None})
+    return [
+        f'echo "route_ep {shlex.quote(ip)} $(ip route get {shlex.quote(ip)}{mark} 2>&1)"'
+        for ip in found
+    ]
+
+
 def failed(probes: Probes) -> set[str]:
     """The sites some ping to failed: doctor looks at them again before it says so."""
     pings = (*probes.small.items(), *probes.ping_router.items(), *probes.ping_lan.items())
@@ -344,6 +360,8 @@ def parse_probes(
                 probes.lan_source, probes.lan_device = host, device
             case ["route_lan", site, *rest]:
                 probes.route_lan[site] = " ".join(rest)
+            case ["route_ep", address, *rest] if _plain(address):
+                probes.route_ep[address] = " ".join(rest)
             case ["route_router", site, *rest]:
                 probes.route_router[site] = " ".join(rest)
             case ["ping_host", site, host, state] if _plain(host):

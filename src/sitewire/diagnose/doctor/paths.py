@@ -12,6 +12,7 @@ what doctor read, with the places it does not look.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
@@ -36,6 +37,7 @@ OWNERS = {
     "peer": frozenset({"wrong-key", "duplicate-peer", "interface-not-running"}),
     "endpoint": frozenset({"saved-not-live", "wrong-key", "ddns-stale", "interface-not-running"}),
     "port": frozenset({"saved-not-live"}),
+    "underlay": frozenset({"tailscale-captures-route", "interface-not-running"}),
 }
 _XTABLES = ("filter", "nat", "mangle", "raw", "security")  # iptables-nft's tables
 DOES_NOT_READ = (
@@ -88,6 +90,7 @@ def _cause(live: Live, path: Path, hop: Hop) -> Finding:
         "peer": _peer,
         "endpoint": _endpoint,
         "port": _port,
+        "underlay": _underlay,
     }
     return makers[hop.kind](live, path, hop)
 
@@ -261,6 +264,35 @@ def _peer(live: Live, path: Path, hop: Hop) -> Finding:
         else:
             fix = f"wg set {iface} peer {key} remove; then {APPLY}"
     return Finding("prefix-elsewhere", hop.site, problem, hop.evidence, fix)
+
+
+def _underlay(live: Live, path: Path, hop: Hop) -> Finding:
+    line = hop.evidence[-1]
+    address = hop.evidence[0].split()[-1]
+    site = live.plan.site(hop.site)
+    six = "-6 " if ":" in address else ""
+    if "tailscale0" in line:
+        priority = site.tailscale.pin_priority if site.tailscale is not None else 5200
+        why = " (Tailscale's table 52: an accepted route or an exit node)"
+        fix = (
+            f"ip {six}rule add to {address} lookup main priority {priority}   (or: tailscale "
+            "set --accept-routes=false; with an exit node: tailscale set --exit-node=)"
+        )
+    else:
+        why = ""
+        fix = (
+            f"ip {six}route show; give {address} a route by the WAN that is more specific "
+            f"than what sends it into {site.interface}"
+        )
+    device = re.search(r"\bdev (\S+)", line)
+    where = f"go out by {device.group(1)}" if device else f"have no route ({line})"
+    return Finding(
+        "endpoint-route",
+        hop.site,
+        f"WireGuard's own packets to {hop.other}'s endpoint {address} {where}{why}, not by the WAN",
+        hop.evidence,
+        fix,
+    )
 
 
 def _endpoint(live: Live, path: Path, hop: Hop) -> Finding:

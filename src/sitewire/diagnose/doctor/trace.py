@@ -243,9 +243,29 @@ def _link(live: Live, a: str, b: str) -> list[Hop]:
         detail = f"sends to port {running.endpoint.port}, {listener} is dialled on {planned}"
         return [Hop(dialer, "port", False, shown, detail=detail, other=listener)]
     out.append(Hop(dialer, "endpoint", True, shown, detail=str(running.endpoint), other=listener))
+    out += _underlay(live, dialer, listener, running)
+    theirs = live_peer(live, plan.site(listener), dialer)
+    if theirs is not None:
+        out += _underlay(live, listener, dialer, theirs)
     out += _input(live, dialer, listener, running, port)
     out.append(_handshake(live, dialer, listener, running))
     return out
+
+
+def _underlay(live: Live, site: str, other: str, running: WgPeer) -> list[Hop]:
+    """WireGuard's own packets from `site` to `other`'s endpoint: out by the WAN, not into the
+    tunnel itself or into tailscale0 (a route Tailscale accepted, or an exit node)."""
+    if running.endpoint is None:
+        return []
+    address = str(running.endpoint.ip)
+    line = live.probes[site].route_ep.get(address)
+    if line is None:
+        return []
+    device = _dev(line) if not line.startswith(("unreachable", "prohibit", "blackhole")) else None
+    bad = (None, live.plan.site(site).interface, "tailscale0")
+    evidence = (f"$ ip route get {address}", line)
+    detail = f"{other}'s endpoint {address} leaves by {device or 'no device'}"
+    return [Hop(site, "underlay", device not in bad, evidence, detail=detail, other=other)]
 
 
 def _input(live: Live, dialer: str, listener: str, running: WgPeer, port: int) -> list[Hop]:
