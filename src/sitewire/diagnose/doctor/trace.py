@@ -28,7 +28,7 @@ class Hop:
     """One step of the path on one site: what the packet meets there, and whether it passes."""
 
     site: str
-    kind: str  # route, firewall, nat, peer, endpoint, port, input, handshake
+    kind: str  # route, firewall, nat, peer, endpoint, port, underlay, input, handshake
     ok: bool
     evidence: tuple[str, ...]  # "$ command" and the line(s) it printed, or what was read
     verdict: Verdict | None = None  # for firewall and input hops
