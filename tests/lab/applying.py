@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import textwrap
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,13 @@ def settled(state: LabState, site: str, iface: str = "wg0", seconds: float = 20.
         if time.monotonic() > deadline:
             raise AssertionError(f"{site}: {iface} not up {seconds:g} s after ifup: {status}")
         time.sleep(0.1)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, step: float = 0.5) -> bool:
+    """Whether `condition` holds within `seconds` (checked every `step`)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from sitewire.lab.router import write_router_file
 from sitewire.lab.state import LabState, load_state
 from sitewire.pipeline import make_plan, open_workspace
 from tests.conftest import SEED
-from tests.lab.applying import apply_lab, router, settled, write_spec
+from tests.lab.applying import apply_lab, router, settled, wait_for, write_spec
 from tests.lab.conftest import unique_name
 
 NAME = "a.example.net"  # A's DDNS name in the seed; B dials it
@@ -131,15 +130,6 @@ def lan_ping(seed: Seed, site: str, address: str) -> bool:
 def router_ping(seed: Seed, site: str, address: str) -> bool:
     argv = ["ping", "-c", "1", "-W", "1", address]
     return router_exec(seed.state, site, argv).returncode == 0
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def endpoint(seed: Seed, site: str) -> str:

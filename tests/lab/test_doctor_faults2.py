@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from sitewire.lab.host import host_exec, lab_down, router_exec
 from sitewire.lab.state import LabState, load_state
 from sitewire.pipeline import make_plan, open_workspace
 from tests.conftest import SEED, spec_from
-from tests.lab.applying import apply_lab, router, settled, write_spec
+from tests.lab.applying import apply_lab, router, settled, wait_for, write_spec
 from tests.lab.conftest import MakeLab, unique_name
 
 A_LAN_HOST = "192.168.3.100"
@@ -136,15 +135,6 @@ def lan_ping(seed: Seed, site: str, address: str) -> bool:
 def router_ping(seed: Seed, site: str, address: str, *options: str) -> bool:
     argv = ["ping", "-c", "1", "-W", "1", *options, address]
     return router_exec(seed.state, site, argv).returncode == 0
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def tunnel_up(seed: Seed) -> None:

@@ -23,6 +23,7 @@ from sitewire.lab.rehearse import after_up
 from sitewire.lab.state import LabState
 from sitewire.plan import plan_network
 from tests.conftest import SEED, spec_from
+from tests.lab.applying import wait_for
 from tests.lab.conftest import LINUX_SPEC, unique_name
 
 TIMER = 3
@@ -129,15 +130,6 @@ def has_extra(state: LabState, site: str) -> bool:
     return f" {EXTRA}/32 " in done.stdout
 
 
-def _within(seconds: float, condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def lan_to_lan(state: LabState) -> bool:
     """B's host first: B dials A, so its packets are the ones that start a handshake."""
     for site, address in (("B", "192.168.3.100"), ("A", "192.168.7.100")):
@@ -162,7 +154,7 @@ def test_an_unconfirmed_change_is_reverted_after_the_session_closes(lab: Lab) ->
     closed = time.monotonic()
     # `network restart` returns before netifd has set wg0 up again: on a busy machine the new
     # address comes a moment later (this once failed in CI, checked at once).
-    assert _within(5, lambda: has_extra(state, "B")), "the change never went live"
+    assert wait_for(lambda: has_extra(state, "B"), 5, 0.2), "the change never went live"
     assert read(state, "B", OPENWRT_FILES) != before
     wait_settled(state, "B", LOOK_TIMER + 8)
     took = time.monotonic() - closed
