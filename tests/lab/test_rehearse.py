@@ -116,6 +116,28 @@ def test_factory_lab_fails_lab_test(lab: Lab, capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.lab
+def test_lab_test_waits_for_fw4_to_load_the_tunnels_rules(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The race CI once lost: wg0 up and shaken hands, but fw4 last loaded while wg0 was down,
+    # so its zone had no rules for the tunnel until the ifup hotplug's reload came.
+    name, _ = lab("seed.toml", "--configured")
+    state = load_state(name)
+    hook = "/etc/hotplug.d/iface/20-firewall"
+    setup = f"mv {hook} /tmp/fw-hook && ifdown wg0 && sleep 1 && fw4 reload && ifup wg0"
+    assert router_exec(state, "A", ["sh", "-c", setup]).returncode == 0
+    # B starts afresh too, so it shakes hands with A's new device at once.
+    assert router_exec(state, "B", ["ifup", "wg0"]).returncode == 0
+    later = f"(sleep 5; fw4 reload; mv /tmp/fw-hook {hook}) </dev/null >/dev/null 2>&1 &"
+    assert router_exec(state, "A", ["sh", "-c", later]).returncode == 0
+    ruleset = router_exec(state, "A", ["nft", "list", "chain", "inet", "fw4", "input"]).stdout
+    assert 'iifname "wg0"' not in ruleset  # the fault is there when lab test starts
+    code, out, err = _lab_test(name, capsys)
+    assert code == ExitCode.OK, out + err
+    assert "6/6 reachable as planned" in out
+
+
+@pytest.mark.lab
 def test_ten_sites_with_relays_come_up_configured_and_reach_everywhere(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:

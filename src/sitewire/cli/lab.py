@@ -154,8 +154,8 @@ def test_(spec: Path | None, name: str | None) -> int:
     state = load_state(pick_lab(spec, name))
     plan = lab_plan(state)
     started = time.monotonic()
-    for link in await_handshakes(state, plan):
-        echo(f"sitewire: lab: no handshake yet on {link}", err=True)
+    for pending in await_handshakes(state, plan):
+        echo(f"sitewire: lab: {pending}", err=True)
     outcomes = asyncio.run(run_probes(list(probes(state, plan))))
     echo(matrix(outcomes, columns(state, plan)), nl=False)
     failed = [o for o in outcomes if o.failed]

@@ -144,11 +144,14 @@ def _check(result: subprocess.CompletedProcess[str], site: str, what: str) -> No
 
 
 def await_handshakes(state: LabState, plan: Plan, timeout: float = 20.0) -> list[str]:
-    """Wait until every link a router dials has shaken hands; return the links that never did.
+    """Wait until every link a router dials has shaken hands and every OpenWrt router's fw4
+    has rules for its WireGuard interface; return what never got there.
 
     A dialer with persistent keepalive starts its handshake on its own, so a pause here keeps
-    `lab test` from racing a busy machine; routers without the interface (factory state) are
-    not waited for.
+    `lab test` from racing a busy machine. The handshake can come before fw4's own reload from
+    the ifup hotplug (fw4 writes no rules for a device that is down when it loads), and until
+    then the zone's forwardings do not apply to the tunnel. Routers without the interface
+    (factory state) are not waited for.
     """
     deadline = time.monotonic() + timeout
     waiting = {
@@ -157,19 +160,35 @@ def await_handshakes(state: LabState, plan: Plan, timeout: float = 20.0) -> list
         for peer in site.peers
         if peer.dial is not None and peer.public_key is not None
     }
-    while waiting:
-        for site in sorted({s for s, _, _ in waiting}):
+    zoneless = {s.name for s in plan.sites() if s.platform is Platform.OPENWRT}
+    while waiting or zoneless:
+        for site in sorted({s for s, _, _ in waiting} | zoneless):
             iface = plan.site(site).interface
-            shown = router_exec(state, site, ["wg", "show", iface, "latest-handshakes"])
+            shown = router_exec(state, site, ["sh", "-c", _SETTLED.format(iface=iface)])
             if shown.returncode != 0:
                 waiting = {w for w in waiting if w[0] != site}
+                zoneless.discard(site)
                 continue
-            seen = dict(line.split() for line in shown.stdout.splitlines() if line.count("\t") == 1)
+            lines = shown.stdout.splitlines()
+            seen = dict(line.split() for line in lines if line.count("\t") == 1)
             waiting = {w for w in waiting if not (w[0] == site and seen.get(w[2], "0") != "0")}
-        if not waiting or time.monotonic() > deadline:
+            if "zoned" in lines:
+                zoneless.discard(site)
+        if not (waiting or zoneless) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    return sorted(f"{site} → {peer}" for site, peer, _ in waiting)
+    links = [f"no handshake yet on {site} → {peer}" for site, peer, _ in waiting]
+    return sorted(links) + [
+        f"fw4 has no rules for {site}'s tunnel yet" for site in sorted(zoneless)
+    ]
+
+
+# Fails only when the interface is missing; says "zoned" once fw4's input chain jumps for it.
+_SETTLED = (
+    "wg show {iface} latest-handshakes || exit 1; "
+    "if ! command -v fw4 >/dev/null || nft list chain inet fw4 input 2>/dev/null"
+    " | grep -qF 'iifname \"{iface}\"'; then echo zoned; fi"
+)
 
 
 def columns(state: LabState, plan: Plan) -> list[str]:
