@@ -12,6 +12,7 @@ what the commands do on a real router is the lab's business (tests/lab).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -56,6 +57,7 @@ class FakeDevice:
     sent: list[Sent] = field(default_factory=list)
     lock: str | None = None
     commits: dict[str, str] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)  # kind -> seconds each takes
     pubkey: str | None = None
     sessions: int = 0
 
@@ -193,7 +195,10 @@ class FakeSession(Shell):
                 "connection lost: the fake session was cut", where=self.target.name
             )
         result = self.device.answer(self.number, command, stdin)
-        self.journal.append(self.device.sent[-1])
+        sent = self.device.sent[-1]
+        if sent.kind in self.device.delays:  # a slow device: the journal has it when it ends
+            await asyncio.sleep(self.device.delays[sent.kind])
+        self.journal.append(sent)
         if result.rc == 255 and result.stderr == "cut":
             self.dead = True
             raise ConnectionLost("connection lost: cut mid-step", where=self.target.name)

@@ -73,7 +73,7 @@ def test_a_preshared_key_lost_on_one_end_is_made_anew(make_lab: MakeLab, tmp_pat
 
     outcome, ui = apply_lab(state, spec_path)
     assert outcome.ok, ui.text
-    assert "B: preshared key with A: made anew on the devices" in ui.lines
+    assert "B: preshared key with A: made anew, written to both ends" in ui.lines
     assert {r.result for r in outcome.sites.values()} == {Result.CONFIRMED}
     hashes = {
         site: router(

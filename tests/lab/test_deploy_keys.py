@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from sitewire.cli.main import run
-from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
+from sitewire.deploy.keys import ensure_private_key, new_psks, psk_hash_command, psks_for
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
+from sitewire.driver import Driver
 from sitewire.driver.linux import DRIVER as LINUX
 from sitewire.driver.openwrt import DRIVER as OPENWRT
 from sitewire.keys import public_key
@@ -52,30 +53,52 @@ def test_keys_are_born_on_the_routers_and_never_seen(
     assert router_exec(state, "A", install).returncode == 0
     caplog.set_level(logging.DEBUG)
 
-    async def go() -> tuple[str, str, bool, bool, str]:
+    async def go() -> tuple[str, str, str, list[str], list[int]]:
         sessions = await _sessions(state)
         try:
             pub_a = await ensure_private_key(sessions["A"], OPENWRT, "wg0")
             pub_b = await ensure_private_key(sessions["B"], LINUX, "wg0")
             again = await ensure_private_key(sessions["A"], OPENWRT, "wg0")
-            a = (sessions["A"], OPENWRT, "wg0", "B")
-            b = (sessions["B"], LINUX, "wg0", "A")
-            first = await ensure_preshared_key(a, b)
-            second = await ensure_preshared_key(a, b)
-            return pub_a, pub_b, first, second, again
+            keys = new_psks([("A", "B"), ("A", "C"), ("B", "C")])
+            ends: dict[str, Driver] = {"A": OPENWRT, "B": LINUX}
+            for site, driver in ends.items():
+                mine = psks_for(site, keys)  # two peers each, in one command
+                stdin = "".join(f"{k}\n" for _, k in mine)
+                command = driver.psk_write("wg0", [p for p, _ in mine])
+                await sessions[site].check(command, stdin=stdin)
+            hashes = [
+                (
+                    await sessions[s].run(psk_hash_command(d, "wg0", "B" if s == "A" else "A"))
+                ).stdout.strip()
+                for s, d in ends.items()
+            ]
+            # A short stdin writes none of the keys.
+            short = [
+                (await sessions[s].run(d.psk_write("wg0", ["D", "E"]), stdin=keys["A", "B"])).rc
+                for s, d in ends.items()
+            ]
+            return pub_a, pub_b, again, hashes, short
         finally:
             for session in sessions.values():
                 await session.close()
 
-    pub_a, pub_b, made, remade, again = asyncio.run(go())
+    pub_a, pub_b, again, hashes, short = asyncio.run(go())
     private_a = router_exec(state, "A", ["uci", "get", "network.wg0.private_key"]).stdout.strip()
     private_b = router_exec(state, "B", ["cat", "/etc/wireguard/wg0.key"]).stdout.strip()
     assert public_key(private_a) == pub_a == again  # made once, kept on a second call
     assert public_key(private_b) == pub_b
-    assert (made, remade) == (True, False)  # the second call finds matching hashes
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 64  # both ends hold the same key
     psk_a = router_exec(state, "A", ["uci", "get", "network.sw_peer_B.preshared_key"]).stdout
     psk_b = router_exec(state, "B", ["cat", "/etc/wireguard/wg0-A.psk"]).stdout
     assert psk_a.strip() == psk_b.strip() and len(psk_a.strip()) == 44
+    assert (
+        router_exec(state, "A", ["uci", "get", "network.sw_peer_C.preshared_key"]).returncode == 0
+    )
+    mode = router_exec(state, "B", ["stat", "-c", "%a", "/etc/wireguard/wg0-C.psk"]).stdout
+    assert mode.strip() == "600"
+    assert all(rc != 0 for rc in short)
+    assert router_exec(state, "A", ["uci", "-q", "get", "network.sw_peer_D"]).returncode != 0
+    assert router_exec(state, "B", ["test", "-e", "/etc/wireguard/wg0-D.psk"]).returncode != 0
     assert router_exec(state, "A", ["uci", "changes"]).stdout == ""  # everything committed
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "[#] A:" in logged

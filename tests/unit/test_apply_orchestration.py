@@ -18,7 +18,7 @@ from sitewire.deploy import safety
 from sitewire.deploy.apply import apply_network
 from sitewire.deploy.events import Decided, Event, StepStarted
 from sitewire.deploy.problems import ApplyError, Kind
-from sitewire.deploy.remote import Credentials, RemoteError, RemoteResult, Target
+from sitewire.deploy.remote import Credentials, RemoteResult, Target
 from sitewire.deploy.run import Options, Outcome, Result
 from sitewire.diagnose.parse import ScriptSection
 from sitewire.keys import generate_private_key, public_key
@@ -112,9 +112,15 @@ def test_a_fresh_network_is_read_armed_keyed_configured_listener_first_verified_
         assert device.lock is None and set(device.commits.values()) == {"confirmed"}
     # A has the endpoint: it listens, so it is configured before B dials it.
     assert seed_net.order("push") == ["A", "B"]
-    # The preshared key is made on one device and written on both.
-    assert any("wg genpsk" in c for c in seed_net.devices["A"].commands("psk"))
-    assert any("read -r psk" in c for c in seed_net.devices["B"].commands("psk"))
+    # The preshared key is made here and written on both, one command each, on its stdin.
+    writes = {
+        name: [s for s in device.sent if s.kind == "psk" and "read -r psk" in s.command]
+        for name, device in seed_net.devices.items()
+    }
+    assert [len(w) for w in writes.values()] == [1, 1], writes
+    (a,), (b,) = writes.values()
+    assert a.stdin == b.stdin and a.stdin is not None and len(a.stdin.strip()) == 44
+    assert a.stdin.strip() not in a.command + b.command
     # Verification runs over a second connection, never the one that made the change.
     for device in seed_net.devices.values():
         assert {s.session for s in device.sent if s.kind == "verify"} == {2}
@@ -302,6 +308,40 @@ def test_the_listener_is_configured_first_whatever_the_order_of_the_spec(tmp_pat
     assert configure == sorted(configure, key=lambda site: site != "B"), configure
 
 
+def test_each_site_goes_at_its_own_pace_a_slow_site_holds_up_only_its_own_links(
+    tmp_path: Path,
+) -> None:
+    # B and C both dial A; C's configuration is slow. B is verified as soon as A and B are
+    # done, while C still configures; nobody is confirmed before every site is verified.
+    spec = tmp_path / "network.toml"
+    text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
+    spec.write_text(text + '\n[sites.C]\nlan = ["192.168.9.0/24"]\n')
+    net = network(
+        A=FakeDevice("A", factory("192.168.3.1")),
+        B=FakeDevice("B", factory("192.168.7.1")),
+        C=FakeDevice("C", factory("192.168.9.1"), delays={"push": 0.5}),
+    )
+    outcome, ui = apply(spec, net)
+    assert outcome.ok, ui.text
+    done = [(s.site, s.kind) for s in net.journal]
+    assert done.index(("A", "push")) < done.index(("B", "push"))  # the listener first
+    assert done.index(("B", "verify")) < done.index(("C", "push"))
+    assert done.index(("A", "verify")) > done.index(("C", "push"))  # A links to C
+    confirms = [i for i, (_, kind) in enumerate(done) if kind == "safety:confirm"]
+    verifies = [i for i, (_, kind) in enumerate(done) if kind == "verify"]
+    assert len(verifies) == 3 and max(verifies) < min(confirms)
+    # Preshared keys: one command per device, all of its pairs' keys on its stdin.
+    writes = {
+        name: [s.stdin for s in device.sent if "read -r psk" in s.command]
+        for name, device in net.devices.items()
+    }
+    assert {n: [len((w or "").split()) for w in ws] for n, ws in writes.items()} == {
+        "A": [2],
+        "B": [1],
+        "C": [1],
+    }
+
+
 def test_a_failed_install_releases_that_site_and_rolls_back_the_one_whose_key_was_made(
     tmp_path: Path,
 ) -> None:
@@ -340,7 +380,7 @@ def test_a_failed_psk_write_rolls_back_both_ends_of_the_pair(
         return RemoteResult(1, "", "uci: I/O error\n") if failing else None
 
     seed_net.devices["B"].faults.append(full)
-    with pytest.raises(RemoteError, match="read failed: uci: I/O error"):
+    with pytest.raises(ApplyError, match="read failed: uci: I/O error"):
         apply(seed(tmp_path), seed_net)
     for device in seed_net.devices.values():
         assert set(device.commits.values()) == {"reverted"}, device.name

@@ -8,22 +8,25 @@ The order (DESIGN.md decisions 2, 5-7); each stage returns one value per site (d
    devices; show it and ask. `--dry-run` ends here, and so does a network with no change.
 3. arm: back up what will be touched and start each changed site's revert timer. If one site
    is busy with another commit, the ones already armed are released and the apply is refused.
-4. prepare: install missing packages, make missing private keys on the devices, share
-   preshared keys device to device. A failure here releases or rolls back every site.
-5. configure: listeners first, then dialers; the files, then only the steps that make the change
-   live (the driver's live steps): `wg set` or `renew` for peers, re-creation only for
-   interface changes.
-6. verify: over NEW connections, handshakes and pings across the tunnel, and the route a LAN
-   host's packet would take; each site is confirmed or rolled back on its own evidence.
+4. prepare: install missing packages, make missing private keys on the devices, and write
+   each device's new preshared keys (made here in memory for the pairs whose ends did not
+   match when read) in one command. A failure here releases or rolls back every site.
+5. configure: a dialer once the listeners it dials are done; the files, then only the steps
+   that make the change live (the driver's live steps): `wg set` or `renew` for peers,
+   re-creation only for interface changes.
+6. verify: each site as soon as its own change is done, over a NEW connection: handshakes and
+   pings across the tunnel, and the route a LAN host's packet would take. Once every site is
+   verified, each is confirmed or rolled back on its own evidence.
 
 Every fan-out goes through deploy.runner; every message for a person is an event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,17 +40,19 @@ from sitewire.deploy.changes import (
     placeholder_key,
     plan_with,
 )
-from sitewire.deploy.decide import Dial, Sessions, release, verify_and_decide
+from sitewire.deploy.decide import Dial, Sessions, decide_all, release, verify_site
 from sitewire.deploy.events import Armed as ArmedEvent
 from sitewire.deploy.events import (
     Event,
     NothingToChange,
     Observer,
     Planned,
+    PskShared,
     Read,
     Result,
 )
-from sitewire.deploy.prepare import arm_site, prepare_site, share_psks
+from sitewire.deploy.keys import new_psks, psks_for
+from sitewire.deploy.prepare import arm_site, prepare_site
 from sitewire.deploy.problems import ApplyError, Kind, Problem, Touched
 from sitewire.deploy.read import read_site, stale_psks
 from sitewire.deploy.remote import Credentials, Target
@@ -67,6 +72,7 @@ from sitewire.deploy.run import (
     run_steps,
 )
 from sitewire.deploy.runner import run_on_sites
+from sitewire.deploy.verify import Evidence
 from sitewire.driver import Command, driver_for
 from sitewire.pipeline import Workspace, save_keys
 from sitewire.plan import Plan
@@ -122,7 +128,9 @@ async def _apply(run: Run, first: Plan) -> Outcome:
     keys = {n: b.key for n, b in before.items() if b.key is not None and n not in rotate}
     placeholders = {n: placeholder_key(n) for n in run.sites if n not in keys}
     draft = run.plan({**keys, **placeholders})
-    diffs = _diff(run, draft, before, placeholders)
+    # Pairs whose ends do not hold the same preshared key (the hashes read), or renewed.
+    psk_pairs = sorted({*stale_psks(draft, before), *renewed_psks(run.opts, draft)})
+    diffs = _diff(run, draft, before, placeholders, psk_pairs)
     changed = [n for n in run.sites if diffs[n].lines]
     unchanged = {
         n: SiteReport(n, Result.UNCHANGED, seconds=run.clock.seconds.get(n, 0.0)) for n in run.sites
@@ -139,10 +147,10 @@ async def _apply(run: Run, first: Plan) -> Outcome:
             "nothing was changed", where="apply", fix="run again and answer yes, or pass --yes"
         )
     armed = await _arm(run, draft, before, diffs, changed)
-    prepared = await _prepare(run, first, draft, before, armed)
+    prepared = await _prepare(run, first, draft, before, armed, new_psks(psk_pairs))
     final = run.plan({**keys, **{n: p.key for n, p in prepared.items()}})
-    configured = await _configure(run, final, before, diffs, armed, prepared)
-    decided = await verify_and_decide(run, final, before, armed, configured)
+    configured, evidence = await _configure(run, final, before, diffs, armed, prepared)
+    decided = await decide_all(run, final, armed, configured, evidence)
     reports = {
         n: SiteReport(n, d.result, d.problems, run.clock.seconds.get(n, 0.0), armed[n].token)
         for n, d in decided.items()
@@ -185,7 +193,11 @@ async def _read(run: Run, first: Plan) -> dict[str, Before]:
 
 
 def _diff(
-    run: Run, draft: Plan, before: Mapping[str, Before], placeholders: Mapping[str, str]
+    run: Run,
+    draft: Plan,
+    before: Mapping[str, Before],
+    placeholders: Mapping[str, str],
+    psk_pairs: Sequence[tuple[str, str]],
 ) -> dict[str, Diffed]:
     gone = gone_keys(run.ws)
     diffs = {
@@ -202,10 +214,10 @@ def _diff(
         for n, site in run.sites.items()
     }
     extra: dict[str, list[str]] = {n: [] for n in run.sites}
-    for a, b in sorted({*stale_psks(draft, before), *renewed_psks(run.opts, draft)}):
+    for a, b in psk_pairs:
         # Neither end shows it otherwise (keys are hidden): both must be armed to share anew.
-        extra[a].append(f"{a}: preshared key with {b}: made anew on the devices")
-        extra[b].append(f"{b}: preshared key with {a}: made anew on the devices")
+        extra[a].append(f"{a}: preshared key with {b}: made anew, written to both ends")
+        extra[b].append(f"{b}: preshared key with {a}: made anew, written to both ends")
     out = {}
     for n, d in diffs.items():
         out[n] = replace(d, lines=(*d.lines, *extra[n]))
@@ -239,7 +251,12 @@ async def _arm(
 
 
 async def _prepare(
-    run: Run, first: Plan, draft: Plan, before: Mapping[str, Before], armed: Mapping[str, Armed]
+    run: Run,
+    first: Plan,
+    draft: Plan,
+    before: Mapping[str, Before],
+    armed: Mapping[str, Armed],
+    psks: Mapping[tuple[str, str], str],
 ) -> dict[str, Prepared]:
     async def one(name: str) -> Prepared:
         site = run.sites[name]
@@ -255,22 +272,19 @@ async def _prepare(
             run.emit,
             took_over,
             replace_key=name in run.opts.rotate,
+            psks=psks_for(name, psks),
         )
 
     results = await run_on_sites(armed, one)
     run.clock.add(results.seconds)
     touched = {n for n, p in results.ok.items() if p.touched}
     touched |= {n for n, exc in results.failed.items() if isinstance(exc, Touched)}
-    error = results.first_error() if results.failed else None
-    if error is None:
-        renew = run.opts.rotate if run.opts.rotate_psk else frozenset()
-        shared, error = await share_psks(
-            first, run.sites, run.sessions.live, armed, run.clock, run.emit, renew
-        )
-        touched |= shared
-    if error is not None:
+    if results.failed:
+        # A pair written on one end only goes back with it: every touched site is rolled back.
         await release(run.sessions, run.sites, armed, touched, run.emit)
-        raise error
+        raise results.first_error()
+    for a, b in psks:
+        run.emit(PskShared(a, b))
     return dict(results.ok)
 
 
@@ -284,7 +298,7 @@ async def _configure(
     diffs: Mapping[str, Diffed],
     armed: Mapping[str, Armed],
     prepared: Mapping[str, Prepared],
-) -> dict[str, Configured]:
+) -> tuple[dict[str, Configured], dict[str, Evidence]]:
     rotation = Rotation(run.opts, armed) if run.opts.rotate else None
 
     async def one(name: str) -> Configured:
@@ -320,20 +334,48 @@ async def _configure(
             return await rotation.run(session, armed[name], planned, site.driver, steps, run.emit)
         return await run_steps(session, armed[name], steps, run.emit)
 
+    return await _pipelines(run, final, before, armed, one)
+
+
+async def _pipelines(
+    run: Run,
+    final: Plan,
+    before: Mapping[str, Before],
+    armed: Mapping[str, Armed],
+    one: Callable[[str], Awaitable[Configured]],
+) -> tuple[dict[str, Configured], dict[str, Evidence]]:
+    """Each armed site configured by `one`, then verified, every site on its own pace."""
+    # Listeners first, so a dialer's first handshake is answered at once: a dialer starts when
+    # the listeners it dials are done, and each site is verified as soon as its own change is
+    # (its verification waits for peers still configuring). A rotation: all at once, so each
+    # peer holds the new key within moments of its router using it.
+    done = {n: asyncio.Event() for n in armed}
     out: dict[str, Configured] = {}
-    # Listeners first, so a dialer's first handshake is answered at once. A rotation: all at
-    # once, so each peer holds the new key within moments of its router using it.
-    groups = [
-        [n for n in armed if final.site(n).endpoint is not None],
-        [n for n in armed if final.site(n).endpoint is None],
-    ]
-    for group in [list(armed)] if run.opts.rotate else groups:
-        results = await run_on_sites(group, one)
+    evidence: dict[str, Evidence] = {}
+
+    async def pipeline(name: str) -> None:
+        if not run.opts.rotate and final.site(name).endpoint is None:
+            for peer in final.site(name).peers:
+                if peer.dial is not None and peer.name in done:
+                    await done[peer.name].wait()
+        try:
+            results = await run_on_sites([name], one)
+        finally:
+            done[name].set()
         run.clock.add(results.seconds)
-        out.update(results.ok)
-        for name, exc in results.failed.items():
-            out[name] = Configured(problem=Problem(Kind.CONFIGURE, str(exc)))
-    return out
+        if name in results.failed:
+            out[name] = Configured(problem=Problem(Kind.CONFIGURE, str(results.failed[name])))
+            return
+        out[name] = results.ok[name]
+        problem = out[name].problem
+        if problem is None or problem.kind is Kind.DROPPED:
+            links = [done[p.name] for p in final.site(name).peers if p.name in done]
+            evidence[name] = await verify_site(
+                run, final, before, name, armed[name], out[name], links
+            )
+
+    await asyncio.gather(*(pipeline(n) for n in armed))
+    return out, evidence
 
 
 # --- the whole apply ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Also the other ends of a commit: releasing armed sites when the apply cannot go 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -85,26 +85,40 @@ class Decision:
     problems: tuple[Problem, ...] = ()
 
 
-async def verify_and_decide(
+async def verify_site(
     run: Run,
     final: Plan,
     before: Mapping[str, Before],
+    name: str,
+    armed: Armed,
+    configured: Configured,
+    peers_done: Sequence[asyncio.Event] = (),
+) -> Evidence:
+    """One site's evidence, as soon as its own change is done: the new connection and its
+    timer's state at once, the probes once the sites it links to are done too (`peers_done`;
+    the probes still wait for handshakes within their time). A failure is evidence too."""
+    facts: dict[str, DeviceFacts | None] = {n: b.facts for n, b in before.items()}
+
+    async def check(site: str) -> Evidence:
+        return await _verify(run, final, site, facts, armed, configured, peers_done)
+
+    results = await run_on_sites([name], check)
+    run.clock.add(results.seconds)
+    if name in results.failed:
+        exc = results.failed[name]
+        return Evidence(reached=True, failed=Problem(_kind(exc), one_line(exc)))
+    return results.ok[name]
+
+
+async def decide_all(
+    run: Run,
+    final: Plan,
     armed: Mapping[str, Armed],
     configured: Mapping[str, Configured],
+    evidence: Mapping[str, Evidence],
 ) -> dict[str, Decision]:
-    facts: dict[str, DeviceFacts | None] = {n: b.facts for n, b in before.items()}
-    judged = [
-        n for n, c in configured.items() if c.problem is None or c.problem.kind is Kind.DROPPED
-    ]
-
-    async def check(name: str) -> Evidence:
-        return await _verify(run, final, name, facts, armed[name], configured[name])
-
-    results = await run_on_sites(judged, check)
-    run.clock.add(results.seconds)
-    evidence = dict(results.ok)
-    for name, exc in results.failed.items():
-        evidence[name] = Evidence(reached=True, failed=Problem(_kind(exc), one_line(exc)))
+    """Every changed site kept or undone, once all are verified: each on its own evidence, with
+    only healthy sites as judges of the others."""
     # A site counts as a fair judge of others when it was not changed, or when it answered
     # over a new connection and its own routing is right; not one whose change failed before
     # it could be verified (it is going back to what it was).
@@ -164,6 +178,7 @@ async def _verify(
     facts: Mapping[str, DeviceFacts | None],
     armed: Armed,
     configured: Configured,
+    peers_done: Sequence[asyncio.Event] = (),
 ) -> Evidence:
     session = await _reconnect(run, name)
     if session is None:
@@ -183,6 +198,8 @@ async def _verify(
             return _failed(Kind.CONFIGURE, str(exc))
         if again.left:
             return _failed(Kind.DROPPED, "the session dropped again during the change")
+    for event in peers_done:
+        await event.wait()
     # Verified in time to confirm before the router reverts by itself.
     budget = min(float(run.opts.verify_timeout), armed.seconds_left() - 2 * GUARD_MARGIN)
     if budget < 3:

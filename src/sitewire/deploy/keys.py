@@ -2,15 +2,19 @@
 
 A private key is generated on the device (`wg genkey` under umask 077) and stored where its
 configuration reads it; only the public key comes back. A preshared key must reach both ends
-of a pair, so it travels once through the controller's memory, on SSH stdin (never in a command
+of a pair, so it is made in the controller's memory and travels on SSH stdin (never in a command
 line, which is logged), and is never written on the controller. Whether both ends already hold
-the same one is decided by comparing hashes on the devices.
+the same one is decided by comparing hashes the devices computed when they were read; each
+device then gets all of its new keys in one command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from sitewire.deploy.remote import RemoteError, Shell
 from sitewire.driver import Driver
+from sitewire.keys import generate_preshared_key
 from sitewire.spec.types import parse_wg_key
 
 
@@ -35,10 +39,6 @@ async def ensure_private_key(
         ) from None
 
 
-# One end of a pair: (session, its driver, its interface, the OTHER end's name).
-End = tuple[Shell, Driver, str, str]
-
-
 def psk_hash_command(driver: Driver, iface: str, peer: str) -> str:
     """Prints the sha256 of the PSK held for `peer`, computed on the device; fails if none."""
     read = driver.psk_read(iface, peer)
@@ -48,24 +48,13 @@ def psk_hash_command(driver: Driver, iface: str, peer: str) -> str:
     )
 
 
-async def _hash(session: Shell, driver: Driver, iface: str, peer: str) -> str:
-    result = await session.run(psk_hash_command(driver, iface, peer))
-    return result.stdout.strip() if result.rc == 0 else ""
+def new_psks(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """A new preshared key for each pair, made here in memory (as `wg genpsk` makes one: 32
+    random bytes) and given to each end in its one write; it is never written here."""
+    return {pair: generate_preshared_key() for pair in pairs}
 
 
-async def ensure_preshared_key(a: End, b: End, *, replace: bool = False) -> bool:
-    """Give both ends of a pair the same preshared key (`replace`: a new one, whatever they
-    hold); return whether a new one was made."""
-    if not replace:
-        hashes = [await _hash(*side) for side in (a, b)]
-        if hashes[0] and hashes[0] == hashes[1]:
-            return False
-    made = await a[0].run("umask 077; wg genpsk")
-    psk = made.stdout.strip()
-    try:
-        parse_wg_key(psk)
-    except ValueError:
-        raise RemoteError("'wg genpsk' failed", where=a[0].target.name) from None
-    for session, driver, iface, peer in (a, b):
-        await session.check(driver.psk_write(iface, peer), stdin=psk + "\n")
-    return True
+def psks_for(site: str, keys: Mapping[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """(peer, key) for every pair `site` is in, in peer order."""
+    mine = [(b if a == site else a, key) for (a, b), key in keys.items() if site in (a, b)]
+    return sorted(mine)

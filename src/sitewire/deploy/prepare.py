@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 
 from sitewire.deploy import safety
 from sitewire.deploy.changes import ClientSecrets
-from sitewire.deploy.events import Event, KeyMade, PskShared, StepStarted
-from sitewire.deploy.keys import ensure_preshared_key, ensure_private_key
+from sitewire.deploy.events import Event, KeyMade, StepStarted
+from sitewire.deploy.keys import ensure_private_key
 from sitewire.deploy.problems import ApplyError, Touched
 from sitewire.deploy.remote import Shell
 from sitewire.deploy.run import (
-    GUARD_MARGIN,
     Armed,
     Before,
-    Clock,
     Options,
     Prepared,
     Site,
     guarded,
-    ran_out,
     timed,
 )
-from sitewire.deploy.runner import run_on_sites
 from sitewire.driver import Command, install_command
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
@@ -67,9 +63,11 @@ async def prepare_site(
     emit: Callable[[Event], None],
     took_over: Command | None = None,
     replace_key: bool = False,
+    psks: Sequence[tuple[str, str]] = (),
 ) -> Prepared:
     """Packages, hand-made sections taken over (`took_over`, from the plan with the live
-    keys), then the device's private key (made there if it has none, or `replace_key`)."""
+    keys), the device's private key (made there if it has none, or `replace_key`), then its
+    new preshared keys (`psks`: peer and key), all in one command."""
     planned, driver = plan.site(site.name), site.driver
     handler_fresh = False
     if before.missing_packages:
@@ -93,6 +91,11 @@ async def prepare_site(
             await guarded(session, armed, "true", "its private key was made")
             touched = True
         key = await ensure_private_key(session, driver, planned.interface, replace=replace_key)
+        if psks:
+            touched = True
+            command = driver.psk_write(planned.interface, [peer for peer, _ in psks])
+            stdin = "".join(f"{psk}\n" for _, psk in psks)
+            await guarded(session, armed, command, "its preshared keys were written", stdin=stdin)
     except SitewireError as exc:
         if not touched:
             raise
@@ -120,55 +123,3 @@ async def _install(session: Shell, site: Site, before: Before) -> None:
             where=site.name,
             fix="check the router's package feeds and free space (df -h /overlay)",
         )
-
-
-# Pairs a device works on at once. One: dropbear 2022.82 to 2024.85 (the lab runs 2022.83) may
-# close a session channel opened as another channel's command exits, before its exec request
-# (mkj/dropbear#173, fixed by #326): "Session request failed". Disjoint pairs run in parallel.
-PSK_PAIRS_AT_ONCE = 1
-
-
-async def share_psks(
-    plan: Plan,
-    sites: Mapping[str, Site],
-    sessions: Mapping[str, Shell],
-    armed: Mapping[str, Armed],
-    clock: Clock,
-    emit: Callable[[Event], None],
-    renew: frozenset[str] = frozenset(),
-) -> tuple[set[str], Exception | None]:
-    """Pairs in parallel, at most PSK_PAIRS_AT_ONCE per device (one after another, the 24 pairs
-    of a 10-site network took 37 s); gates taken in name order, so no two pairs deadlock.
-    A pair with an end in `renew` gets a new key whatever the ends hold (`rotate --psk`).
-    Returns the sites whose keys were written, and the first failure (all pairs are done)."""
-    gates = {name: asyncio.Semaphore(PSK_PAIRS_AT_ONCE) for name in sites}
-    pairs = {
-        f"{name}+{peer.name}": (name, peer.name)
-        for name in plan.site_names
-        for peer in plan.site(name).peers
-        if peer.kind == "site" and peer.preshared and peer.name > name
-        if name in armed and peer.name in armed
-    }
-    loop = asyncio.get_running_loop()
-
-    async def share(pair: str) -> bool:
-        a, b = pairs[pair]
-        async with gates[min(a, b)], gates[max(a, b)]:
-            for name, other in ((a, b), (b, a)):
-                if armed[name].seconds_left() <= GUARD_MARGIN:
-                    raise ran_out(name, f"the preshared key with {other} was made")
-            start = loop.time()
-            made = await ensure_preshared_key(
-                (sessions[a], sites[a].driver, plan.site(a).interface, b),
-                (sessions[b], sites[b].driver, plan.site(b).interface, a),
-                replace=a in renew or b in renew,
-            )
-            clock.add({a: loop.time() - start, b: loop.time() - start})
-        if made:
-            emit(PskShared(a, b))
-        return made
-
-    results = await run_on_sites(pairs, share)
-    # A pair that failed may have written its key on one end: both go back by rollback.
-    touched = {name for pair in pairs if results.ok.get(pair, True) for name in pairs[pair]}
-    return touched, results.first_error() if results.failed else None

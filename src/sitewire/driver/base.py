@@ -138,8 +138,9 @@ class Driver(Protocol):
         a message on stderr, if none)."""
         ...
 
-    def psk_write(self, iface: str, peer: str) -> str:
-        """The command storing the preshared key for `peer`, read from its stdin."""
+    def psk_write(self, iface: str, peers: Sequence[str]) -> str:
+        """The command storing a preshared key for each of `peers`, read from its stdin, one
+        line each in the same order; it fails if any is not stored."""
         ...
 
     # --- change

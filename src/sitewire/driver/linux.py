@@ -121,9 +121,14 @@ class Linux:
     def psk_read(self, iface: str, peer: str) -> str:
         return f"cat {shlex.quote(psk_path(iface, peer))}"
 
-    def psk_write(self, iface: str, peer: str) -> str:
-        path = shlex.quote(psk_path(iface, peer))
-        return f"umask 077; mkdir -p {CONF_DIR}; read -r psk; printf '%s\\n' \"$psk\" > {path}"
+    def psk_write(self, iface: str, peers: Sequence[str]) -> str:
+        # Every key read first: a short stdin writes none.
+        reads = [f"read -r psk{n}" for n in range(len(peers))]
+        writes = [
+            f"printf '%s\\n' \"$psk{n}\" > {shlex.quote(psk_path(iface, peer))}"
+            for n, peer in enumerate(peers)
+        ]
+        return " && ".join([*reads, f"umask 077 && mkdir -p {CONF_DIR}", *writes])
 
     # --- change
 

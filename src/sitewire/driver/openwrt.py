@@ -164,13 +164,20 @@ class OpenWrt:
     def psk_read(self, iface: str, peer: str) -> str:
         return f"uci -q get {shlex.quote(f'network.{peer_section(peer)}.preshared_key')}"
 
-    def psk_write(self, iface: str, peer: str) -> str:
-        section = shlex.quote(f"network.{peer_section(peer)}")
-        option = shlex.quote(f"network.{peer_section(peer)}.preshared_key")
-        return (
-            f"read -r psk; uci -q get {section} >/dev/null || uci set {section}=wireguard_{iface}; "
-            f'printf "set %s=\'%s\'\\n" {option} "$psk" | uci batch; psk=; uci commit network'
-        )
+    def psk_write(self, iface: str, peers: Sequence[str]) -> str:
+        # Every key read first (a short stdin writes none), then one uci batch for all: a
+        # section made where there is none, then its key.
+        reads = [f"read -r psk{n}" for n in range(len(peers))]
+        lines = []
+        for n, peer in enumerate(peers):
+            section = f"network.{peer_section(peer)}"
+            made = shlex.quote(f"set {section}=wireguard_{iface}")
+            lines += [
+                f"{{ uci -q get {shlex.quote(section)} >/dev/null || echo {made}; }}",
+                f'printf "set %s=\'%s\'\\n" {shlex.quote(section + ".preshared_key")} "$psk{n}"',
+            ]
+        batch = "{ " + "; ".join(lines) + "; } | uci batch && uci commit network"
+        return " && ".join([*reads, batch])
 
     # --- change
 
