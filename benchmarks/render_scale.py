@@ -3,12 +3,13 @@
 Each tool runs as its own CLI in a child process, so wall time includes start-up and peak memory
 is the child's own maximum resident set (wait4's ru_maxrss). Full meshes give every site an
 endpoint (wg-meshconf's only shape); hub-and-spoke gives only the hub one, so every spoke-to-spoke
-path is relayed. Preshared keys are off in the side-by-side rows because wg-meshconf has none.
+path is relayed.
 
-Output goes to tmpfs (/dev/shm) for both tools, so the numbers are the tools' and not the disk's;
-then the largest mesh is repeated on disk for both, because creating files is slow on some
-machines (about 230 µs each on the VM these numbers come from) and sitewire writes 4 files per
-Linux site where wg-meshconf writes 1.
+What a person runs comes first: the default settings (a preshared key for every pair, which
+wg-meshconf does not make) with `--local-keys`, written to the ordinary disk (the temporary
+directory's file system), beside wg-meshconf on the same disk in the same run. Then the same
+without preshared keys (wg-meshconf's own output), and the OpenWrt renderer. Last, the largest
+mesh again on tmpfs (/dev/shm), where the numbers are the tools' and not the disk's.
 
 Usage: python benchmarks/render_scale.py [--sizes 50,200,500,1000] [--no-meshconf]
 """
@@ -123,9 +124,10 @@ def run_meshconf(work: Path, n: int) -> Run:
 
 def _print(run: Run, mc: Run | None) -> None:
     ratio = f"{mc.seconds / run.seconds:5.1f}x" if mc and run.shape == "mesh" else ""
+    per_mb = run.seconds / run.output_mb * 1000 if run.output_mb else 0.0
     print(
         f"{run.tool:<26} {run.shape:<6} {run.sites:>5} {run.where:<6} {run.seconds:>8.2f} "
-        f"{run.peak_mb:>8.1f} {run.output_mb:>8.1f} {ratio:>6}",
+        f"{run.peak_mb:>8.1f} {run.output_mb:>8.1f} {per_mb:>7.1f} {ratio:>6}",
         flush=True,
     )
 
@@ -133,6 +135,24 @@ def _print(run: Run, mc: Run | None) -> None:
 def _tmpfs() -> Path | None:
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _batch(work: Path, n: int, where: str, meshconf: bool, full: bool) -> list[Run]:
+    mc = run_meshconf(work, n) if meshconf else None
+    batch = [
+        run_sitewire(work, n, "mesh", "linux", psk=True),  # the defaults
+        run_sitewire(work, n, "mesh", "linux", psk=False),
+    ]
+    if full:
+        batch += [
+            run_sitewire(work, n, "mesh", "openwrt", psk=True),
+            run_sitewire(work, n, "hub", "openwrt", psk=True),
+        ]
+    rows = ([mc] if mc else []) + batch
+    for run in rows:
+        run.where = where
+        _print(run, mc)
+    return rows
 
 
 def main() -> None:
@@ -144,32 +164,16 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
     head = f"{'tool':<26} {'shape':<6} {'sites':>5} {'where':<6} {'seconds':>8} {'peak MB':>8}"
-    print(f"{head} {'out MB':>8} {'vs mc':>6}")
+    print(f"{head} {'out MB':>8} {'ms/MB':>7} {'vs mc':>6}")
     rows: list[Run] = []
-    fast = _tmpfs()
-    with tempfile.TemporaryDirectory(prefix="sitewire-bench-", dir=fast) as tmp:
-        work = Path(tmp)
-        where = "tmpfs" if fast else "disk"
+    meshconf = not args.no_meshconf
+    with tempfile.TemporaryDirectory(prefix="sitewire-bench-") as tmp:
         for n in sizes:
-            mc = None if args.no_meshconf else run_meshconf(work, n)
-            batch = [
-                run_sitewire(work, n, "mesh", "linux", psk=False),
-                run_sitewire(work, n, "mesh", "openwrt", psk=False),
-                run_sitewire(work, n, "hub", "openwrt", psk=True),
-            ]
-            for run in ([mc] if mc else []) + batch:
-                run.where = where
-                _print(run, mc)
-                rows.append(run)
+            rows += _batch(Path(tmp), n, "disk", meshconf, full=True)
+    fast = _tmpfs()
     if fast:
-        with tempfile.TemporaryDirectory(prefix="sitewire-bench-") as tmp:
-            work, n = Path(tmp), max(sizes)
-            mc = None if args.no_meshconf else run_meshconf(work, n)
-            disk = [run_sitewire(work, n, "mesh", "linux", psk=False)]
-            for run in ([mc] if mc else []) + disk:
-                run.where = "disk"
-                _print(run, mc)
-                rows.append(run)
+        with tempfile.TemporaryDirectory(prefix="sitewire-bench-", dir=fast) as tmp:
+            rows += _batch(Path(tmp), max(sizes), "tmpfs", meshconf, full=False)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
 

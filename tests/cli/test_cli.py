@@ -14,6 +14,7 @@ import pytest
 
 from sitewire.cli.main import run
 from sitewire.errors import ExitCode
+from sitewire.spec.secrets import load_local_keys
 from tests.conftest import SEED
 
 
@@ -30,9 +31,12 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def _secrets(keys_file: Path) -> list[str]:
-    data = json.loads(keys_file.read_text())
-    return list(data["private_keys"].values()) + list(data["preshared_keys"].values())
+def _secrets(keys_file: Path, pairs: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """The file's private keys and preshared seed, and the preshared keys of `pairs`."""
+    keys, _ = load_local_keys(keys_file)
+    psks = [keys.preshared_key(a, b) or "" for a, b in pairs]
+    seed = [keys.psk_seed] if keys.psk_seed else []
+    return [*keys.private_keys.values(), *seed, *keys.preshared_keys.values(), *psks]
 
 
 def test_init_writes_a_spec_that_plans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,8 +137,10 @@ def test_render_with_local_keys(spec: Path, capsys: pytest.CaptureFixture[str]) 
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
     assert stat.S_IMODE((out_dir / "A" / "uci-batch").stat().st_mode) == 0o600
     lock_text = spec.with_suffix(".lock").read_text()
-    secrets = _secrets(keys)
-    assert len(secrets) == 5  # A, B, phone; A+B, A+phone
+    secrets = _secrets(keys, (("A", "B"), ("A", "phone")))
+    assert len(set(secrets)) == 6 and "" not in secrets  # A, B, phone; the seed; A+B, A+phone
+    assert json.loads(keys.read_text())["preshared_keys"] == {}  # the seed stands for them
+    assert secrets[-2] in (out_dir / "B" / "uci-batch").read_text()  # B's key with A
     for secret in secrets:
         assert secret not in out + err + lock_text
     # A second render with the same keys changes nothing and keeps the keys.

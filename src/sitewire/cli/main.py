@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -9,15 +10,9 @@ from pathlib import Path
 import click
 
 from sitewire import __version__
-from sitewire.cli.adopt import adopt
-from sitewire.cli.apply import apply, confirm, dry_run, rollback
-from sitewire.cli.diagnose import doctor
-from sitewire.cli.lab import lab
 from sitewire.cli.out import echo, error
-from sitewire.cli.rotate import rotate
 from sitewire.cli.show import count, plan_json, plan_text
 from sitewire.cli.starter import STARTER_SPEC
-from sitewire.cli.status import graph, status
 from sitewire.errors import ExitCode, InputError, SitewireError
 from sitewire.fileio import write_atomic
 from sitewire.pipeline import (
@@ -60,7 +55,35 @@ def _notes(plan: Plan) -> None:
         echo(f"sitewire: note: {note}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that reach devices or the lab live in their own modules, imported only when one of
+# them runs: `render` and `validate` never load SSH, the lab or doctor (a third of start-up).
+_LAZY = {
+    "lab": "sitewire.cli.lab:lab",
+    "adopt": "sitewire.cli.adopt:adopt",
+    "apply": "sitewire.cli.apply:apply",
+    "confirm": "sitewire.cli.apply:confirm",
+    "rollback": "sitewire.cli.apply:rollback",
+    "rotate": "sitewire.cli.rotate:rotate",
+    "doctor": "sitewire.cli.diagnose:doctor",
+    "status": "sitewire.cli.status:status",
+    "graph": "sitewire.cli.status:graph",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            module, name = _LAZY[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sitewire")
 def cli() -> None:
     """Join the LANs of OpenWrt routers and Linux hosts with plain WireGuard."""
@@ -116,6 +139,8 @@ def plan(
 ) -> int:
     """Show what every site will get: links, AllowedIPs, endpoints, firewall, Tailscale."""
     if live or use_lab or lab_name:
+        from sitewire.cli.apply import dry_run
+
         return dry_run(spec, use_lab, lab_name, lock_path)
     ws = open_workspace(spec, lock_path)
     the_plan = make_plan(ws)
@@ -188,17 +213,6 @@ def schema() -> int:
     """Print the JSON Schema of network.toml (for editor completion)."""
     echo(json.dumps(Spec.json_schema(), indent=2))
     return ExitCode.OK
-
-
-cli.add_command(lab)
-cli.add_command(adopt)
-cli.add_command(apply)
-cli.add_command(confirm)
-cli.add_command(rollback)
-cli.add_command(rotate)
-cli.add_command(doctor)
-cli.add_command(status)
-cli.add_command(graph)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,6 +60,9 @@ class ClientSecrets:
             return None
         return self._keys.preshared_key(a, b)
 
+    def preshared_keys_with(self, site: str, peers: Sequence[str]) -> list[str | None]:
+        return [self.preshared_key(site, peer) for peer in peers]
+
 
 def client_keys(ws: Workspace) -> dict[str, str]:
     """Public keys of clients that made no key of their own, from --local-keys (made if missing)."""

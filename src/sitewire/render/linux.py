@@ -142,17 +142,28 @@ def _wg_quick(plan: Plan, site: SitePlan, secrets: Secrets) -> tuple[str, bool]:
             for verb, commands in (("add", post_up), ("del", post_down)):
                 to = ["to", str(prefix), "lookup", "main", "priority", priority]
                 commands.append(["ip", f"-{prefix.version}", "rule", verb, *to])
-    blocks = []
+    blocks: list[str] = []
     has_secret = private is not None
-    texts = {psk: PeerTexts(plan, ("linux", str(psk))) for psk in (False, True)}
-    for peer in site.peers:
-        block, peer_secret, psk_file = _peer(texts, site, peer, secrets)
-        blocks.append(block)
-        has_secret = has_secret or peer_secret
-        if psk_file:
+    plain = PeerTexts(plan, ("linux", "False"))
+    keyed = PeerTexts(plan, ("linux", "True"))
+    peers = site.peers
+    keys = any(p.preshared for p in peers)
+    psks = secrets.preshared_keys_with(site.name, [p.name for p in peers]) if keys else []
+    psks += [None] * (len(peers) - len(psks))
+    for peer, psk in zip(peers, psks, strict=True):
+        if not peer.preshared:
+            blocks.append(plain.get(peer, _plain_block))
+        elif psk is None:
+            # Born on the host at apply time: wg-quick's PostUp reads it from its file.
+            blocks.append(plain.get(peer, _plain_block))
+            where = psk_path(site.interface, peer.name)
             post_up.append(
-                ["wg", "set", "%i", "peer", str(peer.public_key), "preshared-key", psk_file]
+                ["wg", "set", "%i", "peer", str(peer.public_key), "preshared-key", where]
             )
+        else:
+            before, after = keyed.around_secret(peer, _keyed_block)
+            blocks += (before, psk, after)
+            has_secret = True
     head += [_line("PostUp", _command(c)) for c in post_up]
     head += [_line("PostDown", _command(c)) for c in post_down]
     return "\n".join(head) + "\n" + "".join(blocks), has_secret
@@ -168,18 +179,15 @@ def _command(words: list[str]) -> str:
     return " ".join(w if w == "%i" else quote.sh(w) for w in words)
 
 
-def _peer(
-    texts: dict[bool, PeerTexts], site: SitePlan, peer: PeerPlan, secrets: Secrets
-) -> tuple[str, bool, str | None]:
-    psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
-    if psk is None:
-        psk_file = psk_path(site.interface, peer.name) if peer.preshared else None
-        return texts[False].get(peer, lambda: _peer_block(peer, None)), False, psk_file
-    text = texts[True].get(peer, lambda: _peer_block(peer, psk))
-    return text.replace(SECRET_SLOT, psk), True, None
+def _plain_block(peer: PeerPlan) -> str:
+    return _peer_block(peer, False)
 
 
-def _peer_block(peer: PeerPlan, psk: str | None) -> str:
+def _keyed_block(peer: PeerPlan) -> str:
+    return _peer_block(peer, True)
+
+
+def _peer_block(peer: PeerPlan, psk: bool) -> str:
     key = peer_public_key(peer)
     via = f"; also carries {', '.join(peer.reached_through)}" if peer.reached_through else ""
     lines = [
@@ -188,7 +196,7 @@ def _peer_block(peer: PeerPlan, psk: str | None) -> str:
         "[Peer]",
         _line("PublicKey", key),
     ]
-    if psk is not None:
+    if psk:
         lines.append(f"PresharedKey = {SECRET_SLOT}")  # the slot holds NULs; a key goes in
     lines.append(_line("AllowedIPs", ", ".join(str(p) for p in peer.allowed_ips)))
     if peer.dial:

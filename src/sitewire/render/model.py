@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from sitewire.plan import Plan
@@ -21,6 +21,10 @@ class Secrets(Protocol):
 
     def preshared_key(self, a: str, b: str) -> str | None: ...
 
+    def preshared_keys_with(self, site: str, peers: Sequence[str]) -> list[str | None]:
+        """preshared_key(site, peer) for each of `peers`, in order (a renderer's hot path)."""
+        ...
+
 
 class NoSecrets:
     """The default: keys are born on the devices at apply time and never reach the controller."""
@@ -30,6 +34,9 @@ class NoSecrets:
 
     def preshared_key(self, a: str, b: str) -> str | None:
         return None
+
+    def preshared_keys_with(self, site: str, peers: Sequence[str]) -> list[str | None]:
+        return [None] * len(peers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +101,13 @@ SECRET_SLOT = "\x00secret\x00"
 
 
 # Peer texts per live plan, by id; an entry goes when its plan does. Kept here, not on the
-# plan: a Plan is a frozen value, and rendering must not change it.
-_MEMOS: dict[int, dict[tuple[str, ...], dict[int, tuple[PeerPlan, str]]]] = {}
+# plan: a Plan is a frozen value, and rendering must not change it. A variant's texts are
+# whole (`get`) or cut around their secret (`around_secret`, variant + ("cut",)).
+_Memo = dict[tuple[str, ...], dict[int, tuple["PeerPlan", Any]]]
+_MEMOS: dict[int, _Memo] = {}
 
 
-def _memo(plan: Plan) -> dict[tuple[str, ...], dict[int, tuple[PeerPlan, str]]]:
+def _memo(plan: Plan) -> _Memo:
     key = id(plan)
     memo = _MEMOS.get(key)
     if memo is None:
@@ -117,13 +126,25 @@ class PeerTexts:
 
     def __init__(self, plan: Plan, variant: tuple[str, ...]) -> None:
         self._shared = plan.topology.is_shared
-        self._texts: dict[int, tuple[PeerPlan, str]] = _memo(plan).setdefault(variant, {})
+        memo = _memo(plan)
+        self._texts = memo.setdefault(variant, {})
+        self._cut = memo.setdefault((*variant, "cut"), {})
 
-    def get(self, peer: PeerPlan, make: Callable[[], str]) -> str:
+    def get(self, peer: PeerPlan, make: Callable[[PeerPlan], str]) -> str:
         hit = self._texts.get(id(peer))
         if hit is not None and hit[0] is peer:
-            return hit[1]
-        text = make()
+            return cast(str, hit[1])
+        text = make(peer)
         if self._shared(peer):
             self._texts[id(peer)] = (peer, text)
         return text
+
+    def around_secret(self, peer: PeerPlan, make: Callable[[PeerPlan], str]) -> tuple[str, str]:
+        """The text before and after its one SECRET_SLOT (memoized as `get`)."""
+        hit = self._cut.get(id(peer))
+        if hit is not None and hit[0] is peer:
+            return cast(tuple[str, str], hit[1])
+        before, _, after = make(peer).partition(SECRET_SLOT)
+        if self._shared(peer):
+            self._cut[id(peer)] = (peer, (before, after))
+        return before, after

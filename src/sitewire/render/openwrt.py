@@ -199,9 +199,9 @@ def _peer(
     psk = secrets.preshared_key(site.name, peer.name) if peer.preshared else None
     if psk is None:
         # No key here: a preshared peer's key was born on the device, so leave it alone.
-        batch.extend(texts[False].get(peer, lambda: _peer_block(site, peer, None, peer.preshared)))
+        batch.extend(texts[False].get(peer, lambda p: _peer_block(site, p, None, p.preshared)))
     else:
-        text = texts[True].get(peer, lambda: _peer_block(site, peer, psk, False))
+        text = texts[True].get(peer, lambda p: _peer_block(site, p, psk, False))
         batch.extend(text.replace(SECRET_SLOT, psk))
         batch.has_secret = True
     batch.touched["network"].add(peer_section(peer.name))
