@@ -59,7 +59,7 @@ def spec_toml(n: int, shape: str, platform_name: str, psk: bool) -> str:
             f'lan = ["10.{i // 256}.{i % 256}.0/24"]',
         ]
         if shape == "mesh" or i == 0:
-            lines.append(f'endpoint = "198.18.{i // 256}.{i % 256 + 1}"')
+            lines.append(f'endpoint = "198.18.{i // 254}.{i % 254 + 1}"')
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +74,7 @@ def meshconf_csv(n: int, path: Path) -> None:
                 {
                     "Name": f"s{i:04d}",
                     "Address": f"172.16.{i // 256}.{i % 256 + 1}/32",
-                    "Endpoint": f"198.18.{i // 256}.{i % 256 + 1}",
+                    "Endpoint": f"198.18.{i // 254}.{i % 254 + 1}",
                     "AllowedIPs": f"10.{i // 256}.{i % 256}.0/24",
                     "ListenPort": "51820",
                     "PrivateKey": generate_private_key(),

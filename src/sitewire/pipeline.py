@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,31 +100,114 @@ def check_output_dir(out: Path) -> None:
         )
 
 
-def write_tree(out: Path, rendered: Iterable[tuple[str, Rendered]]) -> list[Path]:
-    """Write everything into a fresh directory beside `out`, then swap it in.
+def write_tree(out: Path, plan: Plan, secrets: Secrets) -> list[Path]:
+    """Render every site and client into a fresh directory beside `out`, then swap it in.
 
-    If rendering fails half-way (a missing key, say), `out` is left exactly as it was.
+    If rendering fails half-way (a missing key, say), `out` is left exactly as it was. A large
+    network's sites are shared out among this machine's cores (see _fork_sites); the files
+    are the same either way.
     """
     out = out.resolve()
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    written = []
+    children: list[_Child] = []
     try:
-        for subdir, result in rendered:
-            folder = staging / subdir
-            folder.mkdir(exist_ok=True)
-            for f in result.files:
-                _write_new(folder / f.path, f.content, f.mode)
-                written.append(out / subdir / f.path)
+        names = plan.site_names
+        workers = min(_cores(), max(1, len(names) // SITES_PER_WORKER))
+        shares = [names[i::workers] for i in range(workers)]
+        children = [_fork_sites(staging, plan, secrets, share) for share in shares[1:]]
+        written = _write_sites(staging, plan, secrets, shares[0])
+        for child in children:
+            written.update(child.wait())
+        clients = [
+            ("clients", render_client(plan, plan.client(n), secrets)) for n in plan.client_names
+        ]
+        files = [p for name in names for p in written[name]] + _write(staging, clients)
         _write_new(
             staging / MARKER, "written by sitewire render; replaced whole each time\n", 0o644
         )
         _swap(staging, out)
     except BaseException:
+        for child in children:
+            child.kill()
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return [out / f for f in files]
+
+
+SITES_PER_WORKER = 100  # below this many sites a second process costs more than it saves
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _write_sites(
+    staging: Path, plan: Plan, secrets: Secrets, names: Sequence[str]
+) -> dict[str, list[str]]:
+    return {name: _write(staging, [(name, render_site(plan, name, secrets))]) for name in names}
+
+
+def _write(staging: Path, rendered: Iterable[tuple[str, Rendered]]) -> list[str]:
+    """Write each result into its directory; return the paths written, relative to staging."""
+    written = []
+    for subdir, result in rendered:
+        folder = staging / subdir
+        folder.mkdir(exist_ok=True)
+        for f in result.files:
+            _write_new(folder / f.path, f.content, f.mode)
+            written.append(f"{subdir}/{f.path}")
     return written
+
+
+@dataclass
+class _Child:
+    pid: int
+    reply: int  # the read end of its pipe
+
+    def wait(self) -> dict[str, list[str]]:
+        with os.fdopen(self.reply, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        answer = pickle.loads(data) if data else None
+        if isinstance(answer, BaseException):
+            raise answer
+        if os.waitstatus_to_exitcode(status) != 0 or not isinstance(answer, dict):
+            raise RuntimeError(f"a rendering process ended with status {status}")
+        return answer
+
+    def kill(self) -> None:
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _fork_sites(staging: Path, plan: Plan, secrets: Secrets, names: Sequence[str]) -> _Child:
+    """Render `names` in a forked copy of this process, which sends back the paths it wrote
+    (or the error it met, pickled) and exits. Rendering is pure and single-threaded, so a fork
+    holds everything it needs; the output is the same as rendering here."""
+    reply, send = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(reply)
+        code = 0
+        try:
+            answer: object = _write_sites(staging, plan, secrets, names)
+        except Exception as exc:  # handed whole to the parent, which raises it
+            answer, code = exc, 1
+        try:
+            with os.fdopen(send, "wb") as pipe:
+                pipe.write(pickle.dumps(answer))
+        finally:
+            os._exit(code)
+    os.close(send)
+    return _Child(pid, reply)
 
 
 def _write_new(path: Path, content: str | bytes, mode: int) -> None:

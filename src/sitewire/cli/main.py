@@ -19,7 +19,6 @@ from sitewire.pipeline import (
     check_output_dir,
     make_plan,
     open_workspace,
-    render_all,
     save_keys,
     save_state,
     write_tree,
@@ -174,7 +173,7 @@ def render(spec: Path, out: Path, lock_path: Path | None, keys_path: Path | None
     _notes(the_plan)
     # Keys first: rendered files carrying a key must never exist without the key file.
     save_keys(ws)
-    written = write_tree(out, render_all(the_plan, ws.secrets))
+    written = write_tree(out, the_plan, ws.secrets)
     save_state(ws, the_plan)
     for path in written:
         echo(f"wrote {path}")
