@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,6 +82,10 @@ def meshconf_csv(n: int, path: Path) -> None:
 
 
 def measure(argv: list[str], out: Path) -> tuple[float, float, float]:
+    # Each run starts with the disk idle: what earlier runs wrote is on it. Outputs are kept
+    # until the end (ext4 skips recently freed inodes when it allocates, which made a run
+    # right after a deletion pay for the deletion).
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -105,7 +108,6 @@ def run_sitewire(work: Path, n: int, shape: str, platform_name: str, psk: bool) 
             "--out", str(out)]  # fmt: skip
     seconds, peak, size = measure(argv, out)
     label = f"sitewire ({platform_name}{', psk' if psk else ''})"
-    shutil.rmtree(case)
     return Run(label, shape, n, seconds, peak, size)
 
 
@@ -118,7 +120,6 @@ def run_meshconf(work: Path, n: int) -> Run:
     seconds, peak, size = measure(
         [str(BIN / "wg-meshconf"), "-d", str(db), "genconfig", "-o", str(out)], out
     )
-    shutil.rmtree(case)
     return Run("wg-meshconf", "mesh", n, seconds, peak, size)
 
 

@@ -38,6 +38,11 @@ def networks(draw: st.DrawFn) -> Spec:
             "lan": lans,
             "platform": draw(st.sampled_from(["openwrt", "linux"])),
         }
+        wan = draw(st.sampled_from(["", "", "pppoe", "1420", "1500"]))
+        if wan == "pppoe":
+            site["pppoe"] = True
+        elif wan:
+            site["wan_mtu"] = int(wan)
         if has_endpoint[i]:
             site["endpoint"] = draw(
                 st.sampled_from(
@@ -131,3 +136,18 @@ def test_peerings_are_mutual_and_only_endpoints_are_dialled(spec: Spec) -> None:
             assert (peer.dial is not None) == (other.endpoint is not None)
             if peer.dial is None:
                 assert site.endpoint is not None  # someone must be able to start the handshake
+
+
+@settings(max_examples=150, deadline=None)
+@given(networks())
+def test_a_listeners_shortcut_plans_what_the_site_by_site_passes_plan(spec: Spec) -> None:
+    topology = plan_network(spec).topology
+    for name in spec.sites:
+        fast = topology._listener(name)
+        if fast is None:
+            continue
+        peers = topology._site_peers(name)
+        topology._prove_disjoint(name, peers)
+        watchdog = any(p.dial and p.dial.endpoint.kind == "name" for p in peers)
+        assert fast == (peers, topology._mtu(name, peers), watchdog)
+        assert all(a is b for a, b in zip(fast[0], peers, strict=True) if a.kind == "site")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,17 @@ from sitewire.strict import IPAddress, IPNetwork
 _ANY4 = ipaddress.ip_network("0.0.0.0/0")
 _ANY6 = ipaddress.ip_network("::/0")
 _OVERHEAD = {4: 60, 6: 80}  # outer IP + UDP 8 + WireGuard 32 (reference §7)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every listener's plan shares: one direct peer per site, and the extremes."""
+
+    peers: tuple[PeerPlan, ...]  # every site's direct PeerPlan, in file order
+    min_wan: int
+    min_wan_site: str  # the first site in file order with that WAN MTU
+    kinds: frozenset[str]  # the kinds of every endpoint
+    named: frozenset[str]  # sites dialled by DNS name
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +143,14 @@ class Topology:
 
     def site_plan(self, name: str) -> SitePlan:
         site = self.spec.sites[name]
-        peers = self._site_peers(name)
-        self._prove_disjoint(name, peers)
-        mtu, reason = self._mtu(name, peers)
+        fast = self._listener(name)
+        if fast is not None:
+            peers, (mtu, reason), watchdog = fast
+        else:
+            peers = self._site_peers(name)
+            self._prove_disjoint(name, peers)
+            mtu, reason = self._mtu(name, peers)
+            watchdog = any(p.dial and p.dial.endpoint.kind == "name" for p in peers)
         endpoint = self.endpoints.get(name)
         port = self.spec.site_port(name)
         return SitePlan(
@@ -161,9 +178,57 @@ class Topology:
                 ),
             ),
             tailscale=self._tailscale(name, peers),
-            watchdog=any(p.dial and p.dial.endpoint.kind == "name" for p in peers),
+            watchdog=watchdog,
             luci=site.luci,
             ssh=site.ssh,
+        )
+
+    def _listener(self, name: str) -> tuple[tuple[PeerPlan, ...], tuple[int, str], bool] | None:
+        """A listener's peers, MTU and watchdog from what every listener shares, without a
+        pass over the other sites each: what _site_peers, _prove_disjoint, _mtu and the
+        watchdog test give, in O(1) Python steps per site (a 1000-site mesh took 0.43 s to
+        plan site by site, most of it these passes). None where the shortcut does not hold."""
+        i = self.order[name]
+        if name not in self.endpoints or self._forced or len(self.order) < 2:
+            return None
+        if self.spec.sites[name].mtu is not None:
+            return None
+        shared = self._shared
+        client_peers = self._client_peers(name)
+        self._prove_disjoint(name, client_peers)  # the site peers were proved once, in _shared
+        peers = shared.peers[:i] + shared.peers[i + 1 :] + client_peers
+        wan = self._wans[name]
+        # min() over (this site, then the others in order) keeps the first smallest WAN.
+        limiter = name if wan <= shared.min_wan else shared.min_wan_site
+        outer = 4 if shared.kinds == {"ipv4"} else 6
+        lowest = min(wan, shared.min_wan)
+        where = "" if limiter == name else f" of {limiter}"
+        reason = f"WAN {lowest}{where} - {_OVERHEAD[outer]} (IPv{outer} outer)"
+        watchdog = bool(shared.named - {name})
+        return peers, (lowest - _OVERHEAD[outer], reason), watchdog
+
+    @functools.cached_property
+    def _shared(self) -> _Shared:
+        peers = tuple(self._site_peer(other, ()) for other in self.spec.sites)
+        # Each node reached through one entry only: so any listener's peers (all entries but
+        # its own, whose riders are its own clients) reach no node twice, nor the site itself.
+        nodes = [node for p in peers for node in (p.name, *p.reached_through)]
+        if len(set(nodes)) != len(nodes):
+            self._prove_disjoint("", peers)  # names the node reached twice
+        min_wan = min(self._wans.values())
+        return _Shared(
+            peers=peers,
+            min_wan=min_wan,
+            min_wan_site=next(n for n in self.spec.sites if self._wans[n] == min_wan),
+            kinds=frozenset(self._kinds.values()),
+            named=frozenset(n for n, d in self._dials.items() if d.endpoint.kind == "name"),
+        )
+
+    def _client_peers(self, name: str) -> tuple[PeerPlan, ...]:
+        psk = self.spec.network.preshared_keys
+        return tuple(
+            PeerPlan(c, "client", self.nodes[c].public_key, self.own[c], None, (), psk)
+            for c in self.clients_of[name]
         )
 
     def _site_peers(self, name: str) -> tuple[PeerPlan, ...]:
@@ -176,11 +241,7 @@ class Topology:
                 if other != name:
                     through[self.relay_for(name, other)].append(other)
             peers = [self._site_peer(hop, tuple(relayed)) for hop, relayed in through.items()]
-        psk = self.spec.network.preshared_keys
-        for cname in self.clients_of[name]:
-            key = self.nodes[cname].public_key
-            peers.append(PeerPlan(cname, "client", key, self.own[cname], None, (), psk))
-        return tuple(peers)
+        return (*peers, *self._client_peers(name))
 
     def _site_peer(self, hop: str, relayed: tuple[str, ...]) -> PeerPlan:
         # What a site sees of a peer depends only on the peer and what it relays, not on the
