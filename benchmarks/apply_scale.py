@@ -4,8 +4,9 @@ For each OpenWrt release, on labs it builds (`lab up`, factory state) and always
 
 (a) the apply from factory of the seed network and of an N-site network (lab_scale's generator:
     every fourth site has an endpoint, the rest reach each other through relays, one in five is
-    Linux), with each site's own time (its commands, read to confirm, and its share of the key
-    exchange) — sites run in parallel, so the total should follow the slowest site, not the sum;
+    Linux), for each size given, with each site's own time (its commands from reading it to
+    confirming it, its keys' one write included) — sites run in parallel, each at its own pace,
+    so the total should follow the slowest site, not the sum;
 (b) a second apply with nothing to change;
 (c) packets lost while LAN hosts of two existing sites (s01, s02: relayed through s00) ping each
     other every 10 ms, both ways: adding site N (the lab was built with N + 1 routers) and a
@@ -14,7 +15,7 @@ For each OpenWrt release, on labs it builds (`lab up`, factory state) and always
 The applies run in-process, as `sitewire apply --lab --yes` runs them (the CLI adds its start-up,
 measured once). Every run must confirm every site and pass the lab's probes, or the run stops.
 
-Usage: python benchmarks/apply_scale.py [--releases 24.10,25.12] [--sites 10]   (as root)
+Usage: python benchmarks/apply_scale.py [--releases 24.10,25.12] [--sites 10,20]   (as root)
 """
 
 from __future__ import annotations
@@ -69,15 +70,16 @@ class TimedUi:
     def phases(self, total: float) -> dict[str, float]:
         """Where the time went, from when lines appeared (a step's line precedes the step)."""
         armed = min((t for t, line in self.lines if ": backed up;" in line), default=total)
-        keys = self.last("private key made on the device;", armed)
-        shared = self.last("preshared key made on", keys)
-        steps = self.last("[#]", shared)
+        # Keys (private and preshared) are written in prepare; then each site goes on at its
+        # own pace, so "configure" is until the last step began anywhere.
+        shared = self.last("preshared key made in memory", armed)
+        keys = max(self.last("private key made on the device;", armed), shared)
+        steps = self.last("[#]", keys)
         return {
             "read+diff+arm": armed,
             "packages+keys": keys - armed,
-            "psk pairs": shared - keys,
-            "configure": max(steps - shared, 0.0),
-            "verify+confirm": total - max(steps, shared),
+            "configure": max(steps - keys, 0.0),
+            "verify+confirm": total - max(steps, keys),
         }
 
 
@@ -162,6 +164,7 @@ class Row:
     run: str
     seconds: float
     slowest: str = ""
+    slowest_seconds: float = 0.0
     sum_sites: float | None = None
     lost: str = ""
     load: str = ""
@@ -176,12 +179,15 @@ def fresh(applied: Applied, release: str, network: str, loadavg: str) -> Row:
         "from factory",
         applied.seconds,
         f"{seconds:.1f} ({name})",
+        seconds,
         sum(applied.per_site.values()),
         load=loadavg,
     )
 
 
-def bench_release(release: str, n: int, tmp: Path, rows: list[Row], notes: list[str]) -> None:
+def bench_release(
+    release: str, sizes: list[int], tmp: Path, rows: list[Row], notes: list[str]
+) -> None:
     tag = release.replace(".", "")
     # The seed: two OpenWrt routers, a phone, Tailscale.
     seed = tmp / "seed.toml"
@@ -196,14 +202,19 @@ def bench_release(release: str, n: int, tmp: Path, rows: list[Row], notes: list[
         rows.append(Row(release, "seed", 2, "again, no change", again.seconds, load=load()))
     finally:
         sitewire("lab", "down", "--name", name)
+    for n in sizes:
+        bench_network(release, n, tmp, rows, notes)
 
-    # N sites on a lab of N + 1 routers: the last one joins in (c).
+
+def bench_network(release: str, n: int, tmp: Path, rows: list[Row], notes: list[str]) -> None:
+    """N sites on a lab of N + 1 routers: from factory, again, then the last one joins in (c)."""
+    tag = release.replace(".", "")
     base, grown, keepalive = tmp / f"n{n}.toml", tmp / f"n{n + 1}.toml", tmp / "keepalive.toml"
     more = spec_toml(n + 1).replace(f'"bench{n + 1}"', f'"bench{n}"', 1)  # the same network
     base.write_text(spec_toml(n))
     grown.write_text(more)
     keepalive.write_text(more.replace("[network]\n", "[network]\nkeepalive = 30\n", 1))
-    name = f"apnet{tag}"
+    name = f"apn{n}{tag}"
     state = lab_up(grown, name, release)
     try:
         first = apply(state, base, expect={Result.CONFIRMED})
@@ -251,7 +262,7 @@ def _steps(applied: Applied) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--releases", default="24.10,25.12")
-    parser.add_argument("--sites", type=int, default=10)
+    parser.add_argument("--sites", default="10,20", help="network sizes, comma-separated")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
@@ -266,18 +277,20 @@ def main() -> None:
     notes: list[str] = []
     for release in args.releases.split(","):
         with tempfile.TemporaryDirectory(prefix="sitewire-applybench-") as tmp:
-            bench_release(release, args.sites, Path(tmp), rows, notes)
+            sizes = [int(n) for n in args.sites.split(",")]
+            bench_release(release, sizes, Path(tmp), rows, notes)
     print()
     print(
         "| OpenWrt | network | sites changed | apply | seconds | slowest site (s) "
-        "| sum of sites (s) | pings lost / sent | load |"
+        "| total / slowest | sum of sites (s) | pings lost / sent | load |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         total = f"{r.sum_sites:.1f}" if r.sum_sites is not None else ""
+        ratio = f"{r.seconds / r.slowest_seconds:.2f}x" if r.slowest_seconds else ""
         print(
             f"| {r.release} | {r.network} | {r.sites} | {r.run} | {r.seconds:.1f} | {r.slowest} "
-            f"| {total} | {r.lost} | {r.load} |"
+            f"| {ratio} | {total} | {r.lost} | {r.load} |"
         )
     print()
     for note in notes:

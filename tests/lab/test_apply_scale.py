@@ -48,7 +48,7 @@ def test_ten_relayed_sites_from_factory(make_lab: MakeLab, tmp_path: Path) -> No
     assert {n: r.result for n, r in outcome.sites.items()} == dict.fromkeys(
         (f"s{i:02d}" for i in range(10)), Result.CONFIRMED
     ), ui.text
-    shared = [line for line in ui.lines if "preshared key made on" in line]
+    shared = [line for line in ui.lines if "preshared key made in memory" in line]
     assert len(shared) == len(set(shared)) == 24, ui.text
     assert unreachable(state, spec_path) == []
 

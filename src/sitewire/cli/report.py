@@ -59,7 +59,7 @@ def lines_for(event: Event) -> list[str]:
             made = "new private key" if replaced else "private key"
             return [f"{site}: {made} made on the device; public key {key}"]
         case PskShared(site, peer):
-            return [f"{site}, {peer}: preshared key made on {site}, copied device to device"]
+            return [f"{site}, {peer}: preshared key made in memory, written to both ends"]
         case Verified(site, evidence, problems):
             return [f"{site}: {line}" for line in evidence] + [
                 f"{site}: FAILED: {p}" for p in problems

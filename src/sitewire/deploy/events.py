@@ -73,7 +73,7 @@ class KeyMade:
 
 @dataclass(frozen=True, slots=True)
 class PskShared:
-    site: str  # the end that made it
+    site: str  # one end of the pair (the first in name order)
     peer: str
 
 
