@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +23,9 @@ from sitewire.keys import generate_private_key, public_key
 
 _SAFETY = re.compile(r"sh -s -- sitewire-(\w+)(?: ([0-9a-f]+))?$")
 _SECTION_CALL = re.compile(r"^section (\w+)$", re.MULTILINE)
+_HEREDOC = re.compile(
+    r"\{\n(?P<script>.*)\n\} <<'(?P<end>SITEWIRE_[0-9a-f]+)'\n(?P<input>.*)(?P=end)", re.DOTALL
+)
 _GUARD_TOKEN = re.compile(r"!= pending-([0-9a-f]+) \]")
 
 
@@ -74,8 +76,11 @@ class FakeDevice:
         text = command
         if command == "sh -s" and stdin is not None:
             text = stdin.removeprefix("{\n").removesuffix("\n} </dev/null\n")
+            # A script with its own input (Shell.script's here-document): the input is its stdin.
+            if found := _HEREDOC.fullmatch(text):
+                text, stdin = found["script"], found["input"]
         text = re.sub(r"^if \[ \"\$\(readlink .*?fi\n", "", text, flags=re.DOTALL)
-        if "@@sitewire begin" in command:
+        if "@@sitewire begin" in text:
             kind = "facts"
         elif match := _SAFETY.search(command):
             kind = f"safety:{match[1]}"
@@ -105,7 +110,7 @@ class FakeDevice:
             return RemoteResult(97, "", f"commit {guard[1]}: no longer pending\n")
         match sent.kind:
             case "facts":
-                return RemoteResult(0, self._facts(command), "")
+                return RemoteResult(0, self._facts(sent.command), "")
             case kind if kind.startswith("safety:"):
                 return self._safety(kind.removeprefix("safety:"), command)
             case "key":
@@ -125,8 +130,7 @@ class FakeDevice:
                 return RemoteResult(0, self._evidence(sent.command), "")
         return RemoteResult(0, "", "")
 
-    def _facts(self, command: str) -> str:
-        script = shlex.split(command)[2]
+    def _facts(self, script: str) -> str:
         names = _SECTION_CALL.findall(script)
         out = {}
         for name in names:

@@ -10,7 +10,9 @@ import pytest
 
 from sitewire.deploy.ssh import Credentials, RemoteResult, Target, connect
 from sitewire.diagnose import DeviceFacts, FactsError, Handler, PackageManager, gather_facts
+from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.parse import HIDDEN
+from sitewire.diagnose.script import build_script
 from sitewire.lab.host import router_exec
 from sitewire.lab.rehearse import after_up
 from sitewire.lab.state import LabState
@@ -42,8 +44,10 @@ async def _gather(
     received: list[str] = []
     real_run = session.run
 
-    async def recording_run(command: str, stdin: str | None = None) -> RemoteResult:
-        result = await real_run(command, stdin)
+    async def recording_run(
+        command: str, stdin: str | None = None, *, shown: str | None = None
+    ) -> RemoteResult:
+        result = await real_run(command, stdin, shown=shown)
         received.append(result.stdout + result.stderr)
         return result
 
@@ -188,3 +192,21 @@ def test_linux_router_facts(
     assert a.wg_quick_configs == ("wg0",) and a.wireguard_interfaces == ("wg0",)
     private = router_exec(state, "A", ["wg", "show", "wg0", "private-key"]).stdout.strip()
     assert len(private) == 44 and private not in sent
+
+
+def test_a_script_longer_than_dropbear_takes_as_a_command_still_runs(make_lab: MakeLab) -> None:
+    # dropbear refuses an exec request over 9000 bytes (MAX_CMD_LEN) and drops the channel:
+    # a listener of a 20-site network read that way failed with "connection lost".
+    state = make_lab(spec_from(SEED.read_text()))
+    sections = [(f"sw_n{i}", f"echo {i} {'x' * 60}") for i in range(200)]
+
+    async def go() -> dict[str, str]:
+        creds = Credentials((state.client_key,), state.known_hosts, use_user_config=False)
+        session = await connect(Target("A", str(state.layout.router("A").mgmt.ip)), creds)
+        async with session:
+            found = await run_sections(session, sections)
+        return {name: s.stdout for name, s in found.items()}
+
+    assert len(build_script(sections)) > 9000
+    out = asyncio.run(go())
+    assert [out[f"sw_n{i}"].strip() for i in range(200)] == [f"{i} {'x' * 60}" for i in range(200)]

@@ -42,7 +42,7 @@ class FakeShell(Shell):
         self.closed = False
 
     async def execute(self, command: str, stdin: str | None) -> RemoteResult:
-        script = shlex.split(command)[2]
+        script = stdin if command == "sh -s" and stdin is not None else shlex.split(command)[2]
         return RemoteResult(0, self.answer(re.findall(r"^section (\S+)$", script, re.M)), "")
 
     def abort(self) -> None:

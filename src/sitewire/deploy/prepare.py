@@ -95,7 +95,8 @@ async def prepare_site(
             touched = True
             command = driver.psk_write(planned.interface, [peer for peer, _ in psks])
             stdin = "".join(f"{psk}\n" for _, psk in psks)
-            await guarded(session, armed, command, "its preshared keys were written", stdin=stdin)
+            what = "its preshared keys were written"
+            await guarded(session, armed, command, what, stdin=stdin, in_script=True)
     except SitewireError as exc:
         if not touched:
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -84,13 +85,23 @@ class Shell(ABC):
     async def execute(self, command: str, stdin: str | None) -> RemoteResult:
         """The transport's part of `run`: send it, return its status and output."""
 
-    async def script(self, text: str) -> RemoteResult:
+    async def script(self, text: str, input: str | None = None) -> RemoteResult:
         """Run a shell script sent on stdin, not on the command line: dropbear refuses a command
         over ~9000 bytes, and a hub's scripts grow with its peers. Parsed whole before it runs
         (one compound command), with /dev/null as its stdin, so no command in it can eat the
-        rest of the script."""
-        body = "{\n" + text.rstrip("\n") + "\n} </dev/null\n"
-        return await self.run("sh -s", body, shown=f"sh -s <<'EOF'\n{body}EOF")
+        rest of the script. `input` (which may hold secrets, and is never logged) becomes the
+        script's own stdin, a here-document inside what is sent."""
+        if input is None:
+            body = "{\n" + text.rstrip("\n") + "\n} </dev/null\n"
+            return await self.run("sh -s", body, shown=f"sh -s <<'EOF'\n{body}EOF")
+        end = f"SITEWIRE_{secrets.token_hex(8)}"
+        if not input.endswith("\n") or f"\n{end}\n" in f"\n{input}":
+            raise ValueError("script input must end with a newline and not hold its delimiter")
+        head = "{\n{\n" + text.rstrip("\n") + f"\n}} <<'{end}'\n"
+        tail = f"{end}\n}} </dev/null\n"
+        return await self.run(
+            "sh -s", head + input + tail, shown=f"sh -s <<'EOF'\n{head}(input){tail}EOF"
+        )
 
     async def check(self, command: str, stdin: str | None = None) -> str:
         result = await self.run(command, stdin)

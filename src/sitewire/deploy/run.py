@@ -196,11 +196,18 @@ def guard(token: str, margin: int = GUARD_MARGIN) -> str:
 
 
 async def guarded(
-    session: Shell, armed: Armed, command: str, what: str | None = None, *, stdin: str | None = None
+    session: Shell,
+    armed: Armed,
+    command: str,
+    what: str | None = None,
+    *,
+    stdin: str | None = None,
+    in_script: bool = False,
 ) -> str:
     """session.check(command), only while the site's commit is pending with time to spare.
     With `stdin` (which may hold secrets, and is never logged) the command goes on the command
-    line and `stdin` is its input; else the command is a script sent on stdin."""
+    line and `stdin` is its input, or with `in_script` both go in one script on stdin (for a
+    command that grows with the peers); else the command is a script sent on stdin."""
     site = session.target.name
     shown = command.split()[0]
     what = what or f"{shown!r} ran"
@@ -208,11 +215,10 @@ async def guarded(
         raise ran_out(site, what)
     # Past the deadline the router reverts whatever this does: no use waiting longer.
     seconds = min(STEP_TIMEOUT, max(armed.seconds_left(), 1.0))
-    work = (
-        session.script(guard(armed.token) + command)
-        if stdin is None
-        else session.run(guard(armed.token) + command, stdin)
-    )
+    if stdin is None or in_script:
+        work = session.script(guard(armed.token) + command, stdin)
+    else:
+        work = session.run(guard(armed.token) + command, stdin)
     result = await timed(work, seconds, site, command)
     if result.rc == _GUARD_RC and "no longer pending" in result.stderr:
         raise ran_out(site, what)

@@ -5,7 +5,6 @@ The script (diagnose.script) runs over a connection here; diagnose.facts reads i
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
 from sitewire.deploy.remote import Shell
@@ -18,9 +17,12 @@ from sitewire.spec.model import Platform
 async def run_sections(
     session: Shell, sections: Sequence[tuple[str, str]]
 ) -> dict[str, ScriptSection]:
-    """Run probes in one `sh -c` over the session; each section's output, stderr and status."""
+    """Run probes in one script over the session; each section's output, stderr and status.
+
+    The script goes on stdin (Shell.script), never on the command line: dropbear drops an exec
+    request over 9000 bytes, and a listener's script grows with its peers."""
     site = session.target.name
-    result = await session.run(f"sh -c {shlex.quote(build_script(sections))}")
+    result = await session.script(build_script(sections))
     try:
         found = parse_sections(result.stdout)
     except UnexpectedOutput as exc:
@@ -35,7 +37,7 @@ async def run_sections(
         raise FactsError(
             f"the fact-gathering script stopped before {missing[0]!r}: {reason[0]}",
             where=site,
-            fix="check that `sh -c` works for the SSH user (a POSIX shell such as BusyBox ash)",
+            fix="check that `sh -s` works for the SSH user (a POSIX shell such as BusyBox ash)",
         )
     return found
 
