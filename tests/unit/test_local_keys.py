@@ -72,3 +72,14 @@ def test_a_bad_seed_or_version_is_refused_without_echoing_it(
     with pytest.raises(KeyFileError, match=message) as err:
         load_local_keys(path)
     assert "c2VjcmV0" not in str(err.value)
+
+
+def test_a_sites_keys_at_once_are_the_keys_one_by_one() -> None:
+    listed = generate_preshared_key()
+    keys = LocalKeys(preshared_keys={"B+C": listed})
+    peers = ["A", "C", "D", "b"]  # names before and after "B", and one that sorts after all
+    assert keys.preshared_keys_with("B", peers) == [None, listed, None, None]  # no seed yet
+    keys.ensure((), [("B", "D")])
+    at_once = keys.preshared_keys_with("B", peers)
+    assert at_once == [keys.preshared_key("B", p) for p in peers]
+    assert at_once[1] == listed and None not in at_once
