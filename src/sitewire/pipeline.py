@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sitewire.errors import InputError
+from sitewire.errors import InputError, SitewireError
 from sitewire.plan import Plan, plan_network
 from sitewire.render import NoSecrets, Rendered, Secrets, render_client, render_site
 from sitewire.spec.load import load_spec
@@ -116,7 +116,8 @@ def write_tree(out: Path, plan: Plan, secrets: Secrets) -> list[Path]:
         names = plan.site_names
         workers = min(_cores(), max(1, len(names) // SITES_PER_WORKER))
         shares = [names[i::workers] for i in range(workers)]
-        children = [_fork_sites(staging, plan, secrets, share) for share in shares[1:]]
+        for share in shares[1:]:  # one by one: a failed fork still kills the ones made
+            children.append(_fork_sites(staging, plan, secrets, share))
         written = _write_sites(staging, plan, secrets, shares[0])
         for child in children:
             written.update(child.wait())
@@ -164,6 +165,14 @@ def _write(staging: Path, rendered: Iterable[tuple[str, Rendered]]) -> list[str]
     return written
 
 
+def _portable(answer: object) -> bytes:
+    """The answer pickled; an error that does not pickle, as a SitewireError of its words."""
+    try:
+        return pickle.dumps(answer)
+    except Exception:  # a value that cannot cross: keep what it said
+        return pickle.dumps(SitewireError(f"internal error: {type(answer).__name__}: {answer}"))
+
+
 @dataclass
 class _Child:
     pid: int
@@ -174,11 +183,17 @@ class _Child:
             data = pipe.read()
         _, status = os.waitpid(self.pid, 0)
         self.pid = 0
-        answer = pickle.loads(data) if data else None
+        try:
+            answer = pickle.loads(data) if data else None
+        except Exception as exc:  # an error that does not rebuild: say what it was
+            raise SitewireError(
+                f"a rendering process failed; its error did not rebuild: {exc}"
+            ) from exc
         if isinstance(answer, BaseException):
             raise answer
         if os.waitstatus_to_exitcode(status) != 0 or not isinstance(answer, dict):
-            raise RuntimeError(f"a rendering process ended with status {status}")
+            code = os.waitstatus_to_exitcode(status)
+            raise SitewireError(f"a rendering process ended with exit status {code}")
         return answer
 
     def kill(self) -> None:
@@ -194,16 +209,18 @@ def _fork_sites(staging: Path, plan: Plan, secrets: Secrets, names: Sequence[str
     holds everything it needs; the output is the same as rendering here."""
     reply, send = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(reply)
-        code = 0
+    if pid == 0:  # the child: never returns, whatever happens (Ctrl-C included)
+        code = 1
         try:
-            answer: object = _write_sites(staging, plan, secrets, names)
-        except Exception as exc:  # handed whole to the parent, which raises it
-            answer, code = exc, 1
-        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles the interrupt
+            os.close(reply)
+            try:
+                answer: object = _write_sites(staging, plan, secrets, names)
+                code = 0
+            except Exception as exc:  # handed whole to the parent, which raises it
+                answer = exc
             with os.fdopen(send, "wb") as pipe:
-                pipe.write(pickle.dumps(answer))
+                pipe.write(_portable(answer))
         finally:
             os._exit(code)
     os.close(send)

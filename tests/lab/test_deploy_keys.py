@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sitewire.cli.main import run
-from sitewire.deploy.keys import ensure_private_key, new_psks, psk_hash_command, psks_for
+from sitewire.deploy.keys import ensure_private_key, new_psks, psk_hash_command, psks_by_site
 from sitewire.deploy.ssh import Credentials, Session, Target, connect
 from sitewire.driver import Driver
 from sitewire.driver.linux import DRIVER as LINUX
@@ -62,7 +62,7 @@ def test_keys_are_born_on_the_routers_and_never_seen(
             keys = new_psks([("A", "B"), ("A", "C"), ("B", "C")])
             ends: dict[str, Driver] = {"A": OPENWRT, "B": LINUX}
             for site, driver in ends.items():
-                mine = psks_for(site, keys)  # two peers each, in one command
+                mine = psks_by_site(keys)[site]  # two peers each, in one command
                 stdin = "".join(f"{k}\n" for _, k in mine)
                 command = driver.psk_write("wg0", [p for p, _ in mine])
                 await sessions[site].check(command, stdin=stdin)

@@ -308,11 +308,12 @@ def test_the_listener_is_configured_first_whatever_the_order_of_the_spec(tmp_pat
     assert configure == sorted(configure, key=lambda site: site != "B"), configure
 
 
-def test_each_site_goes_at_its_own_pace_a_slow_site_holds_up_only_its_own_links(
+def test_each_site_goes_at_its_own_pace_and_is_probed_once_every_site_is_done(
     tmp_path: Path,
 ) -> None:
-    # B and C both dial A; C's configuration is slow. B is verified as soon as A and B are
-    # done, while C still configures; nobody is confirmed before every site is verified.
+    # B and C both dial A; C's configuration is slow. B's verification starts as soon as B is
+    # done (its new connection, its timer's state) while C still configures; its probes wait
+    # for C, which they ping too. Nobody is confirmed before every site is verified.
     spec = tmp_path / "network.toml"
     text = SEED.read_text().replace('via = "A"', f'via = "A"\npublic_key = "{PHONE}"')
     spec.write_text(text + '\n[sites.C]\nlan = ["192.168.9.0/24"]\n')
@@ -323,12 +324,15 @@ def test_each_site_goes_at_its_own_pace_a_slow_site_holds_up_only_its_own_links(
     )
     outcome, ui = apply(spec, net)
     assert outcome.ok, ui.text
-    done = [(s.site, s.kind) for s in net.journal]
-    assert done.index(("A", "push")) < done.index(("B", "push"))  # the listener first
-    assert done.index(("B", "verify")) < done.index(("C", "push"))
-    assert done.index(("A", "verify")) > done.index(("C", "push"))  # A links to C
-    confirms = [i for i, (_, kind) in enumerate(done) if kind == "safety:confirm"]
-    verifies = [i for i, (_, kind) in enumerate(done) if kind == "verify"]
+    done = [(s.site, s.kind, s.session) for s in net.journal]
+    index = {entry: i for i, entry in reversed(list(enumerate(done)))}  # first of each
+    assert index["A", "push", 1] < index["B", "push", 1]  # the listener first
+    assert index["B", "safety:status", 2] < index["C", "push", 1] < index["B", "verify", 2]
+    # B's own time leaves out its wait for C's half-second push.
+    assert outcome.sites["B"].seconds < 0.3 < 0.5 < outcome.sites["C"].seconds
+    done2 = [(site, kind) for site, kind, _ in done]
+    confirms = [i for i, (_, kind) in enumerate(done2) if kind == "safety:confirm"]
+    verifies = [i for i, (_, kind) in enumerate(done2) if kind == "verify"]
     assert len(verifies) == 3 and max(verifies) < min(confirms)
     # Preshared keys: one command per device, all of its pairs' keys on its stdin.
     writes = {

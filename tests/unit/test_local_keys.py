@@ -54,6 +54,10 @@ def test_a_version_1_file_is_read_as_it_was(tmp_path: Path) -> None:
     path.chmod(0o600)
     keys, _ = load_local_keys(path)
     assert keys.preshared_key("A", "B") == listed and keys.psk_seed is None
+    # A new node but no new pair: still version 1, which an older sitewire reads.
+    assert keys.ensure(("C",), [("A", "B")])
+    save_local_keys(path, keys)
+    assert json.loads(path.read_text())["version"] == 1
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sitewire import pipeline
-from sitewire.errors import InputError
+from sitewire.errors import InputError, SitewireError
 from sitewire.pipeline import make_plan, open_workspace, write_tree
 from sitewire.plan import Plan
 
@@ -102,4 +102,30 @@ def test_a_failure_in_any_process_is_raised_here_and_nothing_changes(
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["network.toml", "out"]  # no staging left
     with pytest.raises(ChildProcessError):  # the other process is gone, not left running
+        os.waitpid(-1, os.WNOHANG)
+
+
+class _Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("a bug with a lock in it")
+        self.held = lambda: None  # a lambda does not pickle
+
+
+class _BugFor(_FailsFor):
+    def private_key(self, name: str) -> str | None:
+        if name == self._site:
+            raise _Unpicklable()
+        return self._inner.private_key(name)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_an_error_that_cannot_cross_from_the_other_process_keeps_its_words(
+    tmp_path: Path, planned: tuple[Plan, pipeline.Workspace]
+) -> None:
+    plan, ws = planned
+    with pytest.raises(
+        SitewireError, match="internal error: _Unpicklable: a bug with a lock in it"
+    ):
+        write_tree(tmp_path / "out", plan, _BugFor(ws.secrets, "s0201"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)

@@ -51,7 +51,7 @@ from sitewire.deploy.events import (
     Read,
     Result,
 )
-from sitewire.deploy.keys import new_psks, psks_for
+from sitewire.deploy.keys import new_psks, psks_by_site
 from sitewire.deploy.prepare import arm_site, prepare_site
 from sitewire.deploy.problems import ApplyError, Kind, Problem, Touched
 from sitewire.deploy.read import read_site, stale_psks
@@ -258,6 +258,8 @@ async def _prepare(
     armed: Mapping[str, Armed],
     psks: Mapping[tuple[str, str], str],
 ) -> dict[str, Prepared]:
+    mine = psks_by_site(psks)
+
     async def one(name: str) -> Prepared:
         site = run.sites[name]
         # Hand-made sections are told by the keys the devices really hold: the draft's.
@@ -272,7 +274,7 @@ async def _prepare(
             run.emit,
             took_over,
             replace_key=name in run.opts.rotate,
-            psks=psks_for(name, psks),
+            psks=mine.get(name, []),
         )
 
     results = await run_on_sites(armed, one)
@@ -346,8 +348,8 @@ async def _pipelines(
 ) -> tuple[dict[str, Configured], dict[str, Evidence]]:
     """Each armed site configured by `one`, then verified, every site on its own pace."""
     # Listeners first, so a dialer's first handshake is answered at once: a dialer starts when
-    # the listeners it dials are done, and each site is verified as soon as its own change is
-    # (its verification waits for peers still configuring). A rotation: all at once, so each
+    # the listeners it dials are done, and each site's verification starts as soon as its own
+    # change is (its probes wait until every site is done). A rotation: all at once, so each
     # peer holds the new key within moments of its router using it.
     done = {n: asyncio.Event() for n in armed}
     out: dict[str, Configured] = {}
@@ -369,9 +371,9 @@ async def _pipelines(
         out[name] = results.ok[name]
         problem = out[name].problem
         if problem is None or problem.kind is Kind.DROPPED:
-            links = [done[p.name] for p in final.site(name).peers if p.name in done]
+            others = [event for other, event in done.items() if other != name]
             evidence[name] = await verify_site(
-                run, final, before, name, armed[name], out[name], links
+                run, final, before, name, armed[name], out[name], others
             )
 
     await asyncio.gather(*(pipeline(n) for n in armed))

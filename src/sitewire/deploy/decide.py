@@ -92,18 +92,26 @@ async def verify_site(
     name: str,
     armed: Armed,
     configured: Configured,
-    peers_done: Sequence[asyncio.Event] = (),
+    others_done: Sequence[asyncio.Event] = (),
 ) -> Evidence:
     """One site's evidence, as soon as its own change is done: the new connection and its
-    timer's state at once, the probes once the sites it links to are done too (`peers_done`;
-    the probes still wait for handshakes within their time). A failure is evidence too."""
+    timer's state at once, the probes once every other changed site is done too
+    (`others_done`: the probes reach every site, and a site still configuring would count
+    against this one). The wait is not this site's own time. A failure is evidence too."""
     facts: dict[str, DeviceFacts | None] = {n: b.facts for n, b in before.items()}
+    waited: list[float] = []
+
+    async def ready() -> None:
+        start = asyncio.get_running_loop().time()
+        for event in others_done:
+            await event.wait()
+        waited.append(asyncio.get_running_loop().time() - start)
 
     async def check(site: str) -> Evidence:
-        return await _verify(run, final, site, facts, armed, configured, peers_done)
+        return await _verify(run, final, site, facts, armed, configured, ready)
 
     results = await run_on_sites([name], check)
-    run.clock.add(results.seconds)
+    run.clock.add({n: t - sum(waited) for n, t in results.seconds.items()})
     if name in results.failed:
         exc = results.failed[name]
         return Evidence(reached=True, failed=Problem(_kind(exc), one_line(exc)))
@@ -178,7 +186,7 @@ async def _verify(
     facts: Mapping[str, DeviceFacts | None],
     armed: Armed,
     configured: Configured,
-    peers_done: Sequence[asyncio.Event] = (),
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> Evidence:
     session = await _reconnect(run, name)
     if session is None:
@@ -198,8 +206,8 @@ async def _verify(
             return _failed(Kind.CONFIGURE, str(exc))
         if again.left:
             return _failed(Kind.DROPPED, "the session dropped again during the change")
-    for event in peers_done:
-        await event.wait()
+    if ready is not None:
+        await ready()
     # Verified in time to confirm before the router reverts by itself.
     budget = min(float(run.opts.verify_timeout), armed.seconds_left() - 2 * GUARD_MARGIN)
     if budget < 3:

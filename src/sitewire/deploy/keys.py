@@ -54,7 +54,10 @@ def new_psks(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return {pair: generate_preshared_key() for pair in pairs}
 
 
-def psks_for(site: str, keys: Mapping[tuple[str, str], str]) -> list[tuple[str, str]]:
-    """(peer, key) for every pair `site` is in, in peer order."""
-    mine = [(b if a == site else a, key) for (a, b), key in keys.items() if site in (a, b)]
-    return sorted(mine)
+def psks_by_site(keys: Mapping[tuple[str, str], str]) -> dict[str, list[tuple[str, str]]]:
+    """(peer, key) for every pair each site is in, in peer order."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for (a, b), key in keys.items():
+        out.setdefault(a, []).append((b, key))
+        out.setdefault(b, []).append((a, key))
+    return {site: sorted(mine) for site, mine in out.items()}

@@ -20,6 +20,7 @@ from sitewire.deploy.run import (
     guarded,
     timed,
 )
+from sitewire.deploy.runner import one_line
 from sitewire.driver import Command, install_command
 from sitewire.errors import SitewireError
 from sitewire.plan import Plan
@@ -97,10 +98,12 @@ async def prepare_site(
             stdin = "".join(f"{psk}\n" for _, psk in psks)
             what = "its preshared keys were written"
             await guarded(session, armed, command, what, stdin=stdin, in_script=True)
-    except SitewireError as exc:
+    except Exception as exc:
         if not touched:
             raise
-        raise Touched(exc) from exc  # the key may be written: roll back, to be sure
+        # The key may be written: roll back, to be sure, whatever the error was.
+        cause = exc if isinstance(exc, SitewireError) else SitewireError(one_line(exc))
+        raise Touched(cause) from exc
     if making:
         emit(KeyMade(site.name, key, replaced=replace_key))
     return Prepared(key, handler_fresh, touched)

@@ -95,7 +95,8 @@ class LocalKeys:
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
-            "version": KEYS_VERSION,
+            # Version 1 while there is no seed: an older sitewire still reads such a file.
+            "version": KEYS_VERSION if self.psk_seed is not None else 1,
             "private_keys": dict(sorted(self.private_keys.items())),
             "preshared_keys": dict(sorted(self.preshared_keys.items())),
         }
