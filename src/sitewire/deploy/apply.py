@@ -347,16 +347,19 @@ async def _pipelines(
     one: Callable[[str], Awaitable[Configured]],
 ) -> tuple[dict[str, Configured], dict[str, Evidence]]:
     """Each armed site configured by `one`, then verified, every site on its own pace."""
-    # Every site at once, each at its own pace: its verification starts as soon as its own
-    # change is done, its probes once every site's is (they reach every site). A dialer whose
-    # first handshake went out before its listener was up re-creates that peer first
-    # (live.fresh_start_script), so nobody waits for WireGuard's 5 s retry. A rotation's gate
-    # makes every site switch at the same moment.
+    # Listeners first, so a dialer's first handshake is answered at once: a dialer starts when
+    # the listeners it dials are done, and each site's verification starts as soon as its own
+    # change is (its probes wait until every site is done). A rotation: all at once, so each
+    # peer holds the new key within moments of its router using it.
     done = {n: asyncio.Event() for n in armed}
     out: dict[str, Configured] = {}
     evidence: dict[str, Evidence] = {}
 
     async def pipeline(name: str) -> None:
+        if not run.opts.rotate and final.site(name).endpoint is None:
+            for peer in final.site(name).peers:
+                if peer.dial is not None and peer.name in done:
+                    await done[peer.name].wait()
         try:
             results = await run_on_sites([name], one)
         finally:

@@ -22,7 +22,6 @@ from sitewire.deploy.events import (
     Settled,
     Verified,
 )
-from sitewire.deploy.live import fresh_start_script
 from sitewire.deploy.problems import ApplyError, Kind, Problem
 from sitewire.deploy.remote import Credentials, RemoteError, Shell, Target
 from sitewire.deploy.run import GUARD_MARGIN, Armed, Before, Configured, Site, run_steps, timed
@@ -217,8 +216,7 @@ async def _verify(
             "too little of its revert timer was left to verify it (use a longer --revert-after)",
         )
     try:
-        fresh = fresh_start_script(plan.site(name), site.driver.psk_read)
-        script = verify_script(plan, name, facts, budget, fresh)
+        script = verify_script(plan, name, facts, budget)
         result = await timed(
             session.script(script), armed.seconds_left() - GUARD_MARGIN, name, "verify"
         )
