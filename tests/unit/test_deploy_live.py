@@ -499,3 +499,19 @@ def test_a_linux_host_without_a_cron_daemon_is_refused_when_a_name_is_dialled(
         preflight(linux, plan.site("B"), facts)
     assert "A's DNS endpoint" in str(caught.value)
     assert "apt-get install cron" in str(caught.value.fix)
+
+
+def test_a_dialer_starts_afresh_only_with_a_peer_that_never_shook_hands_or_was_re_created(
+    plan: Plan,
+) -> None:
+    from sitewire.deploy.live import fresh_start_script
+
+    b = plan.site("B")  # B dials A
+    never = fresh_start_script(b, OPENWRT.psk_read)
+    assert never is not None
+    first, *_ = never.splitlines()
+    assert "latest-handshakes" in first and 'if [ "$t" = 0 ]; then' in never
+    assert " remove" in never and "persistent-keepalive 25" in never
+    again = fresh_start_script(b, OPENWRT.psk_read, {"A"})  # A's interface was re-created
+    assert again is not None and again.startswith("if :; then") and "latest-handshakes" not in again
+    assert fresh_start_script(plan.site("A"), OPENWRT.psk_read) is None  # A dials nobody

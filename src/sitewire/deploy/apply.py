@@ -302,6 +302,7 @@ async def _configure(
     prepared: Mapping[str, Prepared],
 ) -> tuple[dict[str, Configured], dict[str, Evidence]]:
     rotation = Rotation(run.opts, armed) if run.opts.rotate else None
+    recreated: set[str] = set()
 
     async def one(name: str) -> Configured:
         try:
@@ -332,11 +333,14 @@ async def _configure(
             handler_fresh=prepared[name].handler_fresh,
             env=run.opts.env,
         )
+        fresh = prepared[name].handler_fresh
+        if fresh or site.driver.recreates(planned, held, rendered, diffs[name].changes):
+            recreated.add(name)  # its tunnels' sessions are gone: their dialers start afresh
         if rotation is not None:
             return await rotation.run(session, armed[name], planned, site.driver, steps, run.emit)
         return await run_steps(session, armed[name], steps, run.emit)
 
-    return await _pipelines(run, final, before, armed, one)
+    return await _pipelines(run, final, before, armed, one, recreated)
 
 
 async def _pipelines(
@@ -345,21 +349,19 @@ async def _pipelines(
     before: Mapping[str, Before],
     armed: Mapping[str, Armed],
     one: Callable[[str], Awaitable[Configured]],
+    recreated: set[str],
 ) -> tuple[dict[str, Configured], dict[str, Evidence]]:
     """Each armed site configured by `one`, then verified, every site on its own pace."""
-    # Listeners first, so a dialer's first handshake is answered at once: a dialer starts when
-    # the listeners it dials are done, and each site's verification starts as soon as its own
-    # change is (its probes wait until every site is done). A rotation: all at once, so each
-    # peer holds the new key within moments of its router using it.
+    # Every site at once, each at its own pace: its verification starts as soon as its own
+    # change is done, its probes once every site's is (they reach every site). A dialer whose
+    # first handshake went out before its listener was up re-creates that peer first
+    # (live.fresh_start_script), so nobody waits for WireGuard's 5 s retry. A rotation's gate
+    # makes every site switch at the same moment.
     done = {n: asyncio.Event() for n in armed}
     out: dict[str, Configured] = {}
     evidence: dict[str, Evidence] = {}
 
     async def pipeline(name: str) -> None:
-        if not run.opts.rotate and final.site(name).endpoint is None:
-            for peer in final.site(name).peers:
-                if peer.dial is not None and peer.name in done:
-                    await done[peer.name].wait()
         try:
             results = await run_on_sites([name], one)
         finally:
@@ -373,7 +375,7 @@ async def _pipelines(
         if problem is None or problem.kind is Kind.DROPPED:
             others = [event for other, event in done.items() if other != name]
             evidence[name] = await verify_site(
-                run, final, before, name, armed[name], out[name], others
+                run, final, before, name, armed[name], out[name], others, recreated
             )
 
     await asyncio.gather(*(pipeline(n) for n in armed))

@@ -7,7 +7,7 @@ Also the other ends of a commit: releasing armed sites when the apply cannot go 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +22,7 @@ from sitewire.deploy.events import (
     Settled,
     Verified,
 )
+from sitewire.deploy.live import fresh_start_script
 from sitewire.deploy.problems import ApplyError, Kind, Problem
 from sitewire.deploy.remote import Credentials, RemoteError, Shell, Target
 from sitewire.deploy.run import GUARD_MARGIN, Armed, Before, Configured, Site, run_steps, timed
@@ -93,6 +94,7 @@ async def verify_site(
     armed: Armed,
     configured: Configured,
     others_done: Sequence[asyncio.Event] = (),
+    recreated: Collection[str] = (),
 ) -> Evidence:
     """One site's evidence, as soon as its own change is done: the new connection and its
     timer's state at once, the probes once every other changed site is done too
@@ -108,7 +110,7 @@ async def verify_site(
         waited.append(asyncio.get_running_loop().time() - start)
 
     async def check(site: str) -> Evidence:
-        return await _verify(run, final, site, facts, armed, configured, ready)
+        return await _verify(run, final, site, facts, armed, configured, ready, recreated)
 
     results = await run_on_sites([name], check)
     run.clock.add({n: t - sum(waited) for n, t in results.seconds.items()})
@@ -187,6 +189,7 @@ async def _verify(
     armed: Armed,
     configured: Configured,
     ready: Callable[[], Awaitable[None]] | None = None,
+    recreated: Collection[str] = (),
 ) -> Evidence:
     session = await _reconnect(run, name)
     if session is None:
@@ -216,7 +219,8 @@ async def _verify(
             "too little of its revert timer was left to verify it (use a longer --revert-after)",
         )
     try:
-        script = verify_script(plan, name, facts, budget)
+        fresh = fresh_start_script(plan.site(name), site.driver.psk_read, recreated)
+        script = verify_script(plan, name, facts, budget, fresh)
         result = await timed(
             session.script(script), armed.seconds_left() - GUARD_MARGIN, name, "verify"
         )

@@ -192,6 +192,35 @@ def rehandshake_script(
     return "set -e\n" + "\n".join(lines) if lines else None
 
 
+def fresh_start_script(
+    site: SitePlan, psk_source: Callable[[str, str], str], recreated: Collection[str] = ()
+) -> str | None:
+    """Each peer this end dials that has never shaken hands, or whose interface was re-created
+    in this apply (`recreated`), re-created as planned, so its next packet starts a handshake
+    at once. Sites are configured at the same time: a dialer's first handshake may go out
+    before its listener is up, or before the listener's network restart throws its session
+    away, and WireGuard would try again only after 5 s (REKEY_TIMEOUT) or much later. Any
+    other peer is left alone: its tunnel is up, and re-creating it would cost a packet."""
+    q = shlex.quote
+    iface = q(site.interface)
+    lines = []
+    for peer in site.peers:
+        if peer.kind != "site" or peer.dial is None or peer.public_key is None:
+            continue
+        key = q(peer.public_key)
+        again = [f"  wg set {iface} peer {key} remove", f"  {_set_peer(site, peer, psk_source)}"]
+        if peer.name in recreated:
+            lines += ["if :; then", *again, "fi"]
+            continue
+        lines += [
+            f"t=$(wg show {iface} latest-handshakes | awk -v k={key} '$1 == k {{ print $2 }}')",
+            'if [ "$t" = 0 ]; then',
+            *again,
+            "fi",
+        ]
+    return "\n".join(lines) if lines else None
+
+
 def _set_peer(site: SitePlan, peer: PeerPlan, psk_source: Callable[[str, str], str]) -> str:
     """The `wg set` line for one planned peer, its preshared key piped from where it is kept."""
     q = shlex.quote

@@ -17,8 +17,13 @@ from sitewire.plan import Plan
 
 
 def verify_script(
-    plan: Plan, name: str, facts: Mapping[str, DeviceFacts | None], timeout: float
+    plan: Plan,
+    name: str,
+    facts: Mapping[str, DeviceFacts | None],
+    timeout: float,
+    first: str | None = None,
 ) -> str:
+    """`first`: run before the probes (live.fresh_start_script)."""
     q = shlex.quote
     site = plan.site(name)
     iface = q(site.interface)
@@ -29,6 +34,8 @@ def verify_script(
         'reach() { while :; do ping -c 1 -W 1 "$@" >/dev/null 2>&1 && return 0; '
         '[ "$(now)" -ge "$end" ] && return 1; done; }',
     ]
+    if first is not None:
+        lines.append(first)
     for peer in site.peers:
         if peer.kind != "site" or peer.public_key is None:
             continue
