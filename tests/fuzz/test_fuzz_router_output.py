@@ -138,8 +138,9 @@ PINGS = (
 )
 PROBES = (
     "addr 127.0.0.1\naddr fd53:5357:0:1::10\naddr 192.168.3.1\nlan 192.168.3.254 br-lan\n"
-    "route_router B 192.168.7.1 dev wg0 src 192.168.5.1 uid 0\n"
-    "route_lan B 192.168.7.1 from 192.168.3.254 dev wg0\nping_router B ok\nsmall B ok\n"
+    "route_router B 192.168.7.0/24 192.168.7.1 dev wg0 src 192.168.5.1 uid 0\n"
+    "route_lan B 192.168.7.0/24 192.168.7.1 from 192.168.3.254 dev wg0\n"
+    "ping_router B 192.168.7.0/24 ok\nsmall B ok\n"
     "large B fail\nfits B 1400\nresolved a.example.net 198.18.0.10\n"
 )
 EVIDENCE = (

@@ -30,6 +30,7 @@ WAN4 = {"A": "198.18.0.10", "B": "198.18.0.11"}
 WAN6 = {"A": "fd53:5357:0:1::10", "B": "fd53:5357:0:1::11"}
 LAN_ROUTER = {"A": "192.168.3.1", "B": "192.168.7.1"}
 LAN_HOST = {"A": "192.168.3.254", "B": "192.168.7.254"}  # what doctor's route probe uses
+LAN_PREFIX = {"A": strict.network("192.168.3.0/24"), "B": strict.network("192.168.7.0/24")}
 NAME = "a.example.net"
 
 KEEP_ROUTES = (
@@ -227,6 +228,7 @@ def facts(plan: Plan, site: str, **override: tuple[str, int]) -> DeviceFacts:
 
 def probes(plan: Plan, site: str) -> Probes:
     other = "B" if site == "A" else "A"
+    theirs = (other, LAN_PREFIX[other])
     me = plan.site(site)
     return Probes(
         addresses=(
@@ -238,14 +240,13 @@ def probes(plan: Plan, site: str) -> Probes:
             str(me.addresses[0].ip),
             "fe80::1",
         ),
-        route_lan={other: f"{LAN_ROUTER[other]} from {LAN_HOST[site]} dev wg0"},
-        route_router={other: f"{LAN_ROUTER[other]} dev wg0 src {me.addresses[0].ip} uid 0"},
-        ping_router={other: True},
+        route_lan={theirs: f"{LAN_ROUTER[other]} from {LAN_HOST[site]} dev wg0"},
+        route_router={theirs: f"{LAN_ROUTER[other]} dev wg0 src {me.addresses[0].ip} uid 0"},
+        ping_router={theirs: True},
         small={other: True},
         large={other: True},
         resolved={NAME: (WAN6["A"], WAN4["A"])} if site == "B" else {},
-        lan_source=LAN_HOST[site],
-        lan_device="br-lan",
+        lan={4: (LAN_HOST[site], "br-lan")},
     )
 
 
@@ -297,10 +298,11 @@ def _captured(site: str, *, router_too: bool = True, router_ok: bool = True) -> 
     plan = seed_plan()
     other = "A" if site == "B" else "B"
     p = probes(plan, site)
-    p.route_lan[other] = f"{LAN_ROUTER[other]} from {LAN_HOST[site]} dev tailscale0 table 52"
+    theirs = (other, LAN_PREFIX[other])
+    p.route_lan[theirs] = f"{LAN_ROUTER[other]} from {LAN_HOST[site]} dev tailscale0 table 52"
     if router_too:
-        p.route_router[other] = f"{LAN_ROUTER[other]} dev tailscale0 table 52 src 100.64.0.2 uid 0"
-    p.ping_router[other] = router_ok
+        p.route_router[theirs] = f"{LAN_ROUTER[other]} dev tailscale0 table 52 src 100.64.0.2 uid 0"
+    p.ping_router[theirs] = router_ok
     return p
 
 
@@ -550,7 +552,7 @@ def _moved() -> tuple[Plan, dict[str, Probes]]:
         for x in a.addresses
     )
     b.resolved = {NAME: ("fd53:5357:0:1::12", "198.18.0.12")}
-    b.small["A"] = b.ping_router["A"] = False
+    b.small["A"] = b.ping_router["A", LAN_PREFIX["A"]] = False
     b.large["A"] = False
     return plan, {"A": a, "B": b}
 

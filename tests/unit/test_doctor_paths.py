@@ -20,16 +20,16 @@ from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPe
 from sitewire.diagnose.parse.boot import parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
 from sitewire.diagnose.probes import (
-    HIDE_AWK,
     Probes,
     failed,
     mirror_overlay,
     probe_sections,
     second_look,
 )
+from sitewire.diagnose.state import HIDE_AWK
 from sitewire.plan import Plan, plan_network
 from tests.conftest import SEED, spec_from
-from tests.unit.test_doctor2 import KEYS, WRONG, facts, live, only, plan, probes
+from tests.unit.test_doctor2 import KEYS, WRONG, facts, lan_of, live, only, plan, probes
 
 __all__ = ["plan"]
 
@@ -139,10 +139,10 @@ def test_another_peer_holding_the_other_lan_is_named_with_its_key(plan: Plan) ->
 def test_a_failing_path_with_every_hop_passing_is_reported_once_for_both_directions(
     plan: Plan,
 ) -> None:
-    down = {"small": {"A": False}, "ping_lan": {"A": False}}
+    down = {"small": {"A": False}, "ping_lan": {lan_of("A"): False}}
     state = live(
         plan,
-        pa=probes(plan, "A", small={"B": False}, ping_lan={"B": False}),
+        pa=probes(plan, "A", small={"B": False}, ping_lan={lan_of("B"): False}),
         pb=probes(plan, "B", **down),
     )
     finding = only(diagnose(state), "path-unexplained", "A")
@@ -258,11 +258,15 @@ def test_each_pair_pings_its_overlay_from_one_end_and_both_ends_get_the_answer(
     every = {"A": facts(plan, "A"), "B": facts(plan, "B")}
     script_a = probe_sections(plan, "A", every)[0][1]
     script_b = probe_sections(plan, "B", every)[0][1]
-    assert "\nprobe B 192.168.7.1 192.168.5.2 1 &\n" in script_a
-    assert "\nprobe A 192.168.3.1 - 1 &\n" in script_b  # B leaves the overlay ping to A
+    a_lan = "192.168.3.0/24 192.168.7.254 br-lan 192.168.3.1"
+    assert (
+        "\nprobe B 192.168.7.0/24 192.168.3.254 br-lan 192.168.7.1 1 192.168.3.1 192.168.5.2 &\n"
+        in script_a
+    )
+    assert f"\nprobe A {a_lan} 1 192.168.7.1 - &\n" in script_b  # B leaves the overlay ping to A
     # ...unless A was not read: then B pings it itself
     assert (
-        "\nprobe A 192.168.3.1 192.168.5.1 0 &\n"
+        "\nprobe A 192.168.3.0/24 192.168.7.254 br-lan 192.168.3.1 0 192.168.7.1 192.168.5.1 &\n"
         in probe_sections(plan, "B", {"A": None, "B": every["B"]})[0][1]
     )
     a = probes(plan, "A", small={"B": True}, large={"B": False}, fits={"B": 1380})

@@ -15,6 +15,7 @@ from typing import TypeVar
 from sitewire.diagnose.parse import (
     HIDDEN,
     Handler,
+    HeldAddress,
     InstalledPackages,
     IpRule,
     Link,
@@ -31,6 +32,7 @@ from sitewire.diagnose.parse import (
     WgDump,
     default_route,
     lookup52_priority,
+    parse_addresses,
     parse_apk_installed,
     parse_handler,
     parse_ip_links,
@@ -116,6 +118,8 @@ class DeviceFacts:
     netifd: Mapping[str, NetifdInterface] | None = None
     # `ip neigh`: hosts lately heard from (doctor pings one in a LAN across the tunnel)
     neighbours: tuple[Neighbour, ...] = ()
+    # `ip -o addr show`: every address held, by device (empty where an older sitewire read it)
+    addresses: tuple[HeldAddress, ...] = ()
 
     @property
     def wireguard_tools(self) -> bool:
@@ -238,9 +242,8 @@ def facts_from_sections(
         wg_quick_configs=tuple(reader.text("wg_quick").split()),
         notes=tuple(reader.notes),
         netifd=_read_netifd(reader) if "netifd" in reads else None,
-        neighbours=tuple(
-            (reader.optional("neigh", parse_neighbours) or ()) if "neigh" in reader.sections else ()
-        ),
+        neighbours=_if_read(reader, "neigh", parse_neighbours),
+        addresses=_if_read(reader, "addrs", parse_addresses),
         free_kib=_free_kib(reader.sections.get("space")),
         cron=_cron(reader.sections.get("cron")) if "cron" in reads else None,
         watchdog=(
@@ -249,6 +252,11 @@ def facts_from_sections(
             else None
         ),
     )
+
+
+def _if_read(reader: _Reader, name: str, parse: Callable[[str], list[T]]) -> tuple[T, ...]:
+    """A section an older sitewire did not read: empty where it is not there."""
+    return tuple((reader.optional(name, parse) or ()) if name in reader.sections else ())
 
 
 def _cron(section: ScriptSection | None) -> tuple[str, ...] | None:

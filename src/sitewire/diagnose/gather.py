@@ -20,7 +20,6 @@ from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.doctor import Live
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
 from sitewire.diagnose.probes import (
-    STATE_SECTIONS,
     Probes,
     failed,
     mirror_overlay,
@@ -29,6 +28,7 @@ from sitewire.diagnose.probes import (
     second_look,
 )
 from sitewire.diagnose.script import FACT_SECTIONS
+from sitewire.diagnose.state import STATE_SECTIONS
 from sitewire.diagnose.status import (
     READ_SECTIONS,
     NetworkStatus,

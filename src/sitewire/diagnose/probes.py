@@ -11,6 +11,7 @@ import re
 import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
@@ -21,52 +22,24 @@ from sitewire.plan import Plan
 from sitewire.plan.model import SitePlan
 from sitewire.strict import IPAddress, IPNetwork
 
-# The files that run at boot or from cron, on OpenWrt and on Linux; sitewire's own are skipped.
-_FILES = (
-    "/etc/rc.local /etc/crontabs/root /etc/crontab /etc/cron.d/* "
-    "/var/spool/cron/crontabs/root /etc/hotplug.d/iface/* /etc/network/if-up.d/*"
-)
-_WATCHED = (
-    r"tailscale[ \t]+(up|set)|wg[ \t]+(set|setconf|syncconf|addconf)|wg-quick[ \t]+(up|down)"
-    r"|(^|[;&|( \t])(ifup|ifdown)[ \t]"
-)
-_B64 = "[A-Za-z0-9+\\/]"
-# The awk program that prints each watched line, with what could be a secret hidden on the
-# router: the word after a key-like name (any case; `=`, space or tab), a Tailscale auth key,
-# and anything written like a WireGuard key (43 base64 characters and `=`), wherever it is.
-# (Written out, not as {42}: not every awk reads interval expressions.)
-HIDE_AWK = (
-    "/^[ \\t]*#/ { next } /" + _WATCHED + '/ { s = $0; l = ""\n'
-    "while (match(tolower(s), /(auth-?key|key|secret|passw(or)?d|token)[= \\t]+[^ \\t]+/)) "
-    '{ l = l substr(s, 1, RSTART - 1) "(hidden)"; s = substr(s, RSTART + RLENGTH) }\n'
-    'l = l s; gsub(/tskey-[A-Za-z0-9_-]+/, "(hidden)", l)\n'
-    f'gsub(/{_B64 * 43}=/, "(hidden)", l); print "line", f, NR, l }}'
-)
-BOOT = (
-    "sw_boot",
-    f'for _f in {_FILES}; do\n[ -f "$_f" ] || continue\n'
-    "case $_f in */sitewire*) continue ;; esac\n"
-    f'awk -v f="$_f" \'{HIDE_AWK}\' "$_f"\ndone\n'
-    # OpenWrt's init scripts (a Linux /etc/init.d script has no `enabled`).
-    "if [ -f /etc/openwrt_release ]; then for _s in network firewall; do\n"
-    "[ -x /etc/init.d/$_s ] || continue\n"
-    '/etc/init.d/$_s enabled && echo "service $_s on" || echo "service $_s off"; done; fi\n'
-    "if command -v systemctl >/dev/null 2>&1; then for _u in /etc/wireguard/*.conf; do\n"
-    '[ -f "$_u" ] || continue; _n=$(basename "$_u" .conf)\n'
-    'echo "unit $_n $(systemctl is-enabled "wg-quick@$_n" 2>/dev/null || echo disabled)"\n'
-    "done; fi\nreturn 0",
-)
+Key = tuple[str, IPNetwork]  # a site and one of its LAN prefixes
+K = TypeVar("K")
+V = TypeVar("V", bool, bool | None)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Another site as seen from one router: where its LAN and overlay answer."""
+    """Another site as seen from one router: where its LAN and overlay answer. `lan_prefix`
+    is the first of its LAN prefixes of an IP version this router has a LAN address in (the
+    one the overlay, host and router pings go with); `more` holds the others, each traced on
+    its own (both families, every LAN)."""
 
     site: str
     overlay: str
-    lan_address: str | None  # the remote router's own LAN address, if known
+    lan_address: str | None  # the remote router's own address in lan_prefix, if known
     lan_prefix: IPNetwork
     host: str | None = None  # a host in its LAN its router lately heard from
+    more: tuple[tuple[IPNetwork, str | None], ...] = ()  # (prefix, its router's address there)
 
 
 @dataclass
@@ -74,28 +47,34 @@ class Probes:
     """What the second round trip saw on one router."""
 
     addresses: tuple[str, ...] = ()  # every address the router holds (`ip -o addr`)
-    route_lan: dict[str, str] = field(default_factory=dict)  # site -> `ip route get ... iif lan`
-    route_router: dict[str, str] = field(default_factory=dict)  # site -> `ip route get <dst>`
-    ping_router: dict[str, bool] = field(default_factory=dict)  # from the router itself
+    # (site, one of its LAN prefixes) -> `ip route get <there> from <LAN host> iif <lan>`
+    route_lan: dict[Key, str] = field(default_factory=dict)
+    route_router: dict[Key, str] = field(default_factory=dict)  # -> `ip route get <there>`
+    ping_router: dict[Key, bool] = field(default_factory=dict)  # from the router itself
     # from the router's LAN address to the other router's (when no host in its LAN is known)
-    ping_lan: dict[str, bool] = field(default_factory=dict)
+    ping_lan: dict[Key, bool] = field(default_factory=dict)
     route_ep: dict[str, str] = field(default_factory=dict)  # endpoint IP -> `ip route get` it
     small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
     large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
     fits: dict[str, int] = field(default_factory=dict)  # site -> largest DF packet that crossed
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> addresses
-    lan_source: str | None = None  # the LAN host address the route checks used
-    lan_device: str | None = None
+    # IP version -> (the LAN host address the route checks of that family used, its device)
+    lan: dict[int, tuple[str, str]] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # address -> the device holding it
     ping_host: dict[str, tuple[str, bool]] = field(default_factory=dict)  # site -> (host, ok)
     ping_local: dict[str, bool] = field(default_factory=dict)  # own LAN host -> answered
     ruleset: Ruleset | None = None  # the loaded nftables ruleset; None where nft is not
     boot: Boot | None = None  # what runs at boot and from cron; None where it was not read
 
+    def source(self, version: int) -> tuple[str, str] | None:
+        """(the LAN host address, its device) the route checks of this IP version used."""
+        return self.lan.get(version)
+
 
 def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
-    """(the device's own address in `prefix`, its device), from the connected route; a route
-    whose src lies outside the prefix says nothing about it."""
+    """(the device's own address in `prefix`, its device): from the connected route (a route
+    whose src lies outside the prefix says nothing about it), else from the addresses it holds
+    (an IPv6 connected route names no src)."""
     if facts is None:
         return None
     for route in facts.routes:
@@ -103,6 +82,9 @@ def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress
             continue
         if route.src in prefix:
             return route.src, route.dev
+    for held in facts.addresses:
+        if held.interface.network == prefix and not held.interface.ip.is_link_local:
+            return held.interface.ip, held.dev
     return None
 
 
@@ -115,16 +97,28 @@ def lan_host(prefix: IPNetwork, router: IPAddress | str) -> str:
     return str(prefix.network_address + 2)
 
 
-def targets(plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]) -> list[Target]:
+def targets(
+    plan: Plan,
+    site: str,
+    facts: Mapping[str, DeviceFacts | None],
+    versions: Collection[int] = (4, 6),
+) -> list[Target]:
+    """The other sites, each with its LAN prefixes; `versions`: the IP versions `site` has a
+    LAN address in (the first prefix of one of them leads)."""
     out = []
     for other in plan.sites():
         if other.name == site or not other.lan:
             continue
-        prefix = other.lan[0]
-        found = lan_address(facts.get(other.name), prefix)
+        lead = next((p for p in other.lan if p.version in versions), other.lan[0])
+        found = lan_address(facts.get(other.name), lead)
         address = str(found[0]) if found else None
-        host = lan_neighbour(facts.get(other.name), prefix)
-        out.append(Target(other.name, str(other.addresses[0].ip), address, prefix, host))
+        host = lan_neighbour(facts.get(other.name), lead)
+        more = tuple(
+            (p, str(a[0]) if (a := lan_address(facts.get(other.name), p)) else None)
+            for p in other.lan
+            if p != lead
+        )
+        out.append(Target(other.name, str(other.addresses[0].ip), address, lead, host, more))
     return out
 
 
@@ -155,36 +149,45 @@ def probe_sections(
     `only`: probe just these sites (a second look at the ones whose pings failed)."""
     q = shlex.quote
     me = plan.site(site)
-    local = next((a for p in me.lan if (a := lan_address(facts.get(site), p))), None)
+    # The router's own address and device in its first LAN prefix of each IP version: the
+    # source of that family's route checks and LAN pings.
+    local: dict[int, tuple[IPAddress, str, IPNetwork]] = {}
+    for prefix in me.lan:
+        if prefix.version not in local and (found := lan_address(facts.get(site), prefix)):
+            local[prefix.version] = (found[0], found[1], prefix)
     lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\'']
-    route_lan = "rl="
-    source = ""
-    if local is not None:
-        src, dev = local
-        source = str(src)
-        prefix = next(p for p in me.lan if src in p)
-        host = lan_host(prefix, src)
-        lines.append(f"echo lan {q(host)} {q(dev)}")
-        if (mine := lan_neighbour(facts.get(site), prefix)) is not None:
-            lines.append(
-                f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
-                f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
-            )
-        route_lan = (
-            f'rl=$(ip route get "$2" from {q(host)} iif {q(dev)} 2>&1); echo "route_lan $1 $rl"'
+    hosts: dict[int, str] = {}
+    for version, (src, dev, prefix) in local.items():
+        hosts[version] = lan_host(prefix, src)
+        lines.append(f"echo lan {q(hosts[version])} {q(dev)}")
+    first = next(iter(local.values()), None)
+    if first is not None and (mine := lan_neighbour(facts.get(site), first[2])) is not None:
+        lines.append(
+            f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
+            f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
         )
     # iputils ping sets DF with -M do; BusyBox ping has no -M (then: unknown).
-    lines.append(f"lansrc={q(source)} wgdev={q(me.interface)}")
+    lines.append(f"wgdev={q(me.interface)}")
     lines.append("df=0; ping -c 1 -M do -s 64 -W 1 127.0.0.1 >/dev/null 2>&1 && df=1")
-    lines.append(_probe_function(running_mtu(facts.get(site), me), route_lan))
-    for t in targets(plan, site, facts):
+    lines.append(_probe_function(running_mtu(facts.get(site), me)))
+
+    def where(prefix: IPNetwork, address: str | None) -> tuple[str, bool]:
+        """PREFIX SRC DEV DST PING LANSRC as `rt`, `more` and `probe` take them ("-": none),
+        and whether the LAN-address pings go."""
+        mine = local.get(prefix.version)
+        src, dev, lansrc = (hosts[prefix.version], mine[1], str(mine[0])) if mine else ("-",) * 3
+        dst = address or str(prefix.network_address + 1)
+        ping = address is not None and mine is not None
+        return " ".join(q(w) for w in (str(prefix), src, dev, dst, str(int(ping)), lansrc)), ping
+
+    for t in targets(plan, site, facts, local):
         if only is not None and t.site not in only:
             continue
-        dst = t.lan_address or str(t.lan_prefix.network_address + 1)
-        router_ping = int(t.lan_address is not None and local is not None)
-        host = f" {q(t.host)}" if t.host and router_ping else ""
+        lead, ping = where(t.lan_prefix, t.lan_address)
+        host = f" {q(t.host)}" if t.host and ping else ""
         overlay = t.overlay if overlay_pinger(plan, site, t.site, facts) else "-"
-        lines.append(f"probe {q(t.site)} {q(dst)} {q(overlay)} {router_ping}{host} &")
+        lines.append(f"probe {q(t.site)} {lead} {q(overlay)}{host} &")
+        lines += [f"more {q(t.site)} {where(p, a)[0]} &" for p, a in t.more]
     lines += _endpoint_routes(facts.get(site), me)
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
@@ -197,24 +200,41 @@ def probe_sections(
     return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
 
 
-# What doctor reads beside the probes, in a script of its own on the same connection (it runs
-# while the pings wait): the loaded ruleset twice (JSON to walk, text for each rule's line), and
-# what runs at boot. The probe script stays small (dropbear's 9000-byte command limit).
-STATE_SECTIONS = (
-    ("sw_nft_json", "has nft || return 127\nnft -j list ruleset"),
-    ("sw_nft_text", "has nft || return 127\nnft -a list ruleset"),
-    BOOT,
+# `rt`, `lp` and `more` (see _probe_function).
+_ROUTES = (
+    # `ip route get` prints a second line (`cache`): one echo writes both at once, and
+    # the reader skips it; no `head`, one process fewer per route.
+    "rt() {\n"
+    'rl=; [ "$3" = - ] || { rl=$(ip route get "$5" from "$3" iif "$4" 2>&1); '
+    'echo "route_lan $1 $2 $rl"; }\n'
+    # The router's own route, where a LAN host's packet does not leave by the tunnel
+    # (the evidence of no-route and tailscale-captures-route).
+    'case $rl in *" dev $wgdev "*) ;; '
+    '*) echo "route_router $1 $2 $(ip route get "$5" 2>&1)" ;; esac\n'
+    # From the router itself (its own source address) to the other router's LAN address,
+    # where a LAN host's packet is taken away from WireGuard (Tailscale's table 52): it
+    # tells "works from the router, fails from the LAN".
+    'case $rl in *tailscale0* | *" table 52"*) [ "$6" = 1 ] && { pp "$5" '
+    '&& echo "ping_router $1 $2 ok" || echo "ping_router $1 $2 fail"; } & ;; esac\n'
+    "}\n"
+    # From this router's LAN address to the other router's (no host there known).
+    'lp() { pp -I "$7" "$5" && echo "ping_lan $1 $2 ok" || echo "ping_lan $1 $2 fail"; }\n'
+    'more() { rt "$@"; [ "$6" = 1 ] && lp "$@"; wait; }\n'
 )
 
 
-def _probe_function(mtu: int, route_lan: str) -> str:
-    """`probe SITE DST OVERLAY PING`: DST the remote router's LAN address (for `ip route get`;
-    pinged from this router when PING is 1), OVERLAY its tunnel address.
+def _probe_function(mtu: int) -> str:
+    """`rt SITE PREFIX SRC DEV DST`: the route a LAN host's packet (from SRC, arriving on
+    DEV; "-": this router has no LAN of that family) takes to DST in PREFIX.
+    `more SITE PREFIX SRC DEV DST PING LANSRC`: that, and where PING is 1 a ping to DST (the
+    other router's address in PREFIX) from LANSRC (this router's own address there).
+    `probe SITE PREFIX SRC DEV DST PING LANSRC OVERLAY [HOST]`: the same for the other site's
+    lead prefix, then its overlay address OVERLAY pinged ("-": the other end pings it) with
+    and without DF, and HOST (a host in its LAN) pinged from LANSRC.
 
-    One function, then one short background call per target: dropbear drops a connection
-    whose command exceeds 9000 bytes (MAX_CMD_LEN), so the script must not grow with a block
-    per site; and the pings to all sites overlap, so a site's probes take as long as its
-    slowest target, not their sum. Each `echo` is one short write."""
+    Functions, then one short background call per target and prefix: the pings to all sites
+    overlap, so a site's probes take as long as its slowest target, not their sum. Each
+    `echo` is one short write."""
     size = mtu - 28  # IPv4 header 20 + ICMP 8: a packet of exactly the interface MTU
     # Smaller DF sizes tried when the full size fails but small pings pass: the largest
     # that crosses is the MTU to set.
@@ -223,36 +243,25 @@ def _probe_function(mtu: int, route_lan: str) -> str:
         # One ping, and a second only when the first got no reply: a lost packet is not a
         # failure, and a path that answers costs one round trip, not two and the spacing.
         'pp() { ping -c 1 -W 1 "$@" >/dev/null 2>&1 || ping -c 1 -W 2 "$@" >/dev/null 2>&1; }\n'
-        "probe() {\n"
-        # `ip route get` prints a second line (`cache`): one echo writes both at once, and
-        # the reader skips it; no `head`, one process fewer per route.
-        f"{route_lan}\n"
-        # The router's own route, where a LAN host's packet does not leave by the tunnel
-        # (the evidence of no-route and tailscale-captures-route).
-        'case $rl in *" dev $wgdev "*) ;; *) echo "route_router $1 $(ip route get "$2" 2>&1)" ;; '
-        "esac\n"
+        + _ROUTES
+        + "probe() {\n"
+        'rt "$@"\n'
         # From this router's LAN address to a host in the other LAN, beside the rest: what
         # LAN hosts' traffic meets past the other router; with no host known, to the other
         # router's LAN address.
-        '[ -n "$5" ] && { pp -I "$lansrc" "$5" '
-        '&& echo "ping_host $1 $5 ok" || echo "ping_host $1 $5 fail"; } &\n'
-        '[ "$4" = 1 ] && [ -z "$5" ] && { pp -I "$lansrc" "$2" '
-        '&& echo "ping_lan $1 ok" || echo "ping_lan $1 fail"; } &\n'
-        # From the router itself (its own source address) to the other router's LAN address,
-        # where a LAN host's packet is taken away from WireGuard (Tailscale's table 52): it
-        # tells "works from the router, fails from the LAN".
-        'case $rl in *tailscale0* | *" table 52"*) [ "$4" = 1 ] && { pp "$2" '
-        '&& echo "ping_router $1 ok" || echo "ping_router $1 fail"; } ;; esac\n'
+        '[ -n "$9" ] && { pp -I "$7" "$9" '
+        '&& echo "ping_host $1 $9 ok" || echo "ping_host $1 $9 fail"; } &\n'
+        '[ "$6" = 1 ] && [ -z "$9" ] && lp "$@" &\n'
         # The overlay pings, from one end of each pair ("-": the other end pings; a ping is a
         # round trip, and doctor copies the answer to this end, see mirror_overlay).
-        'if [ "$3" = - ]; then up=0\n'
-        'elif pp "$3"; then echo "small $1 ok"; up=1; else echo "small $1 fail"; up=0; fi\n'
+        'if [ "$8" = - ]; then up=0\n'
+        'elif pp "$8"; then echo "small $1 ok"; up=1; else echo "small $1 fail"; up=0; fi\n'
         'if [ "$up" = 0 ]; then :\n'  # nothing crosses, or not pinged here: no MTU
         'elif [ "$df" = 1 ]; then\n'
-        f'if pp -M do -s {size} "$3"; then '
+        f'if pp -M do -s {size} "$8"; then '
         'echo "large $1 ok"; else echo "large $1 fail"\n'
         f'for s in {smaller}; do [ -n "$s" ] || break; '
-        'ping -c 1 -W 1 -M do -s "$s" "$3" >/dev/null 2>&1 '
+        'ping -c 1 -W 1 -M do -s "$s" "$8" >/dev/null 2>&1 '
         '&& { echo "fits $1 $((s + 28))"; break; }; done\n'
         "fi\n"
         'else echo "large $1 unknown"; fi\n'
@@ -313,24 +322,27 @@ def _endpoint_routes(facts: DeviceFacts | None, me: SitePlan) -> list[str]:
 
 def failed(probes: Probes) -> set[str]:
     """The sites some ping to failed: doctor looks at them again before it says so."""
-    pings = (*probes.small.items(), *probes.ping_router.items(), *probes.ping_lan.items())
-    out = {site for site, ok in pings if not ok}
+    out = {site for site, ok in probes.small.items() if not ok}
+    pings = (*probes.ping_router.items(), *probes.ping_lan.items())
+    out |= {site for (site, _), ok in pings if not ok}
     return out | {site for site, (_, ok) in probes.ping_host.items() if not ok}
+
+
+def _passed(seen: dict[K, V], retried: Mapping[K, V], yes: V) -> None:
+    """Each ping that failed in `seen` and passed in `retried` counts as passed."""
+    for key, ok in retried.items():
+        if ok and seen.get(key) is not True:
+            seen[key] = yes
 
 
 def second_look(first: Probes, again: Probes) -> Probes:
     """The first probes, with each ping that failed there taken as passed when it passed the
     second time: a reply lost once on a busy path is not a failure. Only failures are
     retried, so a healthy network costs one round."""
-    for seen, retried in (
-        (first.small, again.small),
-        (first.ping_router, again.ping_router),
-        (first.ping_lan, again.ping_lan),
-        (first.large, again.large),
-    ):
-        for site, ok in retried.items():
-            if ok and seen.get(site) is not True:
-                seen[site] = True
+    _passed(first.small, again.small, True)
+    _passed(first.large, again.large, True)
+    _passed(first.ping_router, again.ping_router, True)
+    _passed(first.ping_lan, again.ping_lan, True)
     for site, (host, ok) in again.ping_host.items():
         if ok:
             first.ping_host[site] = (host, True)
@@ -356,22 +368,22 @@ def parse_probes(
                 addresses.append(address)
                 if device and _device(device[0]):
                     probes.devices[address] = device[0]
-            case ["lan", host, device]:
-                probes.lan_source, probes.lan_device = host, device
-            case ["route_lan", site, *rest]:
-                probes.route_lan[site] = " ".join(rest)
+            case ["lan", host, device] if (source := _address(host)) is not None:
+                probes.lan.setdefault(source.version, (host, device))
+            case ["route_lan", site, prefix, *rest] if (net := _network(prefix)) is not None:
+                probes.route_lan[site, net] = " ".join(rest)
             case ["route_ep", address, *rest] if _plain(address):
                 probes.route_ep[address] = " ".join(rest)
-            case ["route_router", site, *rest]:
-                probes.route_router[site] = " ".join(rest)
+            case ["route_router", site, prefix, *rest] if (net := _network(prefix)) is not None:
+                probes.route_router[site, net] = " ".join(rest)
             case ["ping_host", site, host, state] if _plain(host):
                 probes.ping_host[site] = (host, state == "ok")
             case ["ping_local", host, state] if _plain(host):
                 probes.ping_local[host] = state == "ok"
-            case ["ping_lan", site, state]:
-                probes.ping_lan[site] = state == "ok"
-            case ["ping_router", site, state]:
-                probes.ping_router[site] = state == "ok"
+            case ["ping_lan", site, prefix, state] if (net := _network(prefix)) is not None:
+                probes.ping_lan[site, net] = state == "ok"
+            case ["ping_router", site, prefix, state] if (net := _network(prefix)) is not None:
+                probes.ping_router[site, net] = state == "ok"
             case ["small", site, state]:
                 probes.small[site] = state == "ok"
             case ["large", site, state]:
@@ -400,9 +412,19 @@ def _device(text: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", text) is not None
 
 
-def _plain(text: str) -> bool:
+def _address(text: str) -> IPAddress | None:
     try:
-        strict.address(text)
+        return strict.address(text)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _network(text: str) -> IPNetwork | None:
+    try:
+        return strict.network(text)
+    except ValueError:
+        return None
+
+
+def _plain(text: str) -> bool:
+    return _address(text) is not None

@@ -86,6 +86,7 @@ FACT_SECTIONS: tuple[tuple[str, str], ...] = (
     ("table52_6", "ip -6 route show table 52"),
     ("links", "ip -o link show"),
     ("neigh", "ip neigh show"),
+    ("addrs", "ip -o addr show"),
     (
         "tailscale",
         "has tailscale || return 127\n"
@@ -159,6 +160,7 @@ COMMANDS = {
     "table52_6": "ip -6 route show table 52",
     "links": "ip -o link show",
     "neigh": "ip neigh show",
+    "addrs": "ip -o addr show",
     "tailscale": "tailscale debug prefs",
     "space": "df -Pk /etc /tmp",
     "watchdog": "grep wireguard_watchdog /etc/crontabs/root; /etc/init.d/cron enabled",

@@ -2,7 +2,7 @@
 
 A boot script or cron job that turns Tailscale's accepted routes back on or changes the
 WireGuard interface; the interface or a service that does not start at boot; a peer changed
-live (`wg set`) and not saved, which the next ifup or reboot undoes. The probe (probes.BOOT)
+live (`wg set`) and not saved, which the next ifup or reboot undoes. The probe (state.BOOT)
 reads what runs at boot and from cron; a line is shown with anything key-like hidden.
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from sitewire import strict
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
 from sitewire.diagnose.doctor.trace import Hop, Path, trace
 from sitewire.diagnose.parse.nft import NftRule
@@ -47,12 +48,17 @@ DOES_NOT_READ = (
 
 
 def paths(live: Live) -> list[Path]:
+    """Every planned path: each site's LAN to each LAN prefix of every other site, for each
+    IP version both ends have a LAN in."""
     names = [n for n in live.plan.site_names if n in live.facts]
     out = []
     for source in names:
         for dest in names:
-            if source != dest and (path := trace(live, source, dest)) is not None:
-                out.append(path)
+            if source == dest:
+                continue
+            for prefix in live.plan.site(dest).lan:
+                if (path := trace(live, source, dest, prefix)) is not None:
+                    out.append(path)
     return out
 
 
@@ -72,7 +78,8 @@ def check_paths(live: Live, found: Sequence[Finding]) -> list[Finding]:
             if any((hop.site, check) in named for check in owners):
                 break
             finding = _cause(live, path, hop)
-            key = (finding.check, finding.site, finding.problem.split(":")[0])
+            # one cause, one finding: the same rule or route met on several paths
+            key = (finding.check, finding.site, finding.problem.split(": ")[0])
             if key not in seen:
                 seen.add(key)
                 out.append(finding)
@@ -98,7 +105,7 @@ def _cause(live: Live, path: Path, hop: Hop) -> Finding:
 def _route(live: Live, path: Path, hop: Hop) -> Finding:
     facts = live.facts[hop.site]
     iface = live.plan.site(hop.site).interface
-    prefix = live.plan.site(path.dest).lan[0]
+    prefix = path.prefix
     bad = [
         r
         for r in facts.routes
@@ -342,22 +349,40 @@ def _port(live: Live, path: Path, hop: Hop) -> Finding:
 
 
 def _failed(live: Live, path: Path) -> list[str]:
-    """What the probes saw fail on this path (empty: it works, or nothing was tried)."""
-    probes, dest = live.probes[path.source], path.dest
-    prefixes = (live.plan.site(path.source).lan[:1], live.plan.site(dest).lan[:1])
-    mine, theirs = (
-        str(found[0]) if p and (found := lan_address(live.facts.get(n), p[0])) else "?"
-        for n, p in zip((path.source, dest), prefixes, strict=True)
+    """What the probes saw fail on this path (empty: it works, or nothing was tried): the
+    pair's overlay ping, and the LAN pings that went to the path's prefix."""
+    probes, dest, prefix = live.probes[path.source], path.dest, path.prefix
+    mine = next(
+        (
+            str(a[0])
+            for p in live.plan.site(path.source).lan
+            if p.version == prefix.version and (a := lan_address(live.facts.get(path.source), p))
+        ),
+        "?",
     )
+    theirs = lan_address(live.facts.get(dest), prefix)
     out = []
     if probes.small.get(dest) is False:
         out.append(f"$ ping {live.plan.site(dest).addresses[0].ip}   → no reply (overlay)")
-    if probes.ping_lan.get(dest) is False:
-        out.append(f"$ ping -I {mine} {theirs}   → no reply")
+    if probes.ping_lan.get((dest, prefix)) is False:
+        out.append(f"$ ping -I {mine} {theirs[0] if theirs else '?'}   → no reply")
     host = probes.ping_host.get(dest)
-    if host is not None and not host[1] and live.probes[dest].ping_local.get(host[0]):
+    if (
+        host is not None
+        and not host[1]
+        and strict.address(host[0]) in prefix
+        and live.probes[dest].ping_local.get(host[0])
+    ):
         out.append(f"$ ping -I {mine} {host[0]}   → no reply ({dest} itself reaches it)")
     return out
+
+
+def _family(live: Live, path: Path) -> str:
+    """` (IPv6)` where the pair's LANs have both IP versions and only this one failed."""
+    lans = (*live.plan.site(path.source).lan, *live.plan.site(path.dest).lan)
+    if len({p.version for p in lans}) < 2 or live.probes[path.source].small.get(path.dest) is False:
+        return ""
+    return f" ({path.prefix})"
 
 
 def _suspects(live: Live, path: Path) -> list[str]:
@@ -386,7 +411,10 @@ def _suspects(live: Live, path: Path) -> list[str]:
 
 def _unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) -> list[Finding]:
     named = {f.site for f in found}
-    failing = {(p.source, p.dest): p for p in traced if _failed(live, p)}
+    failing: dict[tuple[str, str], Path] = {}
+    for p in traced:  # one finding a pair: the first of its prefixes whose pings failed
+        if (p.source, p.dest) not in failing and _failed(live, p):
+            failing[p.source, p.dest] = p
     out = []
     for (source, dest), path in failing.items():
         if named & set(path.sites) or dest in named:
@@ -402,7 +430,7 @@ def _unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) -
             Finding(
                 "path-unexplained",
                 source,
-                f"LAN traffic from {source} to {dest} fails"
+                f"LAN traffic from {source} to {dest}{_family(live, path)} fails"
                 + (" (and back)" if both else "")
                 + ", and nothing doctor reads explains it",
                 (

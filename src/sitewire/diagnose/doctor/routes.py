@@ -39,7 +39,9 @@ def check_routes(live: Live, site: SitePlan) -> list[Finding]:
             continue
         section = facts.network.section(peer_section(peer.name)) if facts.network else None
         flag = section.options.get("route_allowed_ips") if section is not None else None
-        probe = live.probes[site.name].route_router.get(peer.name, "")
+        routed = live.probes[site.name].route_router
+        probe = next((routed[k] for p in missing if (k := (peer.name, p)) in routed), "")
+        probe = probe or next((v for (n, _), v in routed.items() if n == peer.name), "")
         evidence = [f"$ ip route show  (no route for {', '.join(map(str, missing))})"]
         if probe:
             evidence += [f"$ ip route get {probe.split()[0]}", probe]
@@ -76,25 +78,27 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
     facts = live.facts[site.name]
     probes = live.probes[site.name]
     out = []
-    for other, line in probes.route_lan.items():
+    for (other, prefix), line in probes.route_lan.items():
         if "tailscale0" not in line and " table 52" not in line:
             continue
-        prefix = live.plan.site(other).lan[0]
         in52 = [r for r in facts.table52 if _covers(r.dest, prefix)]
-        rule = facts.lookup52
-        router_ok = probes.ping_router.get(other)
+        six = "-6 " if prefix.version == 6 else ""
+        rule = facts.lookup52 if not six else facts.lookup52_v6
+        router_ok = probes.ping_router.get((other, prefix))
+        source, device = probes.source(prefix.version) or ("?", "?")
         evidence = [
-            "$ ip rule show",
+            f"$ ip {six}rule show",
             f"{rule}:\tfrom all lookup 52" if rule is not None else "(no lookup 52 rule)",
-            "$ ip route show table 52",
+            f"$ ip {six}route show table 52",
             *(f"{r.dest} dev {r.dev}" for r in in52),
-            f"$ ip route get {line.split()[0]} from {probes.lan_source} iif {probes.lan_device}",
+            f"$ ip route get {line.split()[0]} from {source} iif {device}",
             line,
         ]
+        mine = probes.route_router.get((other, prefix), "")
         if router_ok:
-            dst = probes.route_router.get(other, "").split()[:1] or [f"<{other} LAN>"]
+            dst = mine.split()[:1] or [f"<{other} LAN>"]
             evidence.append(f"$ ping -c 2 {dst[0]}   → ok  (from the router itself)")
-        path = "the tailnet" if "tailscale0" in probes.route_router.get(other, "") else "WireGuard"
+        path = "the tailnet" if "tailscale0" in mine else "WireGuard"
         shape = (
             f" (pings from the router itself still get through, over {path}: it works from "
             "the router and fails from the LAN)"

@@ -42,10 +42,12 @@ class Hop:
 
 @dataclass(frozen=True, slots=True)
 class Path:
-    """From `source`'s LAN to `dest`'s, through `sites` (relays between)."""
+    """From `source`'s LAN to `prefix`, one of `dest`'s LAN prefixes, through `sites`
+    (relays between)."""
 
     source: str
     dest: str
+    prefix: IPNetwork
     sites: tuple[str, ...]
     hops: tuple[Hop, ...]
 
@@ -66,37 +68,38 @@ def _addr(text: str | None) -> IPAddress | None:
         return None
 
 
-def trace(live: Live, source: str, dest: str) -> Path | None:
-    """The path of a LAN host's ping from `source` to `dest`'s LAN; None where doctor knows
-    too little to follow one (no LAN address on either end, or a site not read)."""
+def trace(live: Live, source: str, dest: str, prefix: IPNetwork) -> Path | None:
+    """The path of a LAN host's ping from `source` to `prefix` in `dest`'s LAN; None where
+    doctor knows too little to follow one (no LAN address of that IP version on either end,
+    or a site not read)."""
     plan = live.plan
     src_plan, dst_plan = plan.site(source), plan.site(dest)
-    if not dst_plan.lan or source not in live.probes or dest not in live.facts:
+    if source not in live.probes or dest not in live.facts:
         return None
-    prefix = dst_plan.lan[0]
     theirs = lan_address(live.facts[dest], prefix)
     probes = live.probes[source]
-    host = _addr(probes.lan_source)
-    if theirs is None or host is None or probes.lan_device is None:
+    lan = probes.source(prefix.version)
+    host = _addr(lan[0]) if lan is not None else None
+    if theirs is None or host is None or lan is None:
         return None
     target = strict.address(lan_host(prefix, theirs[0]))
     hops: list[Hop] = []
-    line = probes.route_lan.get(dest, "")
+    line = probes.route_lan.get((dest, prefix), "")
     device = _dev(line) if not line.startswith(("unreachable", "prohibit", "blackhole")) else None
     hops.append(
         Hop(
             source,
             "route",
             device == src_plan.interface,
-            (f"$ ip route get {theirs[0]} from {host} iif {probes.lan_device}", line or "(none)"),
+            (f"$ ip route get {theirs[0]} from {host} iif {lan[1]}", line or "(none)"),
             detail=f"leaves by {device}" if device else f"not routed ({line or 'no answer'})",
         )
     )
     if not hops[-1].ok:
-        return Path(source, dest, (source,), tuple(hops))
+        return Path(source, dest, prefix, (source,), tuple(hops))
     packet = Packet(prefix.version, host, target, "icmp")
     sites = [source]
-    here, iif = source, probes.lan_device
+    here, iif = source, lan[1]
     for _ in range(len(plan.site_names)):
         here_plan = plan.site(here)
         packet = Packet(packet.family, host, target, "icmp", iif=iif, oif=here_plan.interface)
@@ -116,7 +119,7 @@ def trace(live: Live, source: str, dest: str) -> Path | None:
     if sites[-1] == dest:
         packet = Packet(packet.family, host, target, "icmp", iif=dst_plan.interface, oif=theirs[1])
         hops += _firewall(live, dest, packet)
-    return Path(source, dest, tuple(sites), tuple(hops))
+    return Path(source, dest, prefix, tuple(sites), tuple(hops))
 
 
 def _firewall(live: Live, site: str, packet: Packet) -> list[Hop]:

@@ -9,12 +9,14 @@ anything else raises UnexpectedOutput, never another exception.
 
 from sitewire.diagnose.parse.base import HIDDEN, NONE, UnexpectedOutput, parse_number
 from sitewire.diagnose.parse.ip import (
+    HeldAddress,
     IpRule,
     Link,
     Neighbour,
     Route,
     default_route,
     lookup52_priority,
+    parse_addresses,
     parse_ip_links,
     parse_ip_links_json,
     parse_ip_rules,
@@ -57,6 +59,7 @@ __all__ = [
     "MARK",
     "NONE",
     "Handler",
+    "HeldAddress",
     "InstalledPackage",
     "InstalledPackages",
     "IpRule",
@@ -79,6 +82,7 @@ __all__ = [
     "WgPeer",
     "default_route",
     "lookup52_priority",
+    "parse_addresses",
     "parse_apk_installed",
     "parse_handler",
     "parse_ip_links",

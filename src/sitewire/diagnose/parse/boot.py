@@ -1,4 +1,4 @@
-"""What runs at boot and from cron, as doctor's boot probe prints it (probes.BOOT): the lines
+"""What runs at boot and from cron, as doctor's boot probe prints it (state.BOOT): the lines
 that touch Tailscale or WireGuard, the init scripts enabled, the wg-quick units' state."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from sitewire.diagnose.parse.base import (
     load_json,
     parse_number,
 )
-from sitewire.strict import IPAddress, IPNetwork
+from sitewire.strict import IPAddress, IPInterface, IPNetwork
 
 # --- ip rule
 
@@ -307,4 +307,32 @@ def parse_neighbours(text: str) -> list[Neighbour]:
         except ValueError:
             continue
         out.append(Neighbour(address, words[2]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAddress:
+    """An address a router holds, with its prefix length, on one device."""
+
+    interface: IPInterface
+    dev: str
+
+
+def parse_addresses(text: str) -> list[HeldAddress]:
+    """`ip -o addr show`: each address the router holds and its device (an IPv6 LAN's
+    connected route names no source address, so this is where a router's address in it
+    shows). A line that does not read as one is skipped."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 4 or words[2] not in ("inet", "inet6"):
+            continue
+        dev = words[1].split("@")[0]
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", dev):
+            continue
+        try:
+            held = strict.interface(words[3])
+        except ValueError:
+            continue
+        out.append(HeldAddress(held, dev))
     return out
