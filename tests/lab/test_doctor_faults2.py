@@ -12,6 +12,7 @@ which runs the test's undo steps and `sitewire apply`, so the next test starts h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,9 +57,11 @@ def _secrets(state: LabState) -> tuple[str, ...]:
     return tuple(out)
 
 
-@pytest.fixture(scope="module")
-def seed_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
-    spec = write_spec(tmp_path_factory.mktemp("doctor2") / "network.toml", SEED.read_text())
+@contextlib.contextmanager
+def seed_lab(directory: Path, text: str) -> Iterator[Seed]:
+    """A lab of the network `text` (`sitewire lab up` as a person runs it, then one apply),
+    taken down again afterwards."""
+    spec = write_spec(directory / "network.toml", text)
     name = unique_name()
     try:
         assert run(["lab", "up", str(spec), "--name", name]) == 0
@@ -70,17 +73,29 @@ def seed_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
         lab_down(name, missing_ok=True)
 
 
+@pytest.fixture(scope="module")
+def seed_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
+    with seed_lab(tmp_path_factory.mktemp("doctor2"), SEED.read_text()) as seed:
+        yield seed
+
+
+def each_test(network: Seed) -> Iterator[Seed]:
+    """The shared lab for one test; put back by the test's undo steps and an apply when the
+    test left it broken."""
+    network.broken = True  # until the test has seen doctor report nothing again
+    network.undo.clear()
+    yield network
+    if network.broken:
+        for step in reversed(network.undo):
+            step()
+        outcome, ui = apply_lab(network.state, network.spec)
+        assert outcome.ok, ui.text
+        network.broken = False
+
+
 @pytest.fixture
 def seed(seed_network: Seed) -> Iterator[Seed]:
-    seed_network.broken = True  # until the test has seen doctor report nothing again
-    seed_network.undo.clear()
-    yield seed_network
-    if seed_network.broken:
-        for step in reversed(seed_network.undo):
-            step()
-        outcome, ui = apply_lab(seed_network.state, seed_network.spec)
-        assert outcome.ok, ui.text
-        seed_network.broken = False
+    yield from each_test(seed_network)
 
 
 def gather(state: LabState, spec: Path) -> Gathered:

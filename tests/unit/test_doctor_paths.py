@@ -168,6 +168,23 @@ def test_a_host_that_its_own_router_cannot_reach_says_nothing_about_the_path(pla
     assert [f.check for f in diagnose(live(plan, pa=pa, pb=pb))] == ["path-unexplained"]
 
 
+def test_a_boot_warning_does_not_hide_a_failing_path(plan: Plan) -> None:
+    """A warning works now and breaks at the next boot: it cannot explain a path failing
+    now, so both are said (and the exit code is an error's)."""
+    boot = parse_boot(_boot("line /etc/crontabs/root 2 */5 * * * * wg set wg0 peer X remove\n"))
+    down = {"small": {"A": False}, "ping_lan": {lan_of("A"): False}}
+    state = live(
+        plan,
+        pa=probes(plan, "A", small={"B": False}, ping_lan={lan_of("B"): False}),
+        pb=probes(plan, "B", boot=boot, **down),
+    )
+    found = [(f.check, f.site, f.kind) for f in diagnose(state)]
+    assert sorted(found) == [
+        ("boot-changes-wireguard", "B", "warning"),
+        ("path-unexplained", "A", "error"),
+    ]
+
+
 def _boot(text: str) -> ScriptSection:
     return ScriptSection("sw_boot", 0, text, "")
 

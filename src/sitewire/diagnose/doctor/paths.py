@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sitewire import strict
 from sitewire.diagnose.doctor.model import APPLY, Finding, Live
 from sitewire.diagnose.doctor.trace import Hop, Path, trace
+from sitewire.diagnose.doctor.unexplained import unexplained, which
 from sitewire.diagnose.parse.nft import NftRule
-from sitewire.diagnose.probes import lan_address
 from sitewire.driver import driver_for
 from sitewire.render.openwrt import peer_section
 from sitewire.uci import Section, words
@@ -41,10 +40,6 @@ OWNERS = {
     "underlay": frozenset({"tailscale-captures-route", "interface-not-running"}),
 }
 _XTABLES = ("filter", "nat", "mangle", "raw", "security")  # iptables-nft's tables
-DOES_NOT_READ = (
-    "tc qdiscs and filters (tc filter show dev {iface} ingress), iptables-legacy rules, "
-    "the hosts' own firewalls, anything between the routers"
-)
 
 
 def paths(live: Live) -> list[Path]:
@@ -65,8 +60,9 @@ def paths(live: Live) -> list[Path]:
 def check_paths(live: Live, found: Sequence[Finding]) -> list[Finding]:
     """The findings only the traced paths give, after `found` (the other checks')."""
     named = {(f.site, f.check) for f in found}
-    out: list[Finding] = []
-    seen: set[tuple[str, str, str]] = set()
+    # one cause, one finding: the same rule or route met on several paths (both directions,
+    # each prefix of a LAN), and the paths it was met on
+    made: dict[tuple[str, ...], tuple[Finding, Hop, list[Path]]] = {}
     traced = paths(live)
     for path in traced:
         for hop in path.hops:
@@ -78,14 +74,44 @@ def check_paths(live: Live, found: Sequence[Finding]) -> list[Finding]:
             if any((hop.site, check) in named for check in owners):
                 break
             finding = _cause(live, path, hop)
-            # one cause, one finding: the same rule or route met on several paths
-            key = (finding.check, finding.site, finding.problem.split(": ")[0])
-            if key not in seen:
-                seen.add(key)
-                out.append(finding)
+            made.setdefault(_key(live, path, hop, finding), (finding, hop, []))[2].append(path)
             if hop.kind != "nat":
                 break
-    return out + _unexplained(live, traced, [*found, *out])
+    out = [
+        _dropped(live, met[0], hop, met) if hop.kind == "firewall" else finding
+        for finding, hop, met in made.values()
+    ]
+    return out + unexplained(live, traced, [*found, *out])
+
+
+def _key(live: Live, path: Path, hop: Hop, finding: Finding) -> tuple[str, ...]:
+    """What makes two failing hops one cause: the rule (or chain policy) that decided, for a
+    firewall hop; else what the finding says, whatever the path's prefix."""
+    verdict = hop.verdict
+    if hop.kind in ("firewall", "input") and verdict is not None:
+        rule = verdict.rule
+        where = verdict.chain.where() if verdict.chain else ""
+        decided = f"{' '.join(rule.chain)} {rule.handle}" if rule is not None else where
+        return (finding.check, finding.site, hop.kind, hop.other, decided)
+    return (finding.check, finding.site, finding.problem.replace(which(live, path), "", 1))
+
+
+def _traffic(live: Live, met: Sequence[Path]) -> str:
+    """The LAN traffic of the paths `met`: each pair, once for both ways, with the prefixes
+    where they are not all of the LANs'."""
+    pairs: list[tuple[str, str]] = []
+    for p in met:
+        if (p.source, p.dest) not in pairs and (p.dest, p.source) not in pairs:
+            pairs.append((p.source, p.dest))
+    ways = {(p.source, p.dest) for p in met}
+    said = [
+        f"between {a} and {b}, both ways" if (b, a) in ways else f"from {a} to {b}"
+        for a, b in pairs
+    ]
+    prefixes = list(dict.fromkeys(p.prefix for p in met))
+    lans = {prefix for p in met for prefix in live.plan.site(p.dest).lan}
+    which = f" ({', '.join(map(str, prefixes))})" if set(prefixes) != lans else ""
+    return f"LAN traffic {'; '.join(said)}{which}"
 
 
 def _cause(live: Live, path: Path, hop: Hop) -> Finding:
@@ -183,7 +209,8 @@ def _uci_rule(live: Live, site: str, label: str) -> str | None:
     return None
 
 
-def _dropped(live: Live, path: Path, hop: Hop) -> Finding:
+def _dropped(live: Live, path: Path, hop: Hop, met: Sequence[Path] = ()) -> Finding:
+    """`met`: every path the same rule drops (default: `path`)."""
     verdict = hop.verdict
     assert verdict is not None
     chain = verdict.chain.where() if verdict.chain else ""
@@ -192,7 +219,7 @@ def _dropped(live: Live, path: Path, hop: Hop) -> Finding:
     what = (
         f"the handshake from {hop.other} (UDP to the listen port)"
         if hop.kind == "input"
-        else f"LAN traffic from {path.source} to {path.dest}"
+        else _traffic(live, met or (path,))
     )
     return Finding(
         "firewall-drops",
@@ -346,102 +373,3 @@ def _port(live: Live, path: Path, hop: Hop) -> Finding:
         hop.evidence,
         fix,
     )
-
-
-def _failed(live: Live, path: Path) -> list[str]:
-    """What the probes saw fail on this path (empty: it works, or nothing was tried): the
-    pair's overlay ping, and the LAN pings that went to the path's prefix."""
-    probes, dest, prefix = live.probes[path.source], path.dest, path.prefix
-    mine = next(
-        (
-            str(a[0])
-            for p in live.plan.site(path.source).lan
-            if p.version == prefix.version and (a := lan_address(live.facts.get(path.source), p))
-        ),
-        "?",
-    )
-    theirs = lan_address(live.facts.get(dest), prefix)
-    out = []
-    if probes.small.get(dest) is False:
-        out.append(f"$ ping {live.plan.site(dest).addresses[0].ip}   → no reply (overlay)")
-    if probes.ping_lan.get((dest, prefix)) is False:
-        out.append(f"$ ping -I {mine} {theirs[0] if theirs else '?'}   → no reply")
-    host = probes.ping_host.get(dest)
-    if (
-        host is not None
-        and not host[1]
-        and strict.address(host[0]) in prefix
-        and live.probes[dest].ping_local.get(host[0])
-    ):
-        out.append(f"$ ping -I {mine} {host[0]}   → no reply ({dest} itself reaches it)")
-    return out
-
-
-def _family(live: Live, path: Path) -> str:
-    """` (IPv6)` where the pair's LANs have both IP versions and only this one failed."""
-    lans = (*live.plan.site(path.source).lan, *live.plan.site(path.dest).lan)
-    if len({p.version for p in lans}) < 2 or live.probes[path.source].small.get(path.dest) is False:
-        return ""
-    return f" ({path.prefix})"
-
-
-def _suspects(live: Live, path: Path) -> list[str]:
-    """What doctor saw on the path but cannot weigh: rules whose match it could not read,
-    and netdev ingress chains on the devices the packet crosses."""
-    out = []
-    for hop in path.hops:
-        if hop.verdict is not None:
-            ruleset = live.probes[hop.site].ruleset
-            out += [
-                f"{hop.site}: cannot tell: {ruleset.line(r)}"
-                for r in hop.verdict.uncertain
-                if ruleset
-            ]
-    for site in path.sites:
-        ruleset = live.probes[site].ruleset
-        if ruleset is None:
-            out.append(f"{site}: nft did not answer (the ruleset was not read)")
-            continue
-        for chain in ruleset.chains.values():
-            if chain.family == "netdev" and chain.hook == "ingress":
-                on = chain.device or "a device"
-                out.append(f"{site}: netdev ingress chain {chain.where()} on {on} (not walked)")
-    return out
-
-
-def _unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) -> list[Finding]:
-    named = {f.site for f in found}
-    failing: dict[tuple[str, str], Path] = {}
-    for p in traced:  # one finding a pair: the first of its prefixes whose pings failed
-        if (p.source, p.dest) not in failing and _failed(live, p):
-            failing[p.source, p.dest] = p
-    out = []
-    for (source, dest), path in failing.items():
-        if named & set(path.sites) or dest in named:
-            continue
-        both = (dest, source) in failing
-        order = list(live.plan.site_names)
-        if both and order.index(dest) < order.index(source):
-            continue
-        known = [h for h in path.hops if h.ok]
-        last = known[-1].line() if known else "(none)"
-        iface = live.plan.site(dest).interface
-        out.append(
-            Finding(
-                "path-unexplained",
-                source,
-                f"LAN traffic from {source} to {dest}{_family(live, path)} fails"
-                + (" (and back)" if both else "")
-                + ", and nothing doctor reads explains it",
-                (
-                    *_failed(live, path),
-                    "traced:",
-                    *(h.line() for h in path.hops),
-                    f"last hop known good: {last}",
-                    *_suspects(live, path),
-                ),
-                "doctor does not read " + DOES_NOT_READ.format(iface=iface) + "; look there on "
-                f"{' and '.join(path.sites)}, then run sitewire doctor again",
-            )
-        )
-    return out
