@@ -139,6 +139,31 @@ def test_masquerade_switched_on_for_the_tunnel_zone(seed: Seed) -> None:
 
 
 @pytest.mark.lab
+def test_an_exit_node_in_use_takes_the_other_lan(seed: Seed) -> None:
+    """B uses A as its Tailscale exit node (A offers one in the seed), allowing LAN access:
+    table 52 gets a default route into tailscale0, with B's own subnets thrown back to main,
+    so B's LAN hosts' packets for A's LAN leave by tailscale0 although main routes it by wg0."""
+    seed.undo.append(lambda: sh(seed, "B", "tailscale set --exit-node="))
+    exit_ip = sh(seed, "A", "tailscale ip -4").strip()
+    sh(seed, "B", f"tailscale set --exit-node={exit_ip} --exit-node-allow-lan-access")
+    assert "default dev tailscale0" in sh(seed, "B", "ip route show table 52")
+    assert "dev tailscale0" in sh(
+        seed, "B", f"ip route get {A_LAN_HOST} from {B_LAN_HOST} iif br-lan"
+    )
+
+    finding = only(doctor(seed), "tailscale-captures-route", "B")
+    assert finding.problem.startswith(
+        "Tailscale's exit node (a default route in table 52) takes 192.168.3.0/24"
+    ), finding.problem
+    assert "0.0.0.0/0 dev tailscale0" in finding.evidence
+    assert fix_command(finding) == "tailscale set --exit-node="
+
+    sh(seed, "B", fix_command(finding))
+    assert _lan_works(seed)
+    healthy(seed)
+
+
+@pytest.mark.lab
 def test_a_blackhole_route_for_part_of_the_other_lan(seed: Seed) -> None:
     seed.undo.append(
         lambda: sh(seed, "B", "ip route del blackhole 192.168.3.0/25 2>/dev/null; true")

@@ -160,6 +160,28 @@ def test_table52_holds_subnet_routes_only_with_route_all() -> None:
     assert on.addresses == (_net("100.64.0.1/32"), _net("fd7a:115c:a1e0::1/128"))
 
 
+def test_an_exit_node_in_use_takes_the_default_routes_and_throws_local_subnets() -> None:
+    me, peer = _node(1, ["192.168.3.0/24"]), _node(2, ["192.168.7.0/24", "0.0.0.0/0", "::/0"])
+    tailnet = Tailnet((me, peer))
+    local = (_net("192.168.3.0/24"), _net("198.18.0.0/24"))
+    base = netstate(me, Prefs(), tailnet, local)
+    using = apply_set(Prefs(), {"exit-node": "100.64.0.2"})
+    assert using.exit_node_ip == "100.64.0.2"
+    state = netstate(me, using, tailnet, local)
+    defaults = (_net("0.0.0.0/0"), _net("::/0"))
+    assert state.routes == (*base.routes, *defaults)
+    assert state.peers[0].allowed_ips == (*base.peers[0].allowed_ips, *defaults)
+    assert state.throws == ()  # LAN access not allowed: the LAN too goes to the exit node
+    lan_too = apply_set(using, {"exit-node-allow-lan-access": True})
+    assert netstate(me, lan_too, tailnet, local).throws == local
+    # a peer that does not offer to be an exit node is not used as one
+    quiet = Tailnet((me, _node(2, ["192.168.7.0/24"])))
+    assert netstate(me, lan_too, quiet, local).routes == base.routes
+    assert apply_set(lan_too, {"exit-node": ""}).exit_node_ip == ""
+    with pytest.raises(TailnetError, match="tailnet address"):
+        apply_set(Prefs(), {"exit-node": "a-name"})
+
+
 def test_mwan3_moves_the_rules_to_1300() -> None:
     marked = [{"priority": 2001, "fwmark": "0x100", "fwmask": "0x3f00", "table": "1"}]
     assert rule_base(False, marked) == 5200

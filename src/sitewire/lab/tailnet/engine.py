@@ -68,11 +68,11 @@ def apply(paths: Paths) -> None:
             fix=f"run: tailscale lab-join --name {identity.name} --ip 100.64.0.N "
             "--endpoint ADDR:PORT",
         )
-    state = netstate(me, prefs, tailnet)
+    state = netstate(me, prefs, tailnet, kernel.local_prefixes())
     wireguard.ensure_running(paths, kernel.link_exists())
     kernel.configure_link(state.addresses)
     wireguard.configure_device(identity.private_key, LISTEN_PORT, state.peers)
-    kernel.sync_table(state.routes)
+    kernel.sync_table(state.routes, state.throws)
     base = rule_base(paths.mwan3.exists(), kernel.ipv4_rules())
     other = MWAN3_BASE_PRIORITY if base == BASE_PRIORITY else BASE_PRIORITY
     kernel.remove_rules(policy_rules(other))

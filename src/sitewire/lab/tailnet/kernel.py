@@ -71,24 +71,43 @@ def _route_prefix(entry: dict[str, Any], version: int) -> Prefix | None:
         return None
 
 
-def sync_table(routes: Sequence[Prefix]) -> None:
-    """Make table 52 hold exactly `routes`, each `dev tailscale0`, touching only what differs."""
+def sync_table(routes: Sequence[Prefix], throws: Sequence[Prefix] = ()) -> None:
+    """Make table 52 hold exactly `routes`, each `dev tailscale0`, and a `throw` route for each
+    of `throws`, touching only what differs."""
     for family, version in FAMILIES:
         wanted = {r for r in routes if r.version == version}
+        thrown = {r for r in throws if r.version == version}
         present: set[Prefix] = set()
         for entry in ip_json(family, "route", "show", "table", str(TABLE)):
             prefix = _route_prefix(entry, version)
-            plain = entry.get("dev") == INTERFACE and entry.get("type", "unicast") == "unicast"
-            if prefix in wanted and plain:
+            kind = str(entry.get("type", "unicast"))
+            if (prefix in wanted and entry.get("dev") == INTERFACE and kind == "unicast") or (
+                prefix in thrown and kind == "throw"
+            ):
                 present.add(prefix)
                 continue
-            kind = [str(entry["type"])] if "type" in entry else []
-            run_ip(family, "route", "del", *kind, str(entry.get("dst")), "table", str(TABLE))
+            typed = [kind] if "type" in entry else []
+            run_ip(family, "route", "del", *typed, str(entry.get("dst")), "table", str(TABLE))
         for route in sorted(wanted - present, key=str):
             # Scope global, as tailscaled's netlink call leaves it: `ip route show table 52`
             # then prints `100.100.100.100 dev tailscale0` without `scope link`.
             table = ["table", str(TABLE), "scope", "global"]
             run_ip(family, "route", "replace", str(route), "dev", INTERFACE, *table)
+        for route in sorted(thrown - present, key=str):
+            run_ip(family, "route", "replace", "throw", str(route), "table", str(TABLE))
+
+
+def local_prefixes() -> tuple[Prefix, ...]:
+    """The subnets of the node's own interfaces (not tailscale0, loopback or link-local)."""
+    out: list[Prefix] = []
+    for link in ip_json("addr", "show"):
+        if link.get("ifname") in (INTERFACE, "lo"):
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("scope") == "global":
+                local = f"{info['local']}/{info['prefixlen']}"
+                out.append(ipaddress.ip_network(local, strict=False))
+    return tuple(dict.fromkeys(out))
 
 
 def flush_table() -> None:

@@ -198,12 +198,24 @@ def with_flags(prefs: Prefs, values: Mapping[str, FlagValue]) -> Prefs:
         text = values.get("advertise-routes", current["advertise-routes"])
         exit_node = values.get("advertise-exit-node", current["advertise-exit-node"])
         changes["advertise_routes"] = calc_advertise_routes(str(text), bool(exit_node))
-    if values.get("exit-node"):
-        raise TailnetError(
-            f"--exit-node={values['exit-node']}: using an exit node is not emulated by the lab "
-            "stand-in (advertising one with --advertise-exit-node is)"
-        )
+    if "exit-node" in values:
+        changes.update(exit_node_ip=_exit_node(values["exit-node"]), exit_node_id="")
     return replace(prefs, **changes)
+
+
+def _exit_node(value: FlagValue) -> str:
+    """--exit-node: a peer's tailnet address, or "" for none (the stand-in has no MagicDNS
+    names; the real CLI also takes a node's name)."""
+    text = str(value or "")
+    if text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise TailnetError(
+                f"--exit-node={text}: the lab stand-in takes an exit node's tailnet address "
+                "(100.64.0.N), not a name"
+            ) from None
+    return text
 
 
 def _netfilter_mode(value: FlagValue) -> NetfilterMode:

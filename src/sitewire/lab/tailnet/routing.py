@@ -1,7 +1,9 @@
 """What tailscaled installs for a set of prefs and a netmap, as values (no side effects).
 
 Sources: wgengine/router/osrouter/router_linux.go (rules, table 52, mwan3 base),
-ipn/ipnlocal/local.go (routes: peers' addresses, quad-100, subnet routes only with RouteAll).
+ipn/ipnlocal/local.go (routes: peers' addresses, quad-100, subnet routes only with RouteAll;
+with an exit node, the default routes through it, and with --exit-node-allow-lan-access the
+node's own subnets thrown back to the main table).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from sitewire.lab.tailnet.base import Prefix
 from sitewire.lab.tailnet.control import Endpoint, Node, Tailnet
-from sitewire.lab.tailnet.prefs import Prefs
+from sitewire.lab.tailnet.prefs import EXIT_ROUTES, Prefs
 
 TABLE = 52
 BYPASS_MARK = 0x80000
@@ -85,6 +87,7 @@ class Netstate:
     addresses: tuple[Prefix, ...]
     peers: tuple[Peer, ...]
     routes: tuple[Prefix, ...]
+    throws: tuple[Prefix, ...] = ()  # `throw` routes in table 52: looked up in main instead
 
 
 def accepted_routes(me: Node, prefs: Prefs, tailnet: Tailnet) -> dict[str, tuple[Prefix, ...]]:
@@ -93,11 +96,34 @@ def accepted_routes(me: Node, prefs: Prefs, tailnet: Tailnet) -> dict[str, tuple
     return {p.name: primary[p.name] if prefs.route_all else () for p in tailnet.peers_of(me.name)}
 
 
-def netstate(me: Node, prefs: Prefs, tailnet: Tailnet) -> Netstate:
+def exit_peer(me: Node, prefs: Prefs, tailnet: Tailnet) -> str | None:
+    """The peer this node sends everything else to: the one --exit-node names by its tailnet
+    address, while it offers to be an exit node."""
+    if not prefs.exit_node_ip:
+        return None
+    return next(
+        (
+            p.name
+            for p in tailnet.peers_of(me.name)
+            if prefs.exit_node_ip in (str(p.ipv4), str(p.ipv6)) and p.exit_node_option
+        ),
+        None,
+    )
+
+
+def netstate(me: Node, prefs: Prefs, tailnet: Tailnet, local: Iterable[Prefix] = ()) -> Netstate:
+    """`local`: the subnets of the node's own interfaces (thrown back to main when it uses an
+    exit node and allows LAN access)."""
     accepted = accepted_routes(me, prefs, tailnet)
+    via = exit_peer(me, prefs, tailnet)
     peers = tuple(
-        Peer(p.public_key, p.endpoint, (*p.addresses, *accepted[p.name]))
+        Peer(
+            p.public_key,
+            p.endpoint,
+            (*p.addresses, *accepted[p.name], *(EXIT_ROUTES if p.name == via else ())),
+        )
         for p in tailnet.peers_of(me.name)
     )
     routes = [r for p in peers for r in p.allowed_ips]
-    return Netstate(me.addresses, peers, tuple(dict.fromkeys([*QUAD_100, *routes])))
+    throws = tuple(local) if via is not None and prefs.exit_node_allow_lan_access else ()
+    return Netstate(me.addresses, peers, tuple(dict.fromkeys([*QUAD_100, *routes])), throws)
