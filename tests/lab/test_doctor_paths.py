@@ -139,6 +139,48 @@ def test_masquerade_switched_on_for_the_tunnel_zone(seed: Seed) -> None:
 
 
 @pytest.mark.lab
+def test_a_policy_rule_sends_the_other_lan_to_a_table_of_its_own(seed: Seed) -> None:
+    """Policy routing by hand on A: B's LAN looked up in table 100, which sends it to the WAN,
+    ahead of main's route through wg0."""
+    seed.undo.append(
+        lambda: sh(seed, "A", "ip rule del pref 1000 2>/dev/null; ip route flush table 100")
+    )
+    sh(seed, "A", "ip route add 192.168.7.0/24 dev wan table 100")
+    sh(seed, "A", "ip rule add to 192.168.7.0/24 lookup 100 pref 1000")
+    assert not lan_ping(seed, "A", B_LAN_HOST)
+
+    finding = only(doctor(seed), "route-elsewhere", "A")
+    assert finding.problem.startswith(
+        "LAN traffic to B (192.168.7.0/24) is routed to wan, not wg0"
+    ), finding.problem
+    assert "1000:\tfrom all to 192.168.7.0/24 lookup 100" in finding.evidence
+    assert fix_command(finding) == "ip rule del pref 1000"
+
+    _fix(seed, finding)
+    sh(seed, "A", "ip route flush table 100")
+    assert _lan_works(seed)
+    healthy(seed)
+
+
+@pytest.mark.lab
+def test_a_dialer_whose_peer_lost_its_endpoint(seed: Seed) -> None:
+    """B's endpoint for A deleted with uci and B's interface brought up again: B cannot start
+    a handshake, and A cannot reach B behind its firewall."""
+    sh(seed, "B", "uci delete network.sw_peer_A.endpoint_host && uci commit network && ifup wg0")
+    assert "(none)" in sh(seed, "B", "wg show wg0 endpoints")
+    assert not lan_ping(seed, "B", A_LAN_HOST)
+
+    finding = only(doctor(seed), "no-endpoint", "B")
+    assert finding.problem.startswith("dials A but its peer has no endpoint"), finding.problem
+    assert finding.fix == "sitewire apply"
+
+    outcome, ui = apply_lab(seed.state, seed.spec)
+    assert outcome.ok, ui.text
+    tunnel_up(seed)
+    healthy(seed)
+
+
+@pytest.mark.lab
 def test_an_exit_node_in_use_takes_the_other_lan(seed: Seed) -> None:
     """B uses A as its Tailscale exit node (A offers one in the seed), allowing LAN access:
     table 52 gets a default route into tailscale0, with B's own subnets thrown back to main,

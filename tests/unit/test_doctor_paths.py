@@ -16,7 +16,7 @@ from sitewire import strict
 from sitewire.diagnose.doctor import diagnose
 from sitewire.diagnose.doctor.paths import paths
 from sitewire.diagnose.facts import DeviceFacts
-from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPeer
+from sitewire.diagnose.parse import NetifdInterface, ScriptSection, WgDump, WgPeer, parse_ip_rules
 from sitewire.diagnose.parse.boot import parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
 from sitewire.diagnose.probes import (
@@ -351,3 +351,33 @@ def test_wireguards_own_packets_into_tailscale0_are_named_with_a_rule_to_pin_the
     assert finding.fix.startswith(f"ip -6 rule add to {ep} lookup main priority ")
     healthy = probes(plan, "B", route_ep={ep: f"{ep} from :: via fd53:5357:0:1::1 dev wan"})
     assert diagnose(live(plan, pb=healthy)) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "answer"),
+    [
+        ("to 192.168.7.0/24 lookup 100", "192.168.7.1 from 192.168.3.254 dev wan table 100"),
+        ("to 192.168.7.0/24 prohibit", "RTNETLINK answers: Permission denied"),
+        ("from all lookup 100", "192.168.7.1 from 192.168.3.254 via 198.18.0.1 dev wan table 100"),
+    ],
+)
+def test_a_policy_rule_taking_the_other_lan_is_named_with_its_own_delete(
+    plan: Plan, rule: str, answer: str
+) -> None:
+    a = facts(plan, "A")
+    extra = parse_ip_rules(f"1000:\tfrom all {rule.removeprefix('from all ')}\n")
+    a = replace(a, rules4=(*a.rules4, *extra, *parse_ip_rules("1001:\tfrom all lookup 200\n")))
+    pa = probes(plan, "A", route_lan={lan_of("B"): f"{answer} iif br-lan"})
+    finding = only(diagnose(live(plan, a=a, pa=pa)), "route-elsewhere", "A")
+    assert "$ ip rule show" in finding.evidence
+    assert any(line.startswith("1000:\tfrom all") for line in finding.evidence), finding.evidence
+    assert not any(line.startswith("1001:") for line in finding.evidence)
+    assert finding.fix.startswith("ip rule del pref 1000   (then: sitewire apply")
+
+
+def test_a_dialer_without_an_endpoint_is_one_finding_naming_the_listener(plan: Plan) -> None:
+    """Both directions meet B's peer for A without an endpoint: one finding, about A."""
+    b = facts(plan, "B")
+    b = _wg(b, peers=tuple(replace(p, endpoint=None) for p in b.wg.interfaces[0].peers))
+    finding = only(diagnose(live(plan, b=b)), "no-endpoint", "B")
+    assert finding.problem.startswith("dials A but its peer has no endpoint"), finding.problem

@@ -92,7 +92,7 @@ def trace(live: Live, source: str, dest: str, prefix: IPNetwork) -> Path | None:
             "route",
             device == src_plan.interface,
             (f"$ ip route get {theirs[0]} from {host} iif {lan[1]}", line or "(none)"),
-            detail=f"leaves by {device}" if device else f"not routed ({line or 'no answer'})",
+            detail=f"routed to {device}" if device else f"not routed ({line or 'no answer'})",
         )
     )
     if not hops[-1].ok:
@@ -229,7 +229,9 @@ def _link(live: Live, a: str, b: str) -> list[Hop]:
     out: list[Hop] = []
     dial = f"$ wg show {plan.site(dialer).interface} endpoints  (on {dialer})"
     if running.endpoint is None:
-        none = Hop(dialer, "endpoint", False, (dial, "(none)"), detail="no endpoint", other=b)
+        none = Hop(
+            dialer, "endpoint", False, (dial, "(none)"), detail="no endpoint", other=listener
+        )
         return [none]
     port = iface.listen_port
     listen = f"$ wg show {iface.name} listen-port  (on {listener})"
