@@ -47,18 +47,20 @@ class Seed:
     undo: list[Callable[[], object]] = field(default_factory=list)
 
 
-def _secrets(state: LabState) -> tuple[str, ...]:
+def _secrets(state: LabState, sites: tuple[str, ...]) -> tuple[str, ...]:
+    """Every router's private key and the preshared key of each of its peers."""
     out = []
-    for site, other in (("A", "B"), ("B", "A")):
-        for option in ("network.wg0.private_key", f"network.sw_peer_{other}.preshared_key"):
-            secret = router(state, site, "uci", "get", option).strip()
-            assert len(secret) == 44
-            out.append(secret)
+    for site in sites:
+        out.append(router(state, site, "uci", "get", "network.wg0.private_key").strip())
+        shown = router(state, site, "uci", "show", "network").splitlines()
+        out += [line.split("=", 1)[1].strip("'") for line in shown if ".preshared_key=" in line]
+    assert out and all(len(secret) == 44 for secret in out)
+    assert len(out) > len(sites)  # the preshared keys too
     return tuple(out)
 
 
 @contextlib.contextmanager
-def seed_lab(directory: Path, text: str) -> Iterator[Seed]:
+def seed_lab(directory: Path, text: str, sites: tuple[str, ...] = ("A", "B")) -> Iterator[Seed]:
     """A lab of the network `text` (`sitewire lab up` as a person runs it, then one apply),
     taken down again afterwards."""
     spec = write_spec(directory / "network.toml", text)
@@ -68,7 +70,7 @@ def seed_lab(directory: Path, text: str) -> Iterator[Seed]:
         state = load_state(name)
         outcome, ui = apply_lab(state, spec)
         assert outcome.ok, ui.text
-        yield Seed(state, spec, _secrets(state))
+        yield Seed(state, spec, _secrets(state, sites))
     finally:
         lab_down(name, missing_ok=True)
 

@@ -20,6 +20,7 @@ from sitewire.deploy.live import (
 from sitewire.deploy.problems import Kind, Problem
 from sitewire.deploy.verify import Evidence, judge, parse_evidence, verify_script
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
+from sitewire.diagnose.lans import lan_host
 from sitewire.diagnose.parse import (
     HIDDEN,
     ScriptSection,
@@ -27,7 +28,6 @@ from sitewire.diagnose.parse import (
     parse_tailscale_prefs,
     parse_wg_dump,
 )
-from sitewire.diagnose.probes import lan_host
 from sitewire.driver import Held
 from sitewire.driver.linux import DRIVER as LINUX
 from sitewire.driver.openwrt import DRIVER as OPENWRT

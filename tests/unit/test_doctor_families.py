@@ -12,6 +12,7 @@ from sitewire import strict
 from sitewire.diagnose.doctor import Live, diagnose
 from sitewire.diagnose.doctor.paths import paths
 from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.lans import lan_address
 from sitewire.diagnose.parse import (
     HeldAddress,
     ScriptSection,
@@ -19,7 +20,7 @@ from sitewire.diagnose.parse import (
     parse_ip_rules,
     parse_routes,
 )
-from sitewire.diagnose.probes import Probes, lan_address, parse_probes, probe_sections
+from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
 from sitewire.plan import Plan, plan_network
 from tests.conftest import SEED, spec_from
 from tests.unit.test_doctor2 import KEYS, facts, lan_of, only, probes

@@ -26,6 +26,7 @@ from sitewire.deploy.read import extra_sections
 from sitewire.deploy.verify import verify_script
 from sitewire.diagnose.doctor import check_port_open, check_saved_not_live
 from sitewire.diagnose.facts import DeviceFacts, FactsError, facts_from_sections
+from sitewire.diagnose.lans import lan_address
 from sitewire.diagnose.parse import (
     Route,
     ScriptSection,
@@ -40,7 +41,7 @@ from sitewire.diagnose.parse import (
     parse_tailscale_prefs,
     parse_wg_dump,
 )
-from sitewire.diagnose.probes import lan_address, parse_probes, probe_sections
+from sitewire.diagnose.probes import parse_probes, probe_sections
 from sitewire.diagnose.script import build_script
 from sitewire.diagnose.status import (
     Seen,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sitewire.deploy.problems import Kind, Problem
 from sitewire.diagnose.facts import DeviceFacts
-from sitewire.diagnose.probes import lan_address, lan_host
+from sitewire.diagnose.lans import lan_address, lan_host
 from sitewire.plan import Plan
 
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
+from sitewire.diagnose.lans import lan_address, lan_neighbour, lan_sources, relayed
 from sitewire.diagnose.parse import ScriptSection, UnexpectedOutput, parse_number
 from sitewire.diagnose.parse.boot import Boot, parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
@@ -53,6 +54,8 @@ class Probes:
     ping_router: dict[Key, bool] = field(default_factory=dict)  # from the router itself
     # from the router's LAN address to the other router's (when no host in its LAN is known)
     ping_lan: dict[Key, bool] = field(default_factory=dict)
+    # as a relay: (source site, prefix) -> `ip route get <there> from <its host> iif <wg>`
+    route_relay: dict[Key, str] = field(default_factory=dict)
     route_ep: dict[str, str] = field(default_factory=dict)  # endpoint IP -> `ip route get` it
     small: dict[str, bool] = field(default_factory=dict)  # overlay ping, 56 bytes
     large: dict[str, bool | None] = field(default_factory=dict)  # DF ping at the MTU; None: no -M
@@ -69,32 +72,6 @@ class Probes:
     def source(self, version: int) -> tuple[str, str] | None:
         """(the LAN host address, its device) the route checks of this IP version used."""
         return self.lan.get(version)
-
-
-def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress, str] | None:
-    """(the device's own address in `prefix`, its device): from the connected route (a route
-    whose src lies outside the prefix says nothing about it), else from the addresses it holds
-    (an IPv6 connected route names no src)."""
-    if facts is None:
-        return None
-    for route in facts.routes:
-        if route.dest != prefix or route.src is None or route.dev is None:
-            continue
-        if route.src in prefix:
-            return route.src, route.dev
-    for held in facts.addresses:
-        if held.interface.network == prefix and not held.interface.ip.is_link_local:
-            return held.interface.ip, held.dev
-    return None
-
-
-def lan_host(prefix: IPNetwork, router: IPAddress | str) -> str:
-    """An address in the LAN that is not the router's: stands for a LAN host's packet."""
-    address = router if not isinstance(router, str) else strict.address(router)
-    for candidate in (prefix.broadcast_address - 1, prefix.broadcast_address - 2):
-        if candidate != address:
-            return str(candidate)
-    return str(prefix.network_address + 2)
 
 
 def targets(
@@ -122,16 +99,6 @@ def targets(
     return out
 
 
-def lan_neighbour(facts: DeviceFacts | None, prefix: IPNetwork) -> str | None:
-    """A host in `prefix` (not the router) that the router lately heard from on its LAN
-    device: doctor pings it across the tunnel, and from its own router, in the same round."""
-    found = lan_address(facts, prefix)
-    if facts is None or found is None:
-        return None
-    hosts = (n.address for n in facts.neighbours if n.dev == found[1] and n.address in prefix)
-    return next((str(a) for a in hosts if a != found[0]), None)
-
-
 def running_mtu(facts: DeviceFacts | None, site: SitePlan) -> int:
     """The WireGuard device's MTU as it runs (the plan's when it does not run): the probes
     test the path with what the device really sends."""
@@ -149,19 +116,13 @@ def probe_sections(
     `only`: probe just these sites (a second look at the ones whose pings failed)."""
     q = shlex.quote
     me = plan.site(site)
-    # The router's own address and device in its first LAN prefix of each IP version: the
-    # source of that family's route checks and LAN pings.
-    local: dict[int, tuple[IPAddress, str, IPNetwork]] = {}
-    for prefix in me.lan:
-        if prefix.version not in local and (found := lan_address(facts.get(site), prefix)):
-            local[prefix.version] = (found[0], found[1], prefix)
+    # The source of each IP version's route checks and LAN pings.
+    local = lan_sources(plan, site, facts)
     lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\'']
-    hosts: dict[int, str] = {}
-    for version, (src, dev, prefix) in local.items():
-        hosts[version] = lan_host(prefix, src)
-        lines.append(f"echo lan {q(hosts[version])} {q(dev)}")
+    for host, dev, _, _ in local.values():
+        lines.append(f"echo lan {q(host)} {q(dev)}")
     first = next(iter(local.values()), None)
-    if first is not None and (mine := lan_neighbour(facts.get(site), first[2])) is not None:
+    if first is not None and (mine := lan_neighbour(facts.get(site), first[3])) is not None:
         lines.append(
             f"{{ ping -c 2 -i 0.2 -W 2 {q(mine)} >/dev/null 2>&1 && echo ping_local "
             f"{q(mine)} ok || echo ping_local {q(mine)} fail; }} &"
@@ -175,7 +136,7 @@ def probe_sections(
         """PREFIX SRC DEV DST PING LANSRC as `rt`, `more` and `probe` take them ("-": none),
         and whether the LAN-address pings go."""
         mine = local.get(prefix.version)
-        src, dev, lansrc = (hosts[prefix.version], mine[1], str(mine[0])) if mine else ("-",) * 3
+        src, dev, lansrc = (mine[0], mine[1], str(mine[2])) if mine else ("-",) * 3
         dst = address or str(prefix.network_address + 1)
         ping = address is not None and mine is not None
         return " ".join(q(w) for w in (str(prefix), src, dev, dst, str(int(ping)), lansrc)), ping
@@ -188,6 +149,12 @@ def probe_sections(
         overlay = t.overlay if overlay_pinger(plan, site, t.site, facts) else "-"
         lines.append(f"probe {q(t.site)} {lead} {q(overlay)}{host} &")
         lines += [f"more {q(t.site)} {where(p, a)[0]} &" for p, a in t.more]
+    # As a relay: its route for each forwarded LAN packet, back into the tunnel.
+    lines += [
+        f"rr {q(src)} {q(str(prefix))} {q(host)} {q(target)}"
+        for src, prefix, host, target in relayed(plan, site, facts)
+        if only is None or src in only
+    ]
     lines += _endpoint_routes(facts.get(site), me)
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
@@ -220,6 +187,8 @@ _ROUTES = (
     # From this router's LAN address to the other router's (no host there known).
     'lp() { pp -I "$7" "$5" && echo "ping_lan $1 $2 ok" || echo "ping_lan $1 $2 fail"; }\n'
     'more() { rt "$@"; [ "$6" = 1 ] && lp "$@"; wait; }\n'
+    # A relay's route for a forwarded packet from a host of SITE (SRC) to DST in PREFIX.
+    'rr() { echo "route_relay $1 $2 $(ip route get "$4" from "$3" iif "$wgdev" 2>&1)"; }\n'
 )
 
 
@@ -374,6 +343,8 @@ def parse_probes(
                 probes.route_lan[site, net] = " ".join(rest)
             case ["route_ep", address, *rest] if _plain(address):
                 probes.route_ep[address] = " ".join(rest)
+            case ["route_relay", site, prefix, *rest] if (net := _network(prefix)) is not None:
+                probes.route_relay[site, net] = " ".join(rest)
             case ["route_router", site, prefix, *rest] if (net := _network(prefix)) is not None:
                 probes.route_router[site, net] = " ".join(rest)
             case ["ping_host", site, host, state] if _plain(host):

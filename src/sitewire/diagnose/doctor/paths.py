@@ -144,9 +144,12 @@ def _route(live: Live, path: Path, hop: Hop) -> Finding:
         and (r.dev != iface or r.type != "unicast")
     ]
     six = "-6 " if prefix.version == 6 else ""
-    lan = live.probes[hop.site].source(prefix.version)
+    lan = live.probes[path.source].source(prefix.version)
+    relayed = hop.site != path.source
+    # the packet comes in from the LAN on its first router, from the tunnel on a relay
+    iif = iface if relayed else (lan[1] if lan else None)
     family = facts.rules4 if not six else facts.rules6
-    rules = _deciding_rules(family, prefix, lan[0] if lan else None, hop.evidence[-1])
+    rules = _deciding_rules(family, prefix, lan[0] if lan else None, iif, hop.evidence[-1])
     evidence = [*hop.evidence]
     if rules or not bad:
         listed = rules or [r for r in family if r.priority not in _SYSTEM_RULES]
@@ -161,7 +164,8 @@ def _route(live: Live, path: Path, hop: Hop) -> Finding:
     return Finding(
         "route-elsewhere",
         hop.site,
-        f"LAN traffic to {path.dest} ({prefix}) is {hop.detail}, not {iface}: "
+        f"LAN traffic {f'from {path.source} ' if relayed else ''}to {path.dest} ({prefix})"
+        f"{', relayed here,' if relayed else ''} is {hop.detail}, not {iface}: "
         f"it never reaches the tunnel",
         tuple(evidence),
         f"{fix}   (then: {APPLY}, which puts back {iface}'s routes)",
@@ -172,12 +176,13 @@ _SYSTEM_RULES = (0, 32766, 32767)  # lookup local, main, default
 
 
 def _deciding_rules(
-    rules: Sequence[IpRule], prefix: IPNetwork, host: str | None, line: str
+    rules: Sequence[IpRule], prefix: IPNetwork, host: str | None, iif: str | None, line: str
 ) -> list[IpRule]:
     """The policy rules that took the packet away from main: those looking up the table the
     kernel's answer names (not Tailscale's 52: tailscale-captures-route is its finding), or,
     where it found no route, the rules whose action refuses one; each for a packet from
-    `host` to the prefix (a rule on a mark or a device is not this packet's)."""
+    `host`, arriving on `iif`, to the prefix (a rule on a mark or an outgoing device is not
+    this packet's)."""
     table = re.search(r"\btable (\S+)", line)
     if table is not None and table[1] in ("main", "52"):
         return []
@@ -191,7 +196,7 @@ def _deciding_rules(
             return False
 
     def covers(rule: IpRule) -> bool:
-        if rule.fwmark or rule.iif or rule.oif or rule.extra:
+        if rule.fwmark or rule.oif or rule.extra or rule.iif not in (None, iif):
             return False
         source = _address(host)
         return within(

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 
 from sitewire import strict
 from sitewire.diagnose.doctor.model import Live, actual_key, live_peer
+from sitewire.diagnose.lans import lan_address, lan_host, next_hop
 from sitewire.diagnose.nftwalk import Packet, Verdict, walk
 from sitewire.diagnose.parse import WgPeer
-from sitewire.diagnose.probes import lan_address, lan_host
 from sitewire.strict import IPAddress, IPNetwork
 
 HANDSHAKE_FRESH = 180  # WireGuard re-handshakes every 2 minutes on a live session
@@ -113,7 +113,7 @@ def trace(live: Live, source: str, dest: str, prefix: IPNetwork) -> Path | None:
         sites.append(nxt)
         if nxt == dest:
             break
-        if not _relay_route(live, nxt, target, hops):
+        if not _relay_route(live, (source, prefix), nxt, target, hops):
             break
         here, iif = nxt, plan.site(nxt).interface
     if sites[-1] == dest:
@@ -169,21 +169,10 @@ def owner_of(peers: tuple[WgPeer, ...], address: IPAddress) -> tuple[WgPeer, IPN
     return best
 
 
-def planned_next(live: Live, site: str, address: IPAddress) -> str | None:
-    """The node the plan sends `address` to from `site` (the longest planned prefix)."""
-    best: tuple[str, int] | None = None
-    for peer in live.plan.site(site).peers:
-        for prefix in peer.allowed_ips:
-            fits = prefix.version == address.version and address in prefix
-            if fits and (best is None or prefix.prefixlen > best[1]):
-                best = (peer.name, prefix.prefixlen)
-    return best[0] if best else None
-
-
 def _owner(live: Live, site: str, target: IPAddress) -> tuple[Hop, str | None]:
     iface_name = live.plan.site(site).interface
     iface = live.facts[site].wg.interface(iface_name)
-    planned = planned_next(live, site, target)
+    planned = next_hop(live.plan, site, target)
     evidence = (f"$ wg show {iface_name} allowed-ips  (who carries {target})",)
     if iface is None or planned is None:
         return Hop(site, "peer", False, (*evidence, "(no such interface)")), None
@@ -200,15 +189,30 @@ def _owner(live: Live, site: str, target: IPAddress) -> tuple[Hop, str | None]:
     return Hop(site, "peer", True, (*evidence, shown), detail=f"{prefix} → {planned}"), planned
 
 
-def _relay_route(live: Live, site: str, target: IPAddress, hops: list[Hop]) -> bool:
-    """A relay's own route for the packet: back into its WireGuard interface."""
+def _relay_route(
+    live: Live, path: tuple[str, IPNetwork], site: str, target: IPAddress, hops: list[Hop]
+) -> bool:
+    """A relay's own route for the forwarded packet: back into its WireGuard interface. As the
+    kernel picks it (`ip route get ... iif <wg>`: policy rules and table 52 included) where
+    the relay was asked; else its main table."""
     iface = live.plan.site(site).interface
+    line = live.probes[site].route_relay.get(path) if site in live.probes else None
+    if line is not None:
+        device = (
+            _dev(line) if not line.startswith(("unreachable", "prohibit", "blackhole")) else None
+        )
+        ok = device == iface
+        source = live.probes[path[0]].source(target.version) if path[0] in live.probes else None
+        asked = f"$ ip route get {target} from {source[0] if source else '?'} iif {iface}"
+        detail = f"routed to {device}" if device else f"not routed ({line or 'no answer'})"
+        hops.append(Hop(site, "route", ok, (asked, line), detail=detail))
+        return ok
     routes = [r for r in live.facts[site].routes if r.dest.version == target.version]
     holding = [r for r in routes if target in r.dest]
     best = max(holding, key=lambda r: r.dest.prefixlen, default=None)
     ok = best is not None and best.dev == iface and best.type == "unicast"
     shown = f"{best.dest} dev {best.dev}" if best is not None else "(no route)"
-    hops.append(Hop(site, "route", ok, (f"$ ip route get {target}", shown), detail=shown))
+    hops.append(Hop(site, "route", ok, ("$ ip route show  (main table)", shown), detail=shown))
     return ok
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sitewire import strict
 from sitewire.diagnose.doctor.model import Finding, Live
 from sitewire.diagnose.doctor.trace import Path
-from sitewire.diagnose.probes import lan_address
+from sitewire.diagnose.lans import lan_address
 
 DOES_NOT_READ = (
     "tc qdiscs and filters (tc filter show dev {iface} ingress), iptables-legacy rules, "
