@@ -139,6 +139,30 @@ def test_masquerade_switched_on_for_the_tunnel_zone(seed: Seed) -> None:
 
 
 @pytest.mark.lab
+def test_snat_to_the_tunnel_in_a_table_of_its_own(seed: Seed) -> None:
+    """A hand-made nft NAT table on A rewrites its LAN hosts' source to A's overlay address
+    on the way into wg0: the LANs still reach each other, B sees A's router."""
+    seed.undo.append(lambda: sh(seed, "A", "nft delete table ip mynat 2>/dev/null; true"))
+    sh(seed, "A", "nft add table ip mynat")
+    sh(seed, "A", "nft add chain ip mynat post '{ type nat hook postrouting priority 100; }'")
+    sh(
+        seed,
+        "A",
+        "nft add rule ip mynat post oifname wg0 ip saddr 192.168.3.0/24 snat to 192.168.5.1",
+    )
+    assert _lan_works(seed)
+
+    finding = only(doctor(seed), "nat-on-tunnel", "A")
+    assert finding.problem.startswith("applies snat to LAN traffic between A and B"), (
+        finding.problem
+    )
+    assert fix_command(finding).startswith("nft delete rule ip mynat post handle ")
+
+    _fix(seed, finding)
+    healthy(seed)
+
+
+@pytest.mark.lab
 def test_a_policy_rule_sends_the_other_lan_to_a_table_of_its_own(seed: Seed) -> None:
     """Policy routing by hand on A: B's LAN looked up in table 100, which sends it to the WAN,
     ahead of main's route through wg0."""
@@ -351,6 +375,13 @@ BOOT_HAZARDS = {
         "/etc/init.d/firewall enable",
         "boot-service-off",
         "/etc/init.d/firewall is disabled",
+    ),
+    "the network disabled at boot": (
+        "B",
+        "/etc/init.d/network disable",
+        "/etc/init.d/network enable",
+        "boot-service-off",
+        "/etc/init.d/network is disabled",
     ),
 }
 
