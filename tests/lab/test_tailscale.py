@@ -178,6 +178,9 @@ def test_an_exit_node_in_use_takes_the_default_routes_and_throws_local_subnets()
     quiet = Tailnet((me, _node(2, ["192.168.7.0/24"])))
     assert netstate(me, lan_too, quiet, local).routes == base.routes
     assert apply_set(lan_too, {"exit-node": ""}).exit_node_ip == ""
+    by_v6 = apply_set(Prefs(), {"exit-node": "fd7a:115c:a1e0:0::2"})
+    assert by_v6.exit_node_ip == "fd7a:115c:a1e0::2"  # as the peer's address is written
+    assert netstate(me, by_v6, tailnet, local).routes == state.routes
     with pytest.raises(TailnetError, match="tailnet address"):
         apply_set(Prefs(), {"exit-node": "a-name"})
 

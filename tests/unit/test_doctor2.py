@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
 from sitewire import strict
 from sitewire.diagnose.doctor import Finding, Live, diagnose
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
-from sitewire.diagnose.parse import HIDDEN, ScriptSection
+from sitewire.diagnose.lans import next_hop, relayed
+from sitewire.diagnose.parse import HIDDEN, ScriptSection, parse_ip_rules
 from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
 from sitewire.diagnose.script import build_script
 from sitewire.keys import generate_private_key, public_key
@@ -384,6 +386,34 @@ def _many(n: int) -> str:
         if i % 4 == 0:
             lines.append(f'endpoint = "s{i:02d}.example.net"')
     return "\n".join(lines) + "\n"
+
+
+def test_a_relay_is_asked_its_route_only_where_its_rules_could_divert_it() -> None:
+    """lans.relayed: each planned path through a relay (the dialers reach each other through
+    a listener), for the relays whose policy rules could take the packet from main."""
+    spec = spec_from(_many(8))
+    big = plan_network(
+        spec, None, {name: public_key(generate_private_key()) for name in spec.sites}
+    )
+    routes = "default via 198.18.0.1 dev wan\n" + "".join(
+        f"10.{i + 1}.0.0/24 dev br-lan proto kernel scope link src 10.{i + 1}.0.1\n"
+        for i in range(8)
+    )
+    plain = {
+        n: facts_from_sections(n, Platform.OPENWRT, openwrt_sections(routes4=(routes, 0)))
+        for n in big.site_names
+    }
+    assert relayed(big, plain) == {}  # rules 0, 5270 (table 52 empty), 32766, 32767 only
+    ruled = dict(plain)
+    extra = parse_ip_rules("1000:\tfrom all iif wg0 lookup 100\n")
+    ruled["s00"] = replace(plain["s00"], rules4=(*plain["s00"].rules4, *extra))
+    found = relayed(big, ruled)
+    assert set(found) == {"s00"}
+    for source, prefix, host, target in found["s00"]:
+        assert source not in ("s00",) and strict.address(target) in prefix
+        assert next_hop(big, source, strict.address(target)) == "s00"
+        assert host == f"{big.site(source).lan[0].network_address + 254}"
+    assert len(found["s00"]) > 0
 
 
 def test_the_probe_script_grows_by_a_line_per_site() -> None:

@@ -20,6 +20,7 @@ from sitewire.diagnose.parse import (
     parse_ip_rules,
     parse_routes,
 )
+from sitewire.diagnose.parse.tailscale import TailscalePrefs, parse_tailscale_prefs
 from sitewire.diagnose.probes import Probes, parse_probes, probe_sections
 from sitewire.plan import Plan, plan_network
 from tests.conftest import SEED, spec_from
@@ -219,3 +220,91 @@ def test_a_drop_of_ipv6_only_is_one_finding_naming_the_ipv6_prefix(dual: Plan) -
         "the loaded nftables ruleset drops LAN traffic between A and B, both ways "
         "(fd00:7::/64, fd00:3::/64): "
     ), finding.problem
+
+
+# --- one cause, one finding; two causes, two ---------------------------------------------------
+
+
+def _rules(a: DeviceFacts, four: str = "", six: str = "") -> DeviceFacts:
+    return replace(
+        a,
+        rules4=(*a.rules4, *parse_ip_rules(four)),
+        rules6=(*a.rules6, *parse_ip_rules(six)),
+    )
+
+
+def test_two_policy_rules_are_two_findings_each_with_its_own_delete(dual: Plan) -> None:
+    a = _rules(
+        dual_facts(dual, "A"),
+        "100:\tfrom all to 192.168.7.0/24 lookup 100\n",
+        "200:\tfrom all to fd00:7::/64 lookup 100\n",
+    )
+    pa = dual_probes(dual, "A")
+    pa.route_lan[lan_of("B")] = "192.168.7.1 from 192.168.3.254 dev eth1 table 100"
+    pa.route_lan["B", LAN6["B"]] = f"fd00:7::1 from {HOST6['A']} dev eth1 table 100"
+    live = Live(dual, {"A": a, "B": dual_facts(dual, "B")}, {"A": pa, "B": dual_probes(dual, "B")})
+    fixes = sorted(f.fix.split("   (")[0] for f in diagnose(live) if f.check == "route-elsewhere")
+    assert fixes == ["ip -6 rule del pref 200", "ip rule del pref 100"]
+
+
+def test_a_route_main_picked_is_named_not_a_refusing_rule_past_it(dual: Plan) -> None:
+    """A kill-switch rule past main (40000 unreachable) is not what sent the packet to eth1."""
+    a = _rules(dual_facts(dual, "A"), "40000:\tfrom all to 192.168.7.0/24 unreachable\n")
+    bad = parse_routes("192.168.7.0/25 dev eth1 scope link\n", 4)
+    a = replace(a, routes=(*a.routes, *bad))
+    pa = dual_probes(dual, "A")
+    pa.route_lan[lan_of("B")] = "192.168.7.1 from 192.168.3.254 dev eth1"
+    live = Live(dual, {"A": a, "B": dual_facts(dual, "B")}, {"A": pa, "B": dual_probes(dual, "B")})
+    finding = only(diagnose(live), "route-elsewhere", "A")
+    assert finding.fix.startswith("ip route del unicast 192.168.7.0/25"), finding.fix
+
+
+def test_an_exit_node_taking_both_families_is_one_finding(dual: Plan) -> None:
+    a = dual_facts(dual, "A")
+    a = replace(
+        a,
+        table52=(
+            *parse_routes("default dev tailscale0\n", 4),
+            *parse_routes("default dev tailscale0\n", 6),
+        ),
+        tailscale=replace(a.tailscale, prefs=_exit_prefs()),
+    )
+    pa = dual_probes(dual, "A")
+    pa.route_lan[lan_of("B")] = "192.168.7.1 from 192.168.3.254 dev tailscale0 table 52"
+    pa.route_lan["B", LAN6["B"]] = f"fd00:7::1 from {HOST6['A']} dev tailscale0 table 52"
+    live = Live(dual, {"A": a, "B": dual_facts(dual, "B")}, {"A": pa, "B": dual_probes(dual, "B")})
+    finding = only(diagnose(live), "tailscale-captures-route", "A")
+    assert finding.problem.startswith(
+        "Tailscale's exit node (a default route in table 52) takes 192.168.7.0/24 and "
+        "fd00:7::/64: LAN traffic to B goes into tailscale0"
+    ), finding.problem
+    assert finding.fix.startswith("tailscale set --exit-node=")
+
+
+def _exit_prefs() -> TailscalePrefs:
+    return parse_tailscale_prefs('{"ExitNodeIP": "100.64.0.2", "RouteAll": false}')
+
+
+def test_every_prefix_of_a_lan_failing_is_said_as_the_lan(dual: Plan) -> None:
+    """Both of B's prefixes fail from A (the overlay answers): no prefix is singled out."""
+    both = {lan_of("B"): False, ("B", LAN6["B"]): False}
+    back = {lan_of("A"): False, ("A", LAN6["A"]): False}
+    pa = dual_probes(dual, "A", ping_lan=both)
+    pb = dual_probes(dual, "B", ping_lan=back)
+    finding = only(diagnose(dual_live(dual, A=pa, B=pb)), "path-unexplained", "A")
+    assert finding.problem.startswith("LAN traffic from A to B fails (and back)"), finding.problem
+
+
+# --- addresses ---------------------------------------------------------------------------------
+
+
+def test_addresses_not_usable_as_a_source_are_skipped_and_a_wider_subnet_counts(dual: Plan) -> None:
+    text = (
+        "3: br-lan    inet6 fd00:3::9/64 scope global tentative \\       valid_lft forever\n"
+        "3: br-lan    inet6 fd00:3::8/64 scope global dadfailed tentative \\       valid_lft\n"
+        "3: br-lan    inet6 fd00:3::1/60 scope global \\       valid_lft forever\n"
+    )
+    held = parse_addresses(text)
+    assert [str(a.interface) for a in held] == ["fd00:3::1/60"]
+    a = replace(dual_facts(dual, "A", v6=False), addresses=tuple(held))
+    assert lan_address(a, LAN6["A"]) == (strict.address("fd00:3::1"), "br-lan")

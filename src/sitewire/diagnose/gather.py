@@ -19,6 +19,7 @@ from sitewire.deploy.ssh import connect
 from sitewire.diagnose.collect import run_sections
 from sitewire.diagnose.doctor import Live
 from sitewire.diagnose.facts import DeviceFacts, facts_from_sections
+from sitewire.diagnose.lans import relayed
 from sitewire.diagnose.probes import (
     Probes,
     failed,
@@ -82,16 +83,19 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
         found = await run_on_sites(plan.site_names, read)
         unreachable = _why(found)
         facts = dict(found.ok)
+        relays = relayed(plan, facts)  # once for every site
 
         async def probe(name: str) -> Probes:
             session = sessions[name]
             pinged, state = await asyncio.gather(
-                run_sections(session, probe_sections(plan, name, {**facts})),
+                run_sections(session, probe_sections(plan, name, {**facts}, relays=relays)),
                 run_sections(session, STATE_SECTIONS),
             )
             probes = parse_probes(pinged["sw_probes"], state)
             if again := failed(probes):
-                retried = await run_sections(session, probe_sections(plan, name, facts, again))
+                retried = await run_sections(
+                    session, probe_sections(plan, name, facts, again, relays)
+                )
                 probes = second_look(probes, parse_probes(retried["sw_probes"]))
             return probes
 

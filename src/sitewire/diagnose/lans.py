@@ -24,9 +24,10 @@ def lan_address(facts: DeviceFacts | None, prefix: IPNetwork) -> tuple[IPAddress
             continue
         if route.src in prefix:
             return route.src, route.dev
-    for held in facts.addresses:
-        if held.interface.network == prefix and not held.interface.ip.is_link_local:
-            return held.interface.ip, held.dev
+    for held in facts.addresses:  # in the prefix, on a subnet as wide or wider (ip6assign)
+        ip = held.interface.ip
+        if ip in prefix and held.interface.network.prefixlen <= prefix.prefixlen:
+            return ip, held.dev
     return None
 
 
@@ -73,26 +74,45 @@ def next_hop(plan: Plan, site: str, address: IPAddress) -> str | None:
     return best[0] if best else None
 
 
-def relayed(
-    plan: Plan, site: str, facts: Mapping[str, DeviceFacts | None]
-) -> list[tuple[str, IPNetwork, str, str]]:
-    """(source, prefix, source's LAN host, target) of each planned LAN path through `site`
-    as a relay: what its route for the forwarded packet is asked of."""
-    out = []
+Relayed = tuple[str, IPNetwork, str, str]  # (source, prefix, source's LAN host, target)
+_TAILSCALE_MARK = "0x80000/0xff0000"  # tailscaled's own packets (rules 5210-5250)
+
+
+def relayed(plan: Plan, facts: Mapping[str, DeviceFacts | None]) -> dict[str, list[Relayed]]:
+    """By relay: each planned LAN path it forwards, where its own rules could take the packet
+    away from its main table (any policy rule but the kernel's, Tailscale's own marked ones,
+    and `lookup 52` while table 52 holds nothing for the prefix). Elsewhere the main table
+    is the kernel's answer, and doctor reads that from the facts."""
+    out: dict[str, list[Relayed]] = {}
     for source in plan.site_names:
-        sources = lan_sources(plan, source, facts) if source != site else {}
+        sources = lan_sources(plan, source, facts)
         for dest in plan.sites():
-            if dest.name in (site, source):
-                continue
-            for prefix in dest.lan:
+            for prefix in dest.lan if dest.name != source else ():
                 there = lan_address(facts.get(dest.name), prefix)
                 if prefix.version not in sources or there is None:
                     continue
                 target = strict.address(lan_host(prefix, there[0]))
                 here, seen = next_hop(plan, source, target), {source}
-                while here is not None and here not in seen and here not in (site, dest.name):
+                while here is not None and here not in seen and here != dest.name:
+                    if _may_divert(facts.get(here), prefix):
+                        host = sources[prefix.version][0]
+                        out.setdefault(here, []).append((source, prefix, host, str(target)))
                     seen.add(here)
                     here = next_hop(plan, here, target)
-                if here == site:
-                    out.append((source, prefix, sources[prefix.version][0], str(target)))
     return out
+
+
+def _may_divert(facts: DeviceFacts | None, prefix: IPNetwork) -> bool:
+    if facts is None:
+        return False
+    for rule in facts.rules4 if prefix.version == 4 else facts.rules6:
+        if rule.priority in (0, 32766, 32767) or rule.fwmark == _TAILSCALE_MARK:
+            continue
+        if rule.action == "lookup" and rule.table == "52" and not rule.has_selector:
+            if any(
+                r.dest.overlaps(prefix) for r in facts.table52 if r.dest.version == prefix.version
+            ):
+                return True
+            continue
+        return True
+    return False

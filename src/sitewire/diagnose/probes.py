@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sitewire import strict
 from sitewire.diagnose.facts import DeviceFacts
-from sitewire.diagnose.lans import lan_address, lan_neighbour, lan_sources, relayed
+from sitewire.diagnose.lans import Relayed, lan_address, lan_neighbour, lan_sources, relayed
 from sitewire.diagnose.parse import ScriptSection, UnexpectedOutput, parse_number
 from sitewire.diagnose.parse.boot import Boot, parse_boot
 from sitewire.diagnose.parse.nft import Ruleset, parse_nft_json
@@ -111,9 +111,11 @@ def probe_sections(
     site: str,
     facts: Mapping[str, DeviceFacts | None],
     only: Collection[str] | None = None,
+    relays: Mapping[str, Sequence[Relayed]] | None = None,
 ) -> list[tuple[str, str]]:
     """Shell sections for diagnose.collect.run_sections: each prints `key value` lines.
-    `only`: probe just these sites (a second look at the ones whose pings failed)."""
+    `only`: probe just these sites (a second look at the ones whose pings failed).
+    `relays`: lans.relayed of the network, where the caller made it once for every site."""
     q = shlex.quote
     me = plan.site(site)
     # The source of each IP version's route checks and LAN pings.
@@ -149,12 +151,10 @@ def probe_sections(
         overlay = t.overlay if overlay_pinger(plan, site, t.site, facts) else "-"
         lines.append(f"probe {q(t.site)} {lead} {q(overlay)}{host} &")
         lines += [f"more {q(t.site)} {where(p, a)[0]} &" for p, a in t.more]
-    # As a relay: its route for each forwarded LAN packet, back into the tunnel.
-    lines += [
-        f"rr {q(src)} {q(str(prefix))} {q(host)} {q(target)}"
-        for src, prefix, host, target in relayed(plan, site, facts)
-        if only is None or src in only
-    ]
+    # As a relay: its route for each forwarded LAN packet, back into the tunnel (not again on
+    # the second look, which only pings again).
+    if only is None:
+        lines += _relay_lines((relays if relays is not None else relayed(plan, facts)), site)
     lines += _endpoint_routes(facts.get(site), me)
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
@@ -167,7 +167,7 @@ def probe_sections(
     return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
 
 
-# `rt`, `lp` and `more` (see _probe_function).
+# `rt`, `lp`, `more` and `rr` (see _probe_function).
 _ROUTES = (
     # `ip route get` prints a second line (`cache`): one echo writes both at once, and
     # the reader skips it; no `head`, one process fewer per route.
@@ -192,11 +192,21 @@ _ROUTES = (
 )
 
 
+def _relay_lines(relays: Mapping[str, Sequence[Relayed]], site: str) -> list[str]:
+    q = shlex.quote
+    return [
+        f"rr {q(src)} {q(str(prefix))} {q(host)} {q(target)}"
+        for src, prefix, host, target in relays.get(site, [])
+    ]
+
+
 def _probe_function(mtu: int) -> str:
     """`rt SITE PREFIX SRC DEV DST`: the route a LAN host's packet (from SRC, arriving on
     DEV; "-": this router has no LAN of that family) takes to DST in PREFIX.
     `more SITE PREFIX SRC DEV DST PING LANSRC`: that, and where PING is 1 a ping to DST (the
     other router's address in PREFIX) from LANSRC (this router's own address there).
+    `rr SITE PREFIX SRC DST`: as a relay, the route of a packet from SITE's host SRC to DST
+    in PREFIX coming in from the tunnel.
     `probe SITE PREFIX SRC DEV DST PING LANSRC OVERLAY [HOST]`: the same for the other site's
     lead prefix, then its overlay address OVERLAY pinged ("-": the other end pings it) with
     and without DF, and HOST (a host in its LAN) pinged from LANSRC.
@@ -337,7 +347,7 @@ def parse_probes(
                 addresses.append(address)
                 if device and _device(device[0]):
                     probes.devices[address] = device[0]
-            case ["lan", host, device] if (source := _address(host)) is not None:
+            case ["lan", host, device] if (source := _address(host)) and _device(device):
                 probes.lan.setdefault(source.version, (host, device))
             case ["route_lan", site, prefix, *rest] if (net := _network(prefix)) is not None:
                 probes.route_lan[site, net] = " ".join(rest)

@@ -74,17 +74,21 @@ def _covers(outer: IPNetwork, inner: IPNetwork) -> bool:
 
 
 def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
-    """1. Tailscale's accepted routes capture a WireGuard-routed prefix (table 52 first)."""
+    """1. Tailscale's accepted routes capture a WireGuard-routed prefix (table 52 first): one
+    finding a cause (accepted routes, or an exit node) for every prefix it takes."""
     facts = live.facts[site.name]
     probes = live.probes[site.name]
-    out = []
+    pinned = site.tailscale is not None and site.tailscale.accept_routes
+    prefs = facts.tailscale.prefs
+    # by cause: (the other site, the prefix taken, evidence, what the router's own ping crossed)
+    found: dict[bool, list[tuple[str, IPNetwork, list[str], str | None]]] = {}
     for (other, prefix), line in probes.route_lan.items():
         if "tailscale0" not in line and " table 52" not in line:
             continue
         in52 = [r for r in facts.table52 if _covers(r.dest, prefix)]
         six = "-6 " if prefix.version == 6 else ""
         rule = facts.lookup52 if not six else facts.lookup52_v6
-        router_ok = probes.ping_router.get((other, prefix))
+        router_ok = bool(probes.ping_router.get((other, prefix)))
         source, device = probes.source(prefix.version) or ("?", "?")
         evidence = [
             f"$ ip {six}rule show",
@@ -98,38 +102,46 @@ def check_tailscale(live: Live, site: SitePlan) -> list[Finding]:
         if router_ok:
             dst = mine.split()[:1] or [f"<{other} LAN>"]
             evidence.append(f"$ ping -c 2 {dst[0]}   → ok  (from the router itself)")
-        path = "the tailnet" if "tailscale0" in mine else "WireGuard"
-        shape = (
-            f" (pings from the router itself still get through, over {path}: it works from "
-            "the router and fails from the LAN)"
-            if router_ok
-            else ""
-        )
-        pinned = site.tailscale is not None and site.tailscale.accept_routes
-        prefs = facts.tailscale.prefs
         # An exit node puts a default route in table 52: it takes every LAN, not one prefix.
         exit_node = bool(
             prefs is not None and prefs.uses_exit_node and in52 and all(r.is_default for r in in52)
         )
-        what = (
-            "exit node (a default route in table 52) takes"
-            if exit_node
-            else "accepted routes capture"
+        over = "the tailnet" if "tailscale0" in mine else "WireGuard"
+        found.setdefault(exit_node, []).append(
+            (other, prefix, evidence, over if router_ok else None)
         )
-        out.append(
-            Finding(
-                "tailscale-captures-route",
-                site.name,
-                f"Tailscale's {what} {prefix}: LAN traffic to {other} goes "
-                f"into tailscale0, not {site.interface}{shape}",
-                tuple(evidence),
-                _tailscale_fix(site.name, prefix, pinned, exit_node),
-            )
-        )
-    return out
+    return [_captured(site, exit_node, captures, pinned) for exit_node, captures in found.items()]
 
 
-def _tailscale_fix(site: str, prefix: IPNetwork, pinned: bool, exit_node: bool) -> str:
+def _captured(
+    site: SitePlan,
+    exit_node: bool,
+    captures: list[tuple[str, IPNetwork, list[str], str | None]],
+    pinned: bool,
+) -> Finding:
+    prefixes = " and ".join(str(prefix) for _, prefix, _, _ in captures)
+    others = " and ".join(dict.fromkeys(other for other, _, _, _ in captures))
+    what = (
+        "exit node (a default route in table 52) takes" if exit_node else "accepted routes capture"
+    )
+    over = next((o for _, _, _, o in captures if o), None)
+    shape = (
+        f" (pings from the router itself still get through, over {over}: it works from "
+        "the router and fails from the LAN)"
+        if over
+        else ""
+    )
+    return Finding(
+        "tailscale-captures-route",
+        site.name,
+        f"Tailscale's {what} {prefixes}: LAN traffic to {others} goes "
+        f"into tailscale0, not {site.interface}{shape}",
+        tuple(dict.fromkeys(line for _, _, evidence, _ in captures for line in evidence)),
+        _tailscale_fix(site.name, prefixes, pinned, exit_node),
+    )
+
+
+def _tailscale_fix(site: str, prefix: str, pinned: bool, exit_node: bool) -> str:
     if pinned:
         # The spec keeps accepted routes: apply restores the rules that pin the WireGuard
         # prefixes to main ahead of table 52 (turning them off would fight it).

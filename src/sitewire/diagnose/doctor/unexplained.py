@@ -10,6 +10,7 @@ from sitewire import strict
 from sitewire.diagnose.doctor.model import Finding, Live
 from sitewire.diagnose.doctor.trace import Path
 from sitewire.diagnose.lans import lan_address
+from sitewire.strict import IPNetwork
 
 DOES_NOT_READ = (
     "tc qdiscs and filters (tc filter show dev {iface} ingress), iptables-legacy rules, "
@@ -78,10 +79,12 @@ def _suspects(live: Live, path: Path) -> list[str]:
 def unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) -> list[Finding]:
     # an error may explain the failure; a warning (works now, breaks at the next boot) cannot
     named = {f.site for f in found if f.kind != "warning"}
-    failing: dict[tuple[str, str], Path] = {}
-    for p in traced:  # one finding a pair: the first of its prefixes whose pings failed
-        if (p.source, p.dest) not in failing and _failed(live, p):
-            failing[p.source, p.dest] = p
+    failing: dict[tuple[str, str], Path] = {}  # one finding a pair, traced on its first
+    prefixes: dict[tuple[str, str], list[IPNetwork]] = {}  # failing prefix; and every one
+    for p in traced:
+        if _failed(live, p):
+            failing.setdefault((p.source, p.dest), p)
+            prefixes.setdefault((p.source, p.dest), []).append(p.prefix)
     out = []
     for (source, dest), path in failing.items():
         if named & set(path.sites) or dest in named:
@@ -92,8 +95,10 @@ def unexplained(live: Live, traced: Sequence[Path], found: Sequence[Finding]) ->
             continue
         known = [h for h in path.hops if h.ok]
         last = known[-1].line() if known else "(none)"
-        # the prefix, unless the overlay fails too (then every prefix of the pair does)
-        said = "" if live.probes[source].small.get(dest) is False else which(live, path)
+        # the prefixes, unless every one of the destination's fails
+        seen = prefixes[source, dest]
+        whole = set(seen) == set(live.plan.site(dest).lan)
+        said = "" if whole else f" ({', '.join(map(str, seen))})"
         iface = live.plan.site(dest).interface
         out.append(
             Finding(

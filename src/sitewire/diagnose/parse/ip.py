@@ -330,6 +330,8 @@ def parse_addresses(text: str) -> list[HeldAddress]:
         dev = words[1].split("@")[0]
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", dev):
             continue
+        if {"tentative", "dadfailed"} & set(words):
+            continue  # not usable as a source (yet, or ever)
         try:
             held = strict.interface(words[3])
         except ValueError:

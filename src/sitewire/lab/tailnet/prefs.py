@@ -207,15 +207,15 @@ def _exit_node(value: FlagValue) -> str:
     """--exit-node: a peer's tailnet address, or "" for none (the stand-in has no MagicDNS
     names; the real CLI also takes a node's name)."""
     text = str(value or "")
-    if text:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise TailnetError(
-                f"--exit-node={text}: the lab stand-in takes an exit node's tailnet address "
-                "(100.64.0.N), not a name"
-            ) from None
-    return text
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise TailnetError(
+            f"--exit-node={text}: the lab stand-in takes an exit node's tailnet address "
+            "(100.64.0.N), not a name"
+        ) from None
 
 
 def _netfilter_mode(value: FlagValue) -> NetfilterMode:
