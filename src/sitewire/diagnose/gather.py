@@ -23,6 +23,7 @@ from sitewire.diagnose.lans import relayed
 from sitewire.diagnose.probes import (
     Probes,
     failed,
+    held,
     mirror_overlay,
     parse_probes,
     probe_sections,
@@ -91,7 +92,7 @@ async def gather_network(plan: Plan, targets: Mapping[str, Target], creds: Crede
                 run_sections(session, probe_sections(plan, name, {**facts}, relays=relays)),
                 run_sections(session, STATE_SECTIONS),
             )
-            probes = parse_probes(pinged["sw_probes"], state)
+            probes = held(parse_probes(pinged["sw_probes"], state), facts.get(name))
             if again := failed(probes):
                 retried = await run_sections(
                     session, probe_sections(plan, name, facts, again, relays)

@@ -120,7 +120,9 @@ def probe_sections(
     me = plan.site(site)
     # The source of each IP version's route checks and LAN pings.
     local = lan_sources(plan, site, facts)
-    lines = ['ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\'']
+    own = facts.get(site)
+    # the addresses it holds come with the facts (`addrs`); asked here only where they did not
+    lines = [] if own is not None and own.addresses else [_ADDRESSES]
     for host, dev, _, _ in local.values():
         lines.append(f"echo lan {q(host)} {q(dev)}")
     first = next(iter(local.values()), None)
@@ -156,15 +158,22 @@ def probe_sections(
     if only is None:
         lines += _relay_lines((relays if relays is not None else relayed(plan, facts)), site)
     lines += _endpoint_routes(facts.get(site), me)
+    lines += _resolve_lines(me)
+    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
+
+
+def _resolve_lines(me: SitePlan) -> list[str]:
+    """Each name the site dials, as the router resolves it now."""
+    out = []
     for peer in me.peers:
         if peer.dial is not None and peer.dial.endpoint.kind == "name":
-            name = q(peer.dial.endpoint.host)
-            lines.append(
+            name = shlex.quote(peer.dial.endpoint.host)
+            out.append(
                 f"for a in $( (getent ahosts {name} 2>/dev/null || nslookup {name} 2>/dev/null) "
                 "| awk '/^Address/ { print $NF; next } NF >= 2 && $2 == \"STREAM\" { print $1 }'"
                 f"); do echo resolved {name} $a; done"
             )
-    return [("sw_probes", "\n".join(lines) + "\nwait\nreturn 0")]
+    return out
 
 
 # `rt`, `lp`, `more` and `rr` (see _probe_function).
@@ -190,6 +199,9 @@ _ROUTES = (
     # A relay's route for a forwarded packet from a host of SITE (SRC) to DST in PREFIX.
     'rr() { echo "route_relay $1 $2 $(ip route get "$4" from "$3" iif "$wgdev" 2>&1)"; }\n'
 )
+
+
+_ADDRESSES = 'ip -o addr show | awk \'{ split($4, a, "/"); print "addr", a[1], $2 }\''
 
 
 def _relay_lines(relays: Mapping[str, Sequence[Relayed]], site: str) -> list[str]:
@@ -328,6 +340,15 @@ def second_look(first: Probes, again: Probes) -> Probes:
     for site, fits in again.fits.items():
         first.fits.setdefault(site, fits)
     return first
+
+
+def held(probes: Probes, facts: DeviceFacts | None) -> Probes:
+    """The probes, with the addresses the router holds taken from its facts where the probe
+    script did not ask (probe_sections)."""
+    if facts is not None and facts.addresses and not probes.addresses:
+        probes.addresses = tuple(str(a.interface.ip) for a in facts.addresses)
+        probes.devices = {str(a.interface.ip): a.dev for a in facts.addresses}
+    return probes
 
 
 def parse_probes(
