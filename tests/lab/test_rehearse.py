@@ -123,13 +123,19 @@ def test_lab_test_waits_for_fw4_to_load_the_tunnels_rules(
     # so its zone had no rules for the tunnel until the ifup hotplug's reload came.
     name, _ = lab("seed.toml", "--configured")
     state = load_state(name)
+    # And the race of the CI run after it: A's wg0 still being brought up when lab test asks
+    # (`wg show` fails), which must be waited for, not taken for a router without a tunnel.
     hook = "/etc/hotplug.d/iface/20-firewall"
-    setup = f"mv {hook} /tmp/fw-hook && ifdown wg0 && sleep 1 && fw4 reload && ifup wg0"
+    setup = f"mv {hook} /tmp/fw-hook && ifdown wg0 && sleep 1 && fw4 reload"
     assert router_exec(state, "A", ["sh", "-c", setup]).returncode == 0
+    later = (
+        f"(sleep 2; ifup wg0; sleep 3; fw4 reload; mv /tmp/fw-hook {hook}) "
+        "</dev/null >/dev/null 2>&1 &"
+    )
+    assert router_exec(state, "A", ["sh", "-c", later]).returncode == 0
     # B starts afresh too, so it shakes hands with A's new device at once.
     assert router_exec(state, "B", ["ifup", "wg0"]).returncode == 0
-    later = f"(sleep 5; fw4 reload; mv /tmp/fw-hook {hook}) </dev/null >/dev/null 2>&1 &"
-    assert router_exec(state, "A", ["sh", "-c", later]).returncode == 0
+    assert router_exec(state, "A", ["wg", "show", "wg0"]).returncode != 0  # not there yet
     ruleset = router_exec(state, "A", ["nft", "list", "chain", "inet", "fw4", "input"]).stdout
     assert 'iifname "wg0"' not in ruleset  # the fault is there when lab test starts
     code, out, err = _lab_test(name, capsys)

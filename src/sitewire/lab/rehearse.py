@@ -150,8 +150,8 @@ def await_handshakes(state: LabState, plan: Plan, timeout: float = 20.0) -> list
     A dialer with persistent keepalive starts its handshake on its own, so a pause here keeps
     `lab test` from racing a busy machine. The handshake can come before fw4's own reload from
     the ifup hotplug (fw4 writes no rules for a device that is down when it loads), and until
-    then the zone's forwardings do not apply to the tunnel. Routers without the interface
-    (factory state) are not waited for.
+    then the zone's forwardings do not apply to the tunnel. A router whose interface is
+    configured but not there yet is waited for; one without it (factory state) is not.
     """
     deadline = time.monotonic() + timeout
     waiting = {
@@ -183,9 +183,13 @@ def await_handshakes(state: LabState, plan: Plan, timeout: float = 20.0) -> list
     ]
 
 
-# Fails only when the interface is missing; says "zoned" once fw4's input chain jumps for it.
+# Fails only when the interface is neither there nor configured (factory state): one that is
+# configured but not there yet (netifd or wg-quick still bringing it up) is waited for. Says
+# "zoned" once fw4's input chain jumps for it.
 _SETTLED = (
-    "wg show {iface} latest-handshakes || exit 1; "
+    "if ! wg show {iface} latest-handshakes 2>/dev/null; then "
+    "uci -q get network.{iface} >/dev/null 2>&1 || [ -f /etc/wireguard/{iface}.conf ] || exit 1; "
+    "exit 0; fi; "
     "if ! command -v fw4 >/dev/null || nft list chain inet fw4 input 2>/dev/null"
     " | grep -qF 'iifname \"{iface}\"'; then echo zoned; fi"
 )
